@@ -1,0 +1,256 @@
+"""Typed events and their JSON-lines codec.
+
+One event a line, appended and flushed by the worker, so that any reader in any process sees the
+run's whole history and can rebuild every plot from it. Readers skip a torn trailing line (a worker
+killed mid-write) and pick it up once it is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar, Iterator
+
+
+@dataclass
+class Event:
+    kind: ClassVar[str] = "event"
+    t: float = field(default_factory=time.time, kw_only=True)
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["type"] = self.kind
+        return json.dumps(d, separators=(",", ":"), allow_nan=True)
+
+
+@dataclass
+class RunStarted(Event):
+    kind: ClassVar[str] = "run_started"
+    name: str
+    model: str
+    params_total: int
+    params_trainable: int
+    num_classes: int
+    classes: list[str]
+    train_size: int
+    val_size: int
+    steps_per_epoch: int
+    total_steps: int
+    device: str
+    resumed_from_step: int = 0
+
+
+@dataclass
+class Step(Event):
+    kind: ClassVar[str] = "step"
+    step: int
+    epoch: float
+    loss: float
+    lr: float
+    grad_norm: float
+    images_per_s: float
+    data_time: float
+    step_time: float
+    torch_allocated: int = 0  # bytes, CUDA only
+    torch_reserved: int = 0
+
+
+@dataclass
+class Eval(Event):
+    kind: ClassVar[str] = "eval"
+    step: int
+    epoch: float
+    loss: float
+    top1: float
+    top5: float
+    ema_top1: float | None = None
+
+
+@dataclass
+class Log(Event):
+    kind: ClassVar[str] = "log"
+    level: str  # info | warning | error
+    message: str
+    step: int = 0
+
+
+@dataclass
+class DataSkipped(Event):
+    kind: ClassVar[str] = "data_skipped"
+    count: int  # total unreadable images skipped so far
+    examples: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Status(Event):
+    kind: ClassVar[str] = "status"
+    state: str
+    step: int
+    reason: str = ""
+
+
+@dataclass
+class CheckpointSaved(Event):
+    kind: ClassVar[str] = "checkpoint"
+    step: int
+    path: str
+    best: bool = False
+    metric: float | None = None
+
+
+@dataclass
+class ControlAck(Event):
+    kind: ClassVar[str] = "control_ack"
+    command: str
+    id: str
+    step: int
+    ok: bool = True
+    detail: str = ""
+
+
+@dataclass
+class Fault(Event):
+    kind: ClassVar[str] = "fault"
+    fault: str  # nan | oom | exception
+    step: int
+    message: str
+    quantity: str = ""
+    suggestion: str = ""
+
+
+@dataclass
+class AttentionProbe(Event):
+    kind: ClassVar[str] = "attention"
+    step: int
+    path: str  # relative to the run directory
+    entropy: list[list[float]] = field(default_factory=list)  # [layer][head], normalised
+    distance: list[list[float]] = field(default_factory=list)  # [layer][head], pixels
+    diversity: list[float] = field(default_factory=list)  # [layer]
+    flags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class GradFlow(Event):
+    kind: ClassVar[str] = "grad_flow"
+    step: int
+    names: list[str]
+    attn: list[float]
+    mlp: list[float]
+    other: dict[str, float] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Finished(Event):
+    kind: ClassVar[str] = "finished"
+    step: int
+    best_top1: float | None
+    wall_time: float
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.kind: cls
+    for cls in (RunStarted, Step, Eval, Log, DataSkipped, Status, CheckpointSaved, ControlAck, Fault,
+                AttentionProbe, GradFlow, Finished)
+}
+
+
+def decode(line: str) -> Event | None:
+    """One line to a typed event; unknown types and malformed lines give None (old readers, new writers)."""
+    try:
+        d = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(d, dict):
+        return None
+    cls = EVENT_TYPES.get(d.pop("type", None))
+    if cls is None:
+        return None
+    names = {f.name for f in fields(cls)}
+    try:
+        return cls(**{k: v for k, v in d.items() if k in names})
+    except TypeError:
+        return None
+
+
+class EventWriter:
+    """Appends whole lines with one write each and flushes, so readers never see half an event
+    except when the process dies inside write(); readers tolerate that."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._f = os.fdopen(fd, "a", encoding="utf-8")
+        # A worker killed mid-line leaves a torn tail; start on a fresh line so our first event parses.
+        if self.path.stat().st_size > 0:
+            with open(self.path, "rb") as r:
+                r.seek(-1, os.SEEK_END)
+                if r.read(1) != b"\n":
+                    self._f.write("\n")
+                    self._f.flush()
+
+    def write(self, event: Event) -> None:
+        self._f.write(event.to_json() + "\n")
+        self._f.flush()
+
+    def close(self) -> None:
+        self._f.close()
+
+
+class EventTail:
+    """Incremental reader: `poll()` returns the events appended since the last call.
+
+    Keeps a byte offset and holds back an incomplete last line; memory is bounded by one read chunk,
+    never by the length of the history."""
+
+    def __init__(self, path: str | Path, chunk: int = 1 << 20):
+        self.path = Path(path)
+        self.offset = 0
+        self.chunk = chunk
+        self._partial = b""
+
+    def poll(self, max_bytes: int | None = None) -> list[Event]:
+        out: list[Event] = []
+        try:
+            f = open(self.path, "rb")
+        except FileNotFoundError:
+            return out
+        with f:
+            f.seek(self.offset)
+            budget = max_bytes
+            while True:
+                data = f.read(self.chunk if budget is None else min(self.chunk, budget))
+                if not data:
+                    break
+                self.offset += len(data)
+                if budget is not None:
+                    budget -= len(data)
+                buf = self._partial + data
+                lines = buf.split(b"\n")
+                self._partial = lines.pop()
+                for raw in lines:
+                    if raw.strip():
+                        ev = decode(raw.decode("utf-8", "replace"))
+                        if ev is not None:
+                            out.append(ev)
+                if budget is not None and budget <= 0:
+                    break
+        return out
+
+
+def read_all(path: str | Path) -> list[Event]:
+    return EventTail(path).poll()
+
+
+def iter_events(path: str | Path) -> Iterator[Event]:
+    tail = EventTail(path)
+    yield from tail.poll()
+
+
+def event_dict(event: Event) -> dict[str, Any]:
+    d = asdict(event)
+    d["type"] = event.kind
+    return d

@@ -1,0 +1,162 @@
+"""Layout of a run directory and its small state files.
+
+    runs/<name>/
+      recipe.toml      the resolved recipe the worker trains
+      status.json      state, step, epoch, pid, host — rewritten atomically
+      events.jsonl     the whole history, one event a line
+      commands.jsonl   control commands from any process
+      worker.log       the worker's stdout and stderr when detached
+      worker.lock      pid and start time of the worker that owns the run
+      checkpoints/     step-N/ folders, `last` and `best` pointers
+      attention/       probe arrays
+
+Everything is created owner-only: a run may hold private data and its control file must not be
+writable by other users.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+STATES = ("starting", "running", "paused", "stopping", "stopped", "finished", "failed")
+LIVE_STATES = ("starting", "running", "paused", "stopping")
+
+
+def atomic_write_text(path: Path, text: str, mode: int = 0o600) -> None:
+    """Write to a temp file in the same folder, fsync, rename: readers see the old or the new file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+@dataclass
+class RunStatus:
+    state: str = "starting"
+    step: int = 0
+    epoch: float = 0.0
+    total_steps: int = 0
+    pid: int = 0
+    host: str = field(default_factory=socket.gethostname)
+    started: float = field(default_factory=time.time)
+    updated: float = field(default_factory=time.time)
+    message: str = ""
+    best_top1: float | None = None
+    last_top1: float | None = None
+    last_checkpoint_step: int | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunStatus":
+        names = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+class RunDir:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    # --- layout -----------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def recipe_path(self) -> Path:
+        return self.path / "recipe.toml"
+
+    @property
+    def status_path(self) -> Path:
+        return self.path / "status.json"
+
+    @property
+    def events_path(self) -> Path:
+        return self.path / "events.jsonl"
+
+    @property
+    def commands_path(self) -> Path:
+        return self.path / "commands.jsonl"
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / "worker.log"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path / "worker.lock"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def attention(self) -> Path:
+        return self.path / "attention"
+
+    def exists(self) -> bool:
+        return self.recipe_path.exists()
+
+    def create(self) -> "RunDir":
+        old = os.umask(0o077)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(self.path, 0o700)
+            for sub in (self.checkpoints, self.attention):
+                sub.mkdir(exist_ok=True, mode=0o700)
+            for f in (self.events_path, self.commands_path):
+                if not f.exists():
+                    f.touch(mode=0o600)
+        finally:
+            os.umask(old)
+        return self
+
+    # --- status -----------------------------------------------------------------------------
+    def read_status(self) -> RunStatus | None:
+        try:
+            return RunStatus.from_dict(json.loads(self.status_path.read_text()))
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def write_status(self, status: RunStatus) -> None:
+        status.updated = time.time()
+        atomic_write_text(self.status_path, json.dumps(asdict(status), indent=1))
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "run"
+
+
+def new_run_name(runs_root: Path, base: str) -> str:
+    """`base` if free, else base-2, base-3, … — names a person can type."""
+    base = slug(base)
+    if not (runs_root / base).exists():
+        return base
+    i = 2
+    while (runs_root / f"{base}-{i}").exists():
+        i += 1
+    return f"{base}-{i}"
+
+
+def list_runs(runs_root: str | Path) -> list[RunDir]:
+    root = Path(runs_root)
+    if not root.is_dir():
+        return []
+    runs = [RunDir(p) for p in root.iterdir() if p.is_dir() and (p / "recipe.toml").exists()]
+    return sorted(runs, key=lambda r: (r.path / "recipe.toml").stat().st_mtime)
