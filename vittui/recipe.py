@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import sys
 import typing
 from dataclasses import dataclass, field, fields, replace
@@ -335,10 +336,13 @@ def _check_recipe(r: Recipe) -> None:
         raise RecipeError(f"schedule.min_lr ({r.schedule.min_lr:g}) must not exceed optim.lr ({r.optim.lr:g})")
     if r.run.name and any(c in r.run.name for c in "/\\\0") or r.run.name in (".", ".."):
         raise RecipeError(f"run.name must be a plain folder name (got {r.run.name!r})")
-    if r.augment.auto_augment and not r.augment.auto_augment.startswith(("rand", "augmix", "trivial", "original", "v0")):
+    if r.augment.auto_augment and not AUTO_AUGMENT.match(r.augment.auto_augment):
         raise RecipeError(
             f"augment.auto_augment must be a timm policy such as 'rand-m9-mstd0.5-inc1' (got {r.augment.auto_augment!r})"
         )
+
+
+AUTO_AUGMENT = re.compile(r"^(rand|augmix|original|originalr|v0|v0r|3a)(-[a-z]+[0-9.]*)*$|^trivialaugment$")
 
 
 def from_dict(data: dict[str, Any], source: str | None = None) -> Recipe:

@@ -1,0 +1,121 @@
+"""Start workers and tell how runs are doing, without importing torch.
+
+A detached worker is a process of its own in a new session: closing the terminal (SIGHUP) or the
+launching process exiting leaves it training. Several GPUs or machines go through `accelerate launch`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from vittui.recipe import Recipe, save
+from vittui.runs import events as ev
+from vittui.runs.lock import lock_holder_alive, pid_alive
+from vittui.runs.store import LIVE_STATES, RunDir, RunStatus, new_run_name
+
+
+def prepare_run(recipe: Recipe, runs_root: str | Path, name: str | None = None) -> RunDir:
+    """A new run directory holding the resolved recipe and a 'starting' status."""
+    root = Path(runs_root)
+    root.mkdir(parents=True, exist_ok=True)
+    base = name or recipe.run.name or recipe.model.name.split("/")[-1].split(".")[0]
+    run = RunDir(root / new_run_name(root, base)).create()
+    save(recipe, run.recipe_path)
+    os.chmod(run.recipe_path, 0o600)
+    run.write_status(RunStatus(state="starting"))
+    return run
+
+
+def worker_command(run: RunDir, *, resume: bool = False, gpus: int = 0, accelerate_config: str | None = None) -> list[str]:
+    args = [str(run.path)] + (["--resume"] if resume else [])
+    if gpus > 1 or accelerate_config:
+        cmd = [sys.executable, "-m", "accelerate.commands.launch"]
+        if accelerate_config:
+            cmd += ["--config_file", accelerate_config]
+        else:
+            cmd += ["--multi_gpu", "--num_processes", str(gpus)]
+        return cmd + ["-m", "vittui.train.worker"] + args
+    return [sys.executable, "-m", "vittui.train.worker"] + args
+
+
+def spawn(cmd: list[str], run: RunDir, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start `cmd` detached: own session, stdin closed, output appended to worker.log."""
+    log = os.open(run.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        return subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+            env={**os.environ, **(env or {})}, close_fds=True,
+        )
+    finally:
+        os.close(log)
+
+
+def launch(recipe: Recipe, runs_root: str | Path, name: str | None = None, *, gpus: int = 0,
+           accelerate_config: str | None = None, env: dict[str, str] | None = None) -> RunDir:
+    run = prepare_run(recipe, runs_root, name)
+    proc = spawn(worker_command(run, gpus=gpus, accelerate_config=accelerate_config), run, env)
+    status = run.read_status() or RunStatus()
+    status.pid = proc.pid
+    run.write_status(status)
+    return run
+
+
+def resume(run: RunDir, *, gpus: int = 0, accelerate_config: str | None = None,
+           env: dict[str, str] | None = None) -> subprocess.Popen:
+    return spawn(worker_command(run, resume=True, gpus=gpus, accelerate_config=accelerate_config), run, env)
+
+
+def run_state(run: RunDir) -> str:
+    """The state a person should see: status.json's, or `lost` when it claims to be live but no
+    worker process is behind it (killed, machine rebooted)."""
+    status = run.read_status()
+    if status is None:
+        return "lost"
+    if status.state in LIVE_STATES:
+        if lock_holder_alive(run.lock_path) or pid_alive(status.pid):
+            return status.state
+        return "lost"
+    return status.state
+
+
+@dataclass
+class RunSummary:
+    name: str
+    path: Path
+    state: str
+    step: int
+    total_steps: int
+    epoch: float
+    best_top1: float | None
+    last_top1: float | None
+    model: str
+    updated: float
+
+
+def summarize(run: RunDir) -> RunSummary:
+    status = run.read_status() or RunStatus()
+    model = ""
+    try:
+        from vittui.recipe import load
+
+        model = load(run.recipe_path).model.name
+    except Exception:  # noqa: BLE001 - a broken recipe must not hide the run from the list
+        model = "?"
+    return RunSummary(run.name, run.path, run_state(run), status.step, status.total_steps, status.epoch,
+                      status.best_top1, status.last_top1, model, status.updated)
+
+
+def resolve_run(name_or_path: str, runs_root: str | Path) -> RunDir:
+    p = Path(name_or_path)
+    for cand in (p, Path(runs_root) / name_or_path):
+        if (cand / "recipe.toml").exists():
+            return RunDir(cand)
+    raise FileNotFoundError(f"no run named {name_or_path!r} (looked in {Path(runs_root)}/ and at the path itself)")
+
+
+def history(run: RunDir) -> list[ev.Event]:
+    return ev.read_all(run.events_path)

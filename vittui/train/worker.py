@@ -1,0 +1,121 @@
+"""The worker process: `python -m vittui.train.worker RUN_DIR [--resume]`.
+
+It owns one run directory: takes its lock, trains the recipe stored there, answers commands from
+`commands.jsonl`, and leaves `status.json` saying how it ended. SIGTERM (what cluster schedulers
+send) checkpoints and exits cleanly; the first Ctrl-C does the same and a second one stops at once.
+Exit codes: 0 finished or stopped, 1 the run failed, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+from typing import Callable
+
+from vittui.recipe import RecipeError, load
+from vittui.runs import events as ev
+from vittui.runs import lock
+from vittui.runs.control import CommandReader
+from vittui.runs.store import RunDir, RunStatus
+
+OOM_ADVICE = ("reduce data.batch_size and raise compute.accumulation to keep the effective batch, "
+              "use compute.precision = 'bf16', or turn on compute.grad_checkpointing")
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")))
+
+
+def _acked_ids(run: RunDir) -> set[str]:
+    return {e.id for e in ev.read_all(run.events_path) if isinstance(e, ev.ControlAck)}
+
+
+def _fail(run: RunDir, fault: str, message: str, suggestion: str = "") -> None:
+    status = run.read_status() or RunStatus()
+    status.state, status.message = "failed", message
+    run.write_status(status)
+    w = ev.EventWriter(run.events_path)
+    w.write(ev.Fault(fault=fault, step=status.step, message=message, suggestion=suggestion))
+    w.write(ev.Status(state="failed", step=status.step, reason=message))
+    w.close()
+
+
+def run_worker(run_path: str | Path, *, resume: bool = False, on_event: Callable[[ev.Event], None] | None = None,
+               interactive: bool = False) -> int:
+    from vittui.train.control_point import ControlPoint
+
+    run = RunDir(run_path)
+    main = _rank() == 0
+    try:
+        recipe = load(run.recipe_path)
+    except RecipeError as e:
+        print(f"RecipeError: {e}", file=sys.stderr)
+        return 2
+    if main:
+        try:
+            lock.acquire(run.lock_path)
+        except lock.RunLocked as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    reader = CommandReader(run.commands_path, skip_ids=_acked_ids(run)) if main else None
+    cp = ControlPoint(source=reader)
+
+    def on_signal(signum, frame):
+        if cp.stop_requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        cp.request_stop()
+        if interactive and signum == signal.SIGINT:
+            print("\ncheckpointing and stopping at the end of this step (Ctrl-C again to stop now)",
+                  file=sys.stderr, flush=True)
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    if main:
+        status = run.read_status() or RunStatus()
+        status.pid, status.state = os.getpid(), "starting"
+        run.write_status(status)
+    try:
+        import torch
+
+        from vittui.train.loop import train
+
+        result = train(recipe, run.path, resume=resume, on_event=on_event, control_point=cp)
+        return 0 if result.state in ("finished", "stopped") else 1
+    except KeyboardInterrupt:
+        if main:
+            status = run.read_status() or RunStatus()
+            status.state, status.message = "stopped", "interrupted without a checkpoint"
+            run.write_status(status)
+        return 130
+    except Exception as e:  # noqa: BLE001 - every failure must reach status.json
+        traceback.print_exc()
+        oom = "OutOfMemoryError" in type(e).__name__ or "out of memory" in str(e).lower()
+        if main:
+            if oom:
+                bs = recipe.data.batch_size
+                _fail(run, "oom", f"out of memory at batch size {bs}: {str(e).splitlines()[0]}", OOM_ADVICE)
+            else:
+                _fail(run, "exception", f"{type(e).__name__}: {e}")
+        return 2 if isinstance(e, RecipeError) or type(e).__name__ in ("DataError", "ModelError") else 1
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        if main:
+            lock.release(run.lock_path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m vittui.train.worker")
+    p.add_argument("run_dir")
+    p.add_argument("--resume", action="store_true")
+    a = p.parse_args(argv)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the terminal that launched us may go away
+    return run_worker(a.run_dir, resume=a.resume)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
