@@ -1,0 +1,150 @@
+"""Image transforms, mixup/cutmix and class weights, all built from the Recipe on top of timm.
+
+`build_transform` is a thin, explicit call to `timm.data.create_transform`; the only things added
+here are the few adjustments the recipe's ranges allow but timm does not expect:
+
+- a 1-entry mean/std (grayscale statistics) is widened to 3 entries, because every image reaching the
+  transform is RGB and timm's RandAugment uses the mean as a per-channel fill colour;
+- `interpolation = "random"` is a training-only mode in timm; evaluation falls back to bilinear;
+- `auto_augment = "trivialaugment"` (accepted by the recipe, unknown to timm's parser) is torchvision's
+  `TrivialAugmentWide`, placed where timm puts its auto-augment (after crop and flips, before
+  `ToTensor`) and, like timm's policies, replacing colour jitter.
+
+RandAugment on tiny images (checked in timm 1.0.31 `transforms_factory.transforms_imagenet_train`):
+the translate range is `int(img_size * 0.45)` pixels, so at 32 px it translates by up to 14 px instead
+of ImageNet's 100; every op is a PIL op that works at any size. Random erasing runs on the normalised
+tensor and uses timm's `RandomErasing` (10 attempts per image; at 32 px it finds boxes as usual).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from timm.data import Mixup, create_transform
+from timm.data.mixup import mixup_target
+
+from vittui.recipe import Recipe
+
+
+def _three(values: Sequence[float]) -> tuple[float, float, float]:
+    values = tuple(float(v) for v in values)
+    if len(values) == 1:
+        return (values[0],) * 3
+    return values  # type: ignore[return-value]
+
+
+def build_transform(recipe: Recipe, train: bool):
+    """The torchvision `Compose` that turns an RGB PIL image into a normalised (3, S, S) tensor.
+
+    Training: RandomResizedCrop(scale, ratio) → flips → RandAugment/AutoAugment or colour jitter →
+    tensor → normalise → random erasing. Evaluation: resize the short side to S and centre-crop S
+    (`crop_pct=1.0`, so nothing is cut away from a square image).
+    """
+    a, d = recipe.augment, recipe.data
+    size = int(recipe.model.img_size)
+    mean, std = _three(d.mean), _three(d.std)
+    if train:
+        trivial = a.auto_augment == "trivialaugment"
+        tf = create_transform(
+            input_size=(3, size, size),
+            is_training=True,
+            scale=tuple(a.crop_scale),
+            ratio=tuple(a.crop_ratio),
+            hflip=float(a.hflip),
+            vflip=float(a.vflip),
+            color_jitter=float(a.color_jitter) if a.color_jitter > 0 and not trivial else None,
+            auto_augment=(a.auto_augment or None) if not trivial else None,
+            re_prob=float(a.re_prob),
+            re_mode="pixel",  # timm train.py's default (DeiT recipe)
+            interpolation=a.interpolation,
+            mean=mean,
+            std=std,
+        )
+        if trivial:
+            _insert_trivial_augment(tf, a.interpolation, mean)
+        return tf
+    interpolation = "bilinear" if a.interpolation == "random" else a.interpolation
+    return create_transform(
+        input_size=(3, size, size),
+        is_training=False,
+        interpolation=interpolation,
+        mean=mean,
+        std=std,
+        crop_pct=1.0,
+    )
+
+
+def _insert_trivial_augment(tf, interpolation: str, mean: Sequence[float]) -> None:
+    from torchvision.transforms import InterpolationMode, TrivialAugmentWide
+
+    mode = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC,
+            "nearest": InterpolationMode.NEAREST}.get(interpolation, InterpolationMode.BILINEAR)
+    fill = [min(255, round(255 * m)) for m in mean]
+    names = [type(t).__name__ for t in tf.transforms]
+    at = next((i for i, n in enumerate(names) if n in ("MaybeToTensor", "ToTensor")), len(names))
+    tf.transforms.insert(at, TrivialAugmentWide(interpolation=mode, fill=fill))
+
+
+class BatchMixup(Mixup):
+    """timm's `Mixup` (batch mode) without its even-batch assertion.
+
+    Batch-mode mixing pairs sample i with sample n-1-i (`x.flip(0)`); with an odd batch the middle
+    sample is simply mixed with itself, which is harmless. Odd batches happen here because unreadable
+    images are dropped from a batch by the collate function, and because the last batch of a small
+    train set is kept. Empty batches are returned untouched (with one-hot-shaped empty targets).
+    """
+
+    def __call__(self, x: torch.Tensor, target: torch.Tensor):
+        if len(x) == 0:
+            return x, torch.zeros((0, self.num_classes), dtype=torch.float32, device=x.device)
+        if self.mode == "pair" and len(x) % 2:
+            return super().__call__(x, target)  # pragma: no cover - timm asserts: pair mode needs even batches
+        if self.mode == "elem":
+            lam = self._mix_elem(x)
+        elif self.mode == "pair":
+            lam = self._mix_pair(x)
+        else:
+            lam = self._mix_batch(x)
+        return x, mixup_target(target, self.num_classes, lam, self.label_smoothing, self.multi_label)
+
+
+def build_mixup(recipe: Recipe, num_classes: int) -> Mixup | None:
+    """A timm `Mixup` (subclass `BatchMixup`) producing soft targets, or None when both alphas are 0.
+
+    It mixes a batch in place and returns `(images, targets)` with targets of shape (batch,
+    num_classes) that already include `regularize.label_smoothing`; train with soft-target cross
+    entropy (`timm.loss.SoftTargetCrossEntropy`) when this is not None.
+    """
+    a = recipe.augment
+    if a.mixup <= 0 and a.cutmix <= 0:
+        return None
+    return BatchMixup(
+        mixup_alpha=float(a.mixup),
+        cutmix_alpha=float(a.cutmix),
+        prob=float(a.mixup_prob),
+        switch_prob=float(a.mixup_switch_prob),
+        mode="batch",
+        label_smoothing=float(recipe.regularize.label_smoothing),
+        num_classes=int(num_classes),
+    )
+
+
+def class_weights(counts: Sequence[int]) -> list[float]:
+    """Inverse-frequency weights for a weighted loss, scaled so that their mean over classes is 1.
+
+    A class with no training images gets weight 0 (it never appears as a target, so the weight only
+    matters for the normalisation). All-zero counts give all-ones weights.
+    """
+    counts = [int(c) for c in counts]
+    if not counts:
+        return []
+    inv = [1.0 / c if c > 0 else 0.0 for c in counts]
+    total = sum(inv)
+    if total == 0:
+        return [1.0] * len(counts)
+    scale = len(counts) / total
+    return [w * scale for w in inv]
+
+
+__all__ = ["build_transform", "build_mixup", "class_weights", "BatchMixup"]
