@@ -54,6 +54,13 @@ def _accelerator(recipe: Recipe):
     if c.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("compute.device = 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
     precision = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[c.precision]
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        # accelerate keeps process-wide state; a second run in one process (tests, notebooks) may
+        # ask for another precision, which is only allowed on a fresh state.
+        from accelerate.state import AcceleratorState, GradientState
+
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
     return Accelerator(cpu=cpu, mixed_precision=precision)
 
 
@@ -232,6 +239,9 @@ def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = 
         for x, y, skipped in islice(iterate_from(train_loader, pos.epoch, pos.batch), batches_per_epoch - pos.batch):
             out.count_skipped(skipped)
             pos.batch += 1
+            if len(y) == 0:  # every image of this batch was unreadable
+                t_data = time.perf_counter()
+                continue
             data_time += time.perf_counter() - t_data
             x, y = x.to(acc.device, non_blocking=True), y.to(acc.device, non_blocking=True)
             if recipe.compute.channels_last:

@@ -1,0 +1,177 @@
+import math
+import threading
+import time
+
+import pytest
+
+from vittui.runs import events as ev
+from vittui.runs.control import InProcessControl
+from vittui.runs.launcher import prepare_run
+from vittui.train.control_point import ControlPoint
+from vittui.train.loop import NAN_HOOK_ENV, train
+
+
+def steps(run):
+    return [e for e in ev.read_all(run.events_path) if isinstance(e, ev.Step)]
+
+
+def test_trains_and_writes_the_run_directory(tmp_path, tiny_recipe):
+    run = prepare_run(tiny_recipe, tmp_path, "t")
+    result = train(tiny_recipe, run.path)
+    assert result.state == "finished" and result.step == 16  # 128 images / 16 per batch * 2 epochs
+    events = ev.read_all(run.events_path)
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "run_started" and "eval" in kinds and "checkpoint" in kinds and kinds[-1] == "status"
+    s = steps(run)
+    assert [e.step for e in s] == list(range(1, 17))
+    assert all(math.isfinite(e.loss) and e.images_per_s > 0 for e in s)
+    evals = [e for e in events if isinstance(e, ev.Eval)]
+    assert len(evals) == 2 and all(0 <= e.top1 <= 100 and e.top5 >= e.top1 for e in evals)
+    status = run.read_status()
+    assert status.state == "finished" and status.step == 16 and status.last_top1 == evals[-1].top1
+    assert (run.checkpoints / "last.json").exists() and (run.checkpoints / "best.json").exists()
+
+
+def test_warmup_then_cosine_schedule(tmp_path, tiny_recipe):
+    r = tiny_recipe.with_overrides(["schedule.min_lr=1e-5", "schedule.warmup_lr=1e-6"])
+    run = prepare_run(r, tmp_path, "t")
+    train(r, run.path)
+    lrs = [e.lr for e in steps(run)]
+    peak = lrs.index(max(lrs))
+    assert 2 <= peak <= 5 and max(lrs) == pytest.approx(1e-3, rel=0.05)
+    assert all(a <= b for a, b in zip(lrs[:peak], lrs[1:peak + 1]))
+    assert all(a >= b for a, b in zip(lrs[peak:], lrs[peak + 1:]))
+    assert lrs[-1] < 1e-4
+
+
+def _losses(run):
+    return [e.loss for e in steps(run)]
+
+
+def test_exact_resume_matches_a_straight_run(tmp_path, tiny_recipe):
+    r = tiny_recipe.with_overrides(["augment.re_prob=0.25", "regularize.drop_path=0.1", "regularize.ema=true",
+                                    "regularize.ema_decay=0.9", "augment.mixup=0.8", "augment.cutmix=1.0"])
+    straight = prepare_run(r, tmp_path, "straight")
+    train(r, straight.path)
+
+    split = prepare_run(r, tmp_path, "split")
+    stop_at = 11  # mid-epoch: the resume must restore the position inside the epoch
+    control = InProcessControl()
+
+    def on_event(e):
+        if isinstance(e, ev.Step) and e.step == stop_at:
+            control.send("stop")
+
+    first = train(r, split.path, control, on_event=on_event)
+    assert first.state == "stopped" and first.step == stop_at
+    second = train(r, split.path, resume=True)
+    assert second.state == "finished"
+    a, b = _losses(straight), _losses(split)
+    assert len(a) == len(b) == 16
+    for x, y in zip(a, b):
+        assert abs(x - y) < 1e-6, (a, b)
+    ea = [e.top1 for e in ev.read_all(straight.events_path) if isinstance(e, ev.Eval)]
+    eb = [e.top1 for e in ev.read_all(split.events_path) if isinstance(e, ev.Eval)]
+    assert ea[-1] == eb[-1]
+
+
+@pytest.mark.parametrize("overrides", [
+    ["augment.mixup=0.8", "augment.cutmix=1.0"],
+    ["augment.auto_augment=rand-m9-mstd0.5-inc1", "augment.re_prob=0.25"],
+    ["regularize.ema=true"],
+    ["optim.layer_decay=0.75"],
+    ["compute.accumulation=2"],
+    ["compute.precision=bf16"],
+    ["optim.name=sgd", "optim.clip_grad=1.0"],
+    ["compute.grad_checkpointing=true"],
+    ["data.class_balance=weighted_loss"],
+    ["adapt.freeze=all_but_last_n", "adapt.freeze_blocks=1"],
+    ["adapt.lora=true"],
+], ids=lambda o: ",".join(o))
+def test_each_technique_runs_steps(tmp_path, tiny_recipe, overrides):
+    r = tiny_recipe.with_overrides(overrides + ["schedule.max_steps=2"])
+    run = prepare_run(r, tmp_path, "t")
+    result = train(r, run.path)
+    assert result.step == 2
+    assert all(math.isfinite(e.loss) for e in steps(run))
+
+
+def test_layer_decay_scales_lr_towards_the_input(tmp_path, tiny_recipe):
+    import torch
+
+    from vittui.models.build import build_model
+    from vittui.train.optim import build_optimizer
+
+    r = tiny_recipe.with_overrides(["optim.layer_decay=0.5"])
+    model = build_model(r.model, 10)
+    opt = build_optimizer(model, r)
+    scales = sorted({g["lr_scale"] for g in opt.param_groups})
+    assert scales[-1] == 1.0 and scales[0] == pytest.approx(0.5 ** 3)  # embed, 2 blocks, head
+    no_decay = [p for g in opt.param_groups if g["weight_decay"] == 0 for p in g["params"]]
+    assert any(p is model.pos_embed for p in no_decay) and any(p is model.cls_token for p in no_decay)
+
+
+def _run_in_thread(target):
+    box = {}
+    t = threading.Thread(target=lambda: box.setdefault("result", target()), daemon=True)
+    t.start()
+    return t, box
+
+
+def _wait(pred, timeout=60.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_control_point_pauses_within_one_step_and_resumes(tmp_path, tiny_recipe):
+    r = tiny_recipe.with_overrides(["schedule.epochs=4"])
+    run = prepare_run(r, tmp_path, "t")
+    control = InProcessControl()
+    t, box = _run_in_thread(lambda: train(r, run.path, control))
+    assert _wait(lambda: len(steps(run)) >= 3)
+    sent_after = len(steps(run))
+    control.send("pause")
+    assert _wait(lambda: run.read_status().state == "paused")
+    paused_at = run.read_status().step
+    assert paused_at - sent_after <= 1
+    time.sleep(0.5)
+    assert len(steps(run)) == paused_at  # held still
+    control.send("resume")
+    t.join(120)
+    assert box["result"].state == "finished"
+    s = [e.step for e in steps(run)]
+    assert s == list(range(1, len(s) + 1))  # the same step sequence, nothing skipped
+    acks = [e for e in ev.read_all(run.events_path) if isinstance(e, ev.ControlAck)]
+    assert [a.command for a in acks] == ["pause", "resume"] and acks[0].step == paused_at
+
+
+def test_nan_loss_pauses_and_resume_lowers_lr(tmp_path, tiny_recipe, monkeypatch):
+    monkeypatch.setenv(NAN_HOOK_ENV, "4")
+    run = prepare_run(tiny_recipe, tmp_path, "t")
+    control = InProcessControl()
+    t, box = _run_in_thread(lambda: train(tiny_recipe, run.path, control))
+    assert _wait(lambda: (run.read_status() or None) and run.read_status().state == "paused")
+    faults = [e for e in ev.read_all(run.events_path) if isinstance(e, ev.Fault)]
+    assert faults and faults[0].fault == "nan" and faults[0].step == 4 and faults[0].quantity == "loss"
+    assert run.read_status().step == 3
+    control.send("resume", lr_scale=0.5)
+    t.join(120)
+    assert box["result"].state == "finished"
+    assert all(math.isfinite(e.loss) for e in steps(run))
+    assert [e.step for e in steps(run)] == list(range(1, 17))
+
+
+def test_control_point_unit():
+    control = InProcessControl()
+    acks = []
+    cp = ControlPoint(source=control, ack=lambda c, s, ok, d: acks.append((c.command, s, ok)))
+    control.send("set", lr_scale=0.25, eval_every=7)
+    assert cp(3) is False
+    assert cp.knobs.lr_scale == 0.25 and cp.knobs.eval_every == 7
+    control.send("stop")
+    assert cp(4) is True
+    assert acks == [("set", 3, True), ("stop", 4, True)]
