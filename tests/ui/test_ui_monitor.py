@@ -1,0 +1,278 @@
+"""Monitor screen driven by a fake run directory: the test appends events and plays the worker."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import SIZE, gpu_source, screen_text, wait_for
+
+from vittui.hardware import NvmlSource
+from vittui.runs.events import ControlAck, DataSkipped, Fault, Log
+from vittui.ui.app import create_app
+from vittui.ui.screens.modals import ConfirmModal, HelpModal, QuitModal
+from vittui.ui.screens.monitor import MonitorScreen
+from vittui.ui.widgets.gpu_pane import NO_GPU, GpuPane
+from vittui.ui.widgets.log_pane import LogPane
+from vittui.ui.widgets.metric_plot import MetricPlot
+from vittui.ui.widgets.run_header import RunHeader
+
+pytestmark = pytest.mark.anyio
+
+
+def header(app) -> str:
+    return app.screen.query_one(RunHeader).text
+
+
+def footer_actions(app) -> dict[str, str]:
+    """key -> action the footer shows as enabled."""
+    return {k: b.binding.action for k, b in app.screen.active_bindings.items() if b.enabled and b.binding.show}
+
+
+async def test_step_counter_advances_as_events_are_appended(runs_root, fake_run, no_gpu):
+    fake_run.started()
+    fake_run.steps(5)
+    app = create_app(runs_root, gpu_source=no_gpu, attach=fake_run.run.name)
+    async with app.run_test(size=SIZE) as pilot:
+        assert isinstance(app.screen, MonitorScreen)
+        await wait_for(pilot, lambda: "step 5/100" in header(app), what="history replayed")
+        assert "RUNNING" in header(app)
+        fake_run.steps(7)
+        await wait_for(pilot, lambda: "step 12/100" in header(app), what="live steps")
+        assert "epoch 1.20" in header(app)
+        assert "640 img/s" in header(app) and "data 4.0 ms" in header(app)
+        lengths = app.screen.query_one("#plot-loss", MetricPlot).series_lengths()
+        assert lengths == {"train (ema 0.6)": 12, "val": 1}
+
+
+async def test_space_pauses_then_resumes(runs_root, fake_run, no_gpu):
+    fake_run.started()
+    fake_run.steps(3)
+    app = create_app(runs_root, gpu_source=no_gpu, attach=fake_run.run.name)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: "step 3/" in header(app))
+        assert footer_actions(app)["space"] == "pause"
+        await pilot.press("space")
+        assert [c["command"] for c in fake_run.commands()] == ["pause"]
+        assert "pausing" in header(app)
+        # the worker acknowledges and reports the new state
+        fake_run.emit(ControlAck(command="pause", id=fake_run.commands()[0]["id"], step=3))
+        fake_run.set_state("paused")
+        await wait_for(pilot, lambda: "PAUSED" in header(app), what="paused state")
+        assert "pausing" not in header(app)
+        assert footer_actions(app)["space"] == "resume"
+        assert "Resume" in screen_text(app).splitlines()[-1]
+        await pilot.press("space")
+        assert [c["command"] for c in fake_run.commands()] == ["pause", "resume"]
+        fake_run.set_state("running")
+        await wait_for(pilot, lambda: "RUNNING" in header(app), what="running again")
+        assert footer_actions(app)["space"] == "pause"
+        log = app.screen.query_one(LogPane).lines_text
+        assert any("pause done" in line for line in log)
+
+
+async def test_checkpoint_and_eval_keys_write_commands(runs_root, fake_run, no_gpu):
+    fake_run.started()
+    app = create_app(runs_root, gpu_source=no_gpu, attach=fake_run.run.name)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.screen.replayed)
+        await pilot.press("c", "e")
+        assert [c["command"] for c in fake_run.commands()] == ["checkpoint", "eval"]
+
+
+async def test_stop_asks_first(runs_root, fake_run, no_gpu):
+    fake_run.started()
+    app = create_app(runs_root, gpu_source=no_gpu, attach=fake_run.run.name)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.screen.replayed)
+        await pilot.press("s")
+        assert isinstance(app.screen, ConfirmModal)
+        await pilot.press("n")
+        assert isinstance(app.screen, MonitorScreen)
+        assert fake_run.commands() == []
+        await pilot.press("s")
+        await pilot.press("y")
+        assert [c["command"] for c in fake_run.commands()] == ["stop"]
+        assert "stopping" in header(app)
+
+
+async def test_detach_quits_and_leaves_the_run(runs_root, fake_run, no_gpu):
+    fake_run.started()
+    fake_run.steps(2)
+    app = create_app(runs_root, gpu_source=no_gpu, attach=fake_run.run.name)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: "step 2/" in header(app))
+        await pilot.press("d")
+        await wait_for(pilot, lambda: not app.is_running, what="app exit")
+    assert app.return_value == "detached"
+    assert fake_run.commands() == []
+    assert fake_run.run.read_status().state == "running"
+
+
+async def test_quit_with_a_live_run_asks_detach_or_stop(runs_root, fake_run, no_gpu):
+    fake_run.started()
+    app = create_app(runs_root, gpu_source=no_gpu, attach=fake_run.run.name)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.screen.replayed)
+        await pilot.press("q")
+        assert isinstance(app.screen, QuitModal)
+        await pilot.press("escape")
+        assert isinstance(app.screen, MonitorScreen)
+        await pilot.press("q")
+        await pilot.press("s")
+        await wait_for(pilot, lambda: not app.is_running)
+    assert app.return_value == "stopped"
+    assert [c["command"] for c in fake_run.commands()] == ["stop"]
+
+
+async def test_finished_run_disables_control_keys_and_q_quits(runs_root, fake_run, no_gpu):
+    fake_run.started()
+    fake_run.steps(10)
+    fake_run.set_state("finished")
+    app = create_app(runs_root, gpu_source=no_gpu, attach=fake_run.run.name)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: "FINISHED" in header(app))
+        assert "ETA --:--" in header(app)
+        shown = footer_actions(app)
+        assert not {"space", "c", "e", "s", "d"} & set(shown)
+        await pilot.press("space", "c", "s", "d")
+        assert fake_run.commands() == []
+        await pilot.press("q")
+        await wait_for(pilot, lambda: not app.is_running)
+    assert app.return_value == "quit"
+
+
+async def test_lost_worker_shows_lost(runs_root, no_gpu):
+    from fakerun import FakeRun
+
+    fr = FakeRun(runs_root, name="orphan", pid=999_999_999)
+    fr.started()
+    app = create_app(runs_root, gpu_source=no_gpu, attach="orphan")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: "LOST" in header(app))
+    fr.close()
+
+
+async def test_log_pane_shows_warnings_faults_skips_and_acks(runs_root, fake_run, no_gpu):
+    fake_run.started()
+    fake_run.emit(
+        Log(level="warning", message="val set has 3 classes with < 5 images", step=1),
+        Fault(fault="nan", step=4, message="loss became NaN", quantity="loss", suggestion="lower optim.lr"),
+        DataSkipped(count=2, examples=["a.jpg", "b.png"]),
+        ControlAck(command="eval", id="x", step=5),
+    )
+    app = create_app(runs_root, gpu_source=no_gpu, attach=fake_run.run.name)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.screen.replayed)
+        lines = app.screen.query_one(LogPane).lines_text
+        assert any(l.startswith("WARN") and "3 classes" in l for l in lines)
+        assert any(l.startswith("ERROR") and "NaN" in l and "lower optim.lr" in l for l in lines)
+        assert any(l.startswith("WARN") and "skipped 2" in l for l in lines)
+        assert any("eval done" in l for l in lines)
+
+
+async def test_gpu_pane_shows_fed_numbers(runs_root, fake_run):
+    fake_run.started()
+    fake_run.steps(1, allocated=1 << 30, reserved=3 << 29)
+    app = create_app(runs_root, gpu_source=gpu_source(fake_run.pid), attach=fake_run.run.name)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.screen.query_one(GpuPane)
+        await wait_for(pilot, lambda: "GPU 0" in pane.text and "torch allocated 1.0" in pane.text)
+        text = pane.text
+        assert "Fake H100" in text
+        assert "mem 3.0 GiB / 80.0 GiB (4%)" in text
+        assert "util 87%" in text and "temp 61 C" in text and "power 312/700 W" in text
+        assert f"run pid {fake_run.pid}: 2.0 GiB" in text
+        assert "run pid 1:" not in text  # other processes on the GPU are not this run's
+        assert "reserved 1.5 GiB" in text
+        assert NO_GPU not in text
+
+
+async def test_gpu_pane_without_nvml_shows_cpu_and_ram(runs_root, fake_run):
+    class Missing(Exception):
+        pass
+
+    class NVMLError_LibraryNotFound(Missing):
+        pass
+
+    class FakeNvml:
+        @staticmethod
+        def nvmlInit():
+            raise NVMLError_LibraryNotFound()
+
+    fake_run.started()
+    app = create_app(runs_root, gpu_source=NvmlSource(FakeNvml()), attach=fake_run.run.name)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.screen.query_one(GpuPane)
+        await wait_for(pilot, lambda: NO_GPU in pane.text)
+        assert "libnvidia-ml" in pane.text
+        assert "CPU " in pane.text and "RAM " in pane.text
+        assert "worker RSS" in pane.text  # the worker pid is this test process, alive
+
+
+async def test_smoothing_keys(runs_root, fake_run, no_gpu):
+    fake_run.started()
+    fake_run.steps(20)
+    app = create_app(runs_root, gpu_source=no_gpu, attach=fake_run.run.name)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: "step 20/" in header(app))
+        plot = app.screen.query_one("#plot-loss", MetricPlot)
+        raw = list(fake_run_losses(fake_run))
+        await pilot.press("right_square_bracket")
+        assert "smooth 0.80" in header(app)
+        assert plot.series[0].label == "train (ema 0.8)"
+        for _ in range(8):
+            await pilot.press("left_square_bracket")
+        assert "smooth 0.00" in header(app)
+        assert list(plot.series[0].ys) == pytest.approx(raw)
+
+
+def fake_run_losses(fr):
+    from vittui.runs.events import Step, read_all
+
+    return [e.loss for e in read_all(fr.run.events_path) if isinstance(e, Step)]
+
+
+async def test_help_and_palette_list_the_actions(runs_root, fake_run, no_gpu):
+    fake_run.started()
+    app = create_app(runs_root, gpu_source=no_gpu, attach=fake_run.run.name)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.screen.replayed and app.screen.state == "running")
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert {"Pause run", "Checkpoint now", "Evaluate now", "Stop run", "Detach", "Runs"} <= set(titles)
+        assert "Resume run" not in titles
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpModal)
+        assert "Detach" in screen_text(app)
+        await pilot.press("escape")
+        assert isinstance(app.screen, MonitorScreen)
+        # the palette's command runs the same action as the key
+        monitor = app.screen
+        cmd = next(c for c in app.get_system_commands(monitor) if c.title == "Checkpoint now")
+        await cmd.callback()
+        assert [c["command"] for c in fake_run.commands()] == ["checkpoint"]
+
+
+async def test_tab_moves_between_panes(runs_root, fake_run, no_gpu):
+    fake_run.started()
+    app = create_app(runs_root, gpu_source=no_gpu, attach=fake_run.run.name)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.screen.replayed)
+        seen = []
+        for _ in range(5):
+            seen.append(app.focused.id if app.focused else None)
+            await pilot.press("tab")
+        assert seen == ["plot-loss", "plot-acc", "plot-lr", "gpu-pane", "log-pane"]
+        await pilot.press("shift+tab")
+        assert app.focused.id == "log-pane"
+
+
+async def test_narrow_terminal_still_shows_the_essentials(runs_root, fake_run, no_gpu):
+    fake_run.started()
+    fake_run.steps(15)
+    app = create_app(runs_root, gpu_source=no_gpu, attach=fake_run.run.name)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: "step 15/100" in header(app))
+        text = screen_text(app)
+        assert "RUNNING" in text and "step 15/100" in text and "ETA" in text
+        assert "loss" in text and "accuracy" in text
+        assert NO_GPU.split(" — ")[0] in text
+        assert "Pause" in text.splitlines()[-1]

@@ -1,0 +1,128 @@
+"""The dashboard app and the one factory that the CLI and the tests share.
+
+    create_app(runs_root, gpu_source=FakeSource(...), attach="demo-digits").run()
+
+No torch in this process: the app stands on `recipe`, `runs`, `hardware`, the model catalogue and the
+planner; training runs in the worker process the launcher spawns."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Iterable
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from vittui import recipe as R
+from vittui.hardware import GpuSource, NvmlSource
+from vittui.runs.store import RunDir
+from vittui.ui.runstate import is_live
+from vittui.ui.screens.monitor import MonitorScreen
+from vittui.ui.screens.runs import RunsScreen
+from vittui.ui.screens.setup import SetupScreen
+
+DEFAULT_PRESET = "demo-digits"
+
+
+class VittuiApp(App[str]):
+    CSS_PATH = "app.tcss"
+    TITLE = "vittui"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    BINDINGS = [Binding("ctrl+q", "quit", "Quit", priority=True, show=False)]
+
+    def __init__(
+        self,
+        runs_root: Path,
+        *,
+        gpu_source: GpuSource | None = None,
+        attach: str | Path | None = None,
+        recipe: R.Recipe | None = None,
+        preset: str | None = None,
+        user_presets: Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.runs_root = Path(runs_root)
+        self.gpu_source: GpuSource = gpu_source if gpu_source is not None else NvmlSource()
+        self.attach_to = attach
+        self.preset = preset
+        self.recipe = recipe
+        self.user_presets = Path(user_presets) if user_presets is not None else Path("presets-user")
+
+    def on_mount(self) -> None:
+        if self.attach_to is not None:
+            run = self.resolve_run(self.attach_to)
+            if run is not None:
+                self.push_screen(MonitorScreen(run))
+                return
+            self.notify(f"no run {self.attach_to} in {self.runs_root}", severity="error")
+        self.push_screen(self._setup_screen())
+
+    def _setup_screen(self) -> SetupScreen:
+        if self.recipe is None:
+            try:
+                self.recipe = R.load_preset(DEFAULT_PRESET)
+                self.preset = self.preset or DEFAULT_PRESET
+            except R.RecipeError:
+                self.recipe = R.Recipe()
+        return SetupScreen(self.recipe, self.preset)
+
+    def resolve_run(self, name_or_path: str | Path) -> RunDir | None:
+        p = Path(name_or_path)
+        for cand in (p, self.runs_root / p):
+            run = RunDir(cand)
+            if run.exists():
+                return run
+        return None
+
+    # --- navigation ------------------------------------------------------------------------------
+    def attach(self, path: str | Path) -> None:
+        """Monitor a run (history rebuilt from its events); replaces whatever main screen is showing."""
+        run = self.resolve_run(path)
+        if run is None:
+            self.notify(f"not a run: {path}", severity="error")
+            return
+        while len(self.screen_stack) > 2:
+            self.pop_screen()
+        self.switch_screen(MonitorScreen(run))
+
+    def action_runs(self) -> None:
+        if isinstance(self.screen, RunsScreen):
+            return
+        self.push_screen(RunsScreen(self.runs_root))
+
+    def action_setup(self) -> None:
+        while len(self.screen_stack) > 2:
+            self.pop_screen()
+        if not isinstance(self.screen, SetupScreen):
+            self.switch_screen(self._setup_screen())
+
+    async def action_quit(self) -> None:
+        screen = self.screen
+        if isinstance(screen, MonitorScreen) and is_live(screen.state):
+            screen.action_quit_run()  # asks: detach or stop
+            return
+        self.exit(result="quit")
+
+    # --- command palette: the same actions as the keys, when they apply ---------------------------
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for action, title, help_text in getattr(screen, "PALETTE", ()):
+            name = action.split("(", 1)[0]
+            target = self if name.startswith("app.") else screen
+            check = name.split(".", 1)[1] if name.startswith("app.") else name
+            if target.check_action(check, ()):
+                yield SystemCommand(title, help_text, partial(screen.run_action, action))
+
+
+def create_app(
+    runs_root: str | Path,
+    *,
+    gpu_source: GpuSource | None = None,
+    attach: str | None = None,
+    recipe: R.Recipe | None = None,
+    **kwargs,
+) -> VittuiApp:
+    """The one way to build the dashboard (CLI and tests)."""
+    return VittuiApp(Path(runs_root), gpu_source=gpu_source, attach=attach, recipe=recipe, **kwargs)

@@ -1,0 +1,168 @@
+"""A run's history as the monitor needs it, built from events alone (no Textual, no torch).
+
+The screen feeds every event in; the plots read whole series out and draw a downsampled copy. Feeding
+the whole `events.jsonl` of a long run rebuilds the same state a live viewer had.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from vittui.runs.events import (
+    ControlAck, DataSkipped, Eval, Event, Fault, Finished, Log, RunStarted, Status, Step, CheckpointSaved,
+)
+
+LOGGED = (Log, Fault, DataSkipped, ControlAck, CheckpointSaved, Status, Finished, RunStarted)
+
+
+@dataclass
+class RunHistory:
+    started: RunStarted | None = None
+    last_step: Step | None = None
+    last_eval: Eval | None = None
+    finished: Finished | None = None
+    state: str | None = None  # from the latest Status event
+    steps: list[int] = field(default_factory=list)
+    step_t: list[float] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    images_per_s: list[float] = field(default_factory=list)
+    data_time: list[float] = field(default_factory=list)
+    eval_steps: list[int] = field(default_factory=list)
+    eval_loss: list[float] = field(default_factory=list)
+    top1: list[float] = field(default_factory=list)
+    top5: list[float] = field(default_factory=list)
+    best_top1: float | None = None
+    faults: int = 0
+    warnings: int = 0
+    skipped: int = 0
+    count: int = 0
+
+    def feed(self, events: Sequence[Event]) -> None:
+        for ev in events:
+            self.count += 1
+            if isinstance(ev, Step):
+                if self.steps and ev.step <= self.steps[-1]:
+                    # a resumed run repeats steps after its last checkpoint: drop the stale tail
+                    cut = _bisect_left(self.steps, ev.step)
+                    for arr in (self.steps, self.step_t, self.loss, self.lr, self.images_per_s, self.data_time):
+                        del arr[cut:]
+                self.steps.append(ev.step)
+                self.step_t.append(ev.t)
+                self.loss.append(ev.loss)
+                self.lr.append(ev.lr)
+                self.images_per_s.append(ev.images_per_s)
+                self.data_time.append(ev.data_time)
+                self.last_step = ev
+            elif isinstance(ev, Eval):
+                self.eval_steps.append(ev.step)
+                self.eval_loss.append(ev.loss)
+                self.top1.append(ev.top1)
+                self.top5.append(ev.top5)
+                self.last_eval = ev
+                if self.best_top1 is None or ev.top1 > self.best_top1:
+                    self.best_top1 = ev.top1
+            elif isinstance(ev, RunStarted):
+                self.started = ev
+            elif isinstance(ev, Status):
+                self.state = ev.state
+            elif isinstance(ev, Finished):
+                self.finished = ev
+                if ev.best_top1 is not None:
+                    self.best_top1 = ev.best_top1
+            elif isinstance(ev, Fault):
+                self.faults += 1
+            elif isinstance(ev, Log) and ev.level in ("warning", "error"):
+                self.warnings += 1
+            elif isinstance(ev, DataSkipped):
+                self.skipped = ev.count
+
+    # --- derived -------------------------------------------------------------------------------
+    @property
+    def step(self) -> int:
+        return self.last_step.step if self.last_step else 0
+
+    @property
+    def epoch(self) -> float:
+        return self.last_step.epoch if self.last_step else 0.0
+
+    @property
+    def total_steps(self) -> int:
+        return self.started.total_steps if self.started else 0
+
+    def seconds_per_step(self, window: int = 50) -> float | None:
+        """From event timestamps (not the wall clock), so a replayed history gives the same ETA."""
+        n = min(window, len(self.step_t) - 1)
+        if n < 1:
+            return None
+        dt = self.step_t[-1] - self.step_t[-1 - n]
+        ds = self.steps[-1] - self.steps[-1 - n]
+        if ds <= 0 or dt <= 0:
+            return None
+        return dt / ds
+
+    def eta_seconds(self) -> float | None:
+        total = self.total_steps
+        sps = self.seconds_per_step()
+        if not total or sps is None:
+            return None
+        return max(0, total - self.step) * sps
+
+
+def smooth(values: Sequence[float], smoothing: float) -> list[float]:
+    """TensorBoard-style debiased EMA; smoothing 0 returns the values; NaN/inf points are skipped."""
+    if smoothing <= 0:
+        return list(values)
+    out: list[float] = []
+    acc, weight = 0.0, 0.0
+    last = math.nan
+    for v in values:
+        if v is None or not math.isfinite(v):
+            out.append(last)
+            continue
+        acc = smoothing * acc + (1 - smoothing) * v
+        weight = smoothing * weight + (1 - smoothing)
+        last = acc / weight
+        out.append(last)
+    return out
+
+
+def downsample(xs: Sequence[float], ys: Sequence[float], max_points: int) -> tuple[list[float], list[float]]:
+    """Bucket means down to at most `max_points`; the last point is kept exact so the line ends where the run is."""
+    n = len(xs)
+    if n <= max_points or max_points < 2:
+        return list(xs), list(ys)
+    out_x: list[float] = []
+    out_y: list[float] = []
+    buckets = max_points - 1
+    size = (n - 1) / buckets
+    for b in range(buckets):
+        lo, hi = int(b * size), max(int((b + 1) * size), int(b * size) + 1)
+        seg = [y for y in ys[lo:hi] if y is not None and math.isfinite(y)]
+        out_x.append(sum(xs[lo:hi]) / (hi - lo))
+        out_y.append(sum(seg) / len(seg) if seg else math.nan)
+    out_x.append(xs[-1])
+    out_y.append(ys[-1])
+    return out_x, out_y
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "--:--"
+    s = int(round(seconds))
+    h, rem = divmod(s, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+def _bisect_left(a: list[int], x: int) -> int:
+    lo, hi = 0, len(a)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if a[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo

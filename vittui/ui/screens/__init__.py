@@ -1,0 +1,1 @@
+"""Screens: setup (recipe + model), monitor (one run), runs (every run), and small modals."""

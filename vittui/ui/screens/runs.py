@@ -1,0 +1,98 @@
+"""Every run in the runs folder with its state and best metric; enter attaches the monitor to it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+from textual.worker import get_current_worker
+
+from vittui import recipe as R
+from vittui.runs.store import list_runs
+from vittui.ui.screens.modals import HelpModal, key_rows
+from vittui.ui.widgets.runs_table import RunRow, RunsTable
+
+REFRESH_S = 2.0
+
+
+def scan_runs(runs_root: Path) -> list[RunRow]:
+    rows = []
+    from vittui.ui.runstate import run_state
+
+    for run in reversed(list_runs(runs_root)):  # newest first
+        status = run.read_status()
+        try:
+            model = R.load(run.recipe_path).model.name
+        except Exception:
+            model = "?"
+        updated = time.strftime("%m-%d %H:%M", time.localtime(status.updated)) if status else "-"
+        rows.append(RunRow(
+            path=run.path, name=run.name, state=run_state(run),
+            step=status.step if status else 0, total=status.total_steps if status else 0,
+            best_top1=status.best_top1 if status else None, model=model, updated=updated,
+        ))
+    return rows
+
+
+class RunsScreen(Screen):
+    BINDINGS = [
+        Binding("enter", "attach", "Attach"),
+        Binding("escape", "back", "Back"),
+        Binding("n", "app.setup", "New"),
+        Binding("q", "app.quit", "Quit"),
+        Binding("question_mark", "help", "Help"),
+    ]
+    PALETTE = [("app.setup", "New run", "Back to the setup screen"), ("back", "Back", "Leave the runs list")]
+
+    def __init__(self, runs_root: Path) -> None:
+        super().__init__(classes="runs")
+        self.runs_root = runs_root
+
+    def compose(self) -> ComposeResult:
+        yield Static(f"runs in {self.runs_root}", id="runs-title")
+        yield RunsTable(id="runs-table")
+        yield Static("", id="runs-empty")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(RunsTable).focus()
+        self.scan()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="scan")
+    def scan(self) -> None:
+        worker = get_current_worker()
+        while not worker.is_cancelled:
+            rows = scan_runs(self.runs_root)
+            self.app.call_from_thread(self._show, rows)
+            for _ in range(int(REFRESH_S / 0.1)):
+                if worker.is_cancelled:
+                    return
+                time.sleep(0.1)
+
+    def _show(self, rows: list[RunRow]) -> None:
+        self.query_one(RunsTable).show(rows)
+        empty = self.query_one("#runs-empty", Static)
+        empty.update("" if rows else "no runs yet - press n to set one up")
+        empty.display = not rows
+
+    def on_runs_table_chosen(self, message: RunsTable.Chosen) -> None:
+        self.app.attach(message.path)  # type: ignore[attr-defined]
+
+    def action_attach(self) -> None:
+        table = self.query_one(RunsTable)
+        if table.rows_data and 0 <= table.cursor_row < len(table.rows_data):
+            self.app.attach(table.rows_data[table.cursor_row].path)  # type: ignore[attr-defined]
+
+    def action_back(self) -> None:
+        if len(self.app.screen_stack) > 2:
+            self.app.pop_screen()
+        else:
+            self.app.action_setup()  # type: ignore[attr-defined]
+
+    def action_help(self) -> None:
+        self.app.push_screen(HelpModal("Runs", key_rows(self)))

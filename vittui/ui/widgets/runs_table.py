@@ -1,0 +1,56 @@
+"""Every run in the runs folder: state, progress, best metric. Enter reports `Chosen`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from textual.message import Message
+from textual.widgets import DataTable
+
+
+@dataclass
+class RunRow:
+    path: Path
+    name: str
+    state: str
+    step: int
+    total: int
+    best_top1: float | None
+    model: str
+    updated: str
+
+
+def _pct(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v * 100 if v <= 1 else v:.1f}%"
+
+
+class RunsTable(DataTable):
+    class Chosen(Message):
+        def __init__(self, path: Path) -> None:
+            super().__init__()
+            self.path = path
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        self.rows_data: list[RunRow] = []
+
+    def on_mount(self) -> None:
+        self.add_columns("run", "state", "step", "best top-1", "model", "updated")
+
+    def show(self, rows: list[RunRow]) -> None:
+        keep = self.cursor_row
+        self.rows_data = rows
+        self.clear()
+        for r in rows:
+            step = f"{r.step}/{r.total}" if r.total else str(r.step)
+            self.add_row(r.name, r.state, step, _pct(r.best_top1), r.model, r.updated, key=str(r.path))
+        if rows:
+            self.move_cursor(row=min(max(keep, 0), len(rows) - 1))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        if event.row_key.value:
+            self.post_message(self.Chosen(Path(event.row_key.value)))
