@@ -43,7 +43,11 @@ class ControlPoint:
 
     def _poll(self) -> list[Command]:
         cmds = self.source.poll() if self.source is not None else []
-        return self.broadcast(cmds) if self.broadcast is not None else cmds
+        if self.broadcast is None:
+            return cmds
+        if self.stop_requested:  # a signal reached rank 0 only: every rank must stop at this step
+            cmds = cmds + [Command("stop", id="signal")]
+        return self.broadcast(cmds)
 
     def request_stop(self) -> None:
         """From a signal handler: the loop stops (after a checkpoint) at the next step boundary."""

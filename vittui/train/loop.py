@@ -92,7 +92,7 @@ def evaluate(model: nn.Module, loader, device, autocast) -> tuple[float, float, 
 
 def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = None, *, resume: bool = False,
           on_event: Callable[[ev.Event], None] | None = None, control_point: ControlPoint | None = None) -> TrainResult:
-    from vittui.data.sources import build_data, iterate_from
+    from vittui.data.sources import build_data
     from vittui.data.transforms import class_weights
     from vittui.models.adapt import apply_adaptation
     from vittui.models.build import build_model, set_grad_checkpointing
@@ -116,12 +116,6 @@ def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = 
         model = model.to(memory_format=torch.channels_last)
     model = model.to(acc.device)
     optimizer = build_optimizer(model, recipe, acc.device.type)
-    accum = recipe.compute.accumulation
-    steps_per_epoch = max(len(data.train_loader) // accum, 1)
-    total_steps = recipe.schedule.epochs * steps_per_epoch
-    if recipe.schedule.max_steps:
-        total_steps = min(total_steps, recipe.schedule.max_steps)
-    scheduler = build_scheduler(optimizer, recipe, total_steps, steps_per_epoch)
     ema = None
     if recipe.regularize.ema:
         from timm.utils import ModelEmaV3
@@ -137,13 +131,21 @@ def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = 
         criterion: nn.Module = SoftTargetCrossEntropy()
     else:
         criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=recipe.regularize.label_smoothing)
+    # Several processes: accelerate wraps the model in DDP and shards the training batches. Every rank
+    # evaluates the whole validation set, so rank 0's numbers are the full set's.
     train_loader, val_loader = data.train_loader, data.val_loader
     if acc.num_processes > 1:
-        model, optimizer, train_loader, val_loader = acc.prepare(model, optimizer, train_loader, val_loader)
+        model, optimizer, train_loader = acc.prepare(model, optimizer, train_loader)
     else:
         model, optimizer = acc.prepare(model, optimizer)
     if recipe.compute.compile:
         model = torch.compile(model)
+    accum = recipe.compute.accumulation
+    steps_per_epoch = max(len(train_loader) // accum, 1)
+    total_steps = recipe.schedule.epochs * steps_per_epoch
+    if recipe.schedule.max_steps:
+        total_steps = min(total_steps, recipe.schedule.max_steps)
+    scheduler = build_scheduler(optimizer, recipe, total_steps, steps_per_epoch)
     raw_model = acc.unwrap_model(model)
     trainable = [p for p in model.parameters() if p.requires_grad]
 
@@ -236,7 +238,7 @@ def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = 
         batches_per_epoch = steps_per_epoch * accum
         t_step = t_data = time.perf_counter()
         data_time, micro, loss_sum, seen = 0.0, 0, 0.0, 0
-        for x, y, skipped in islice(iterate_from(train_loader, pos.epoch, pos.batch), batches_per_epoch - pos.batch):
+        for x, y, skipped in islice(_epoch(acc, train_loader, pos.epoch, pos.batch), batches_per_epoch - pos.batch):
             out.count_skipped(skipped)
             pos.batch += 1
             if len(y) == 0:  # every image of this batch was unreadable
@@ -264,6 +266,8 @@ def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = 
 
             # ---- optimizer step ----
             step_loss = loss_sum / accum
+            if acc.num_processes > 1:  # every rank must agree on a NaN pause
+                step_loss = acc.reduce(torch.tensor(step_loss, device=acc.device), "mean").item()
             if not math.isfinite(step_loss):
                 optimizer.zero_grad(set_to_none=True)
                 out.emit(ev.Fault(fault="nan", step=pos.step + 1, quantity="loss", message=(
@@ -314,6 +318,16 @@ def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = 
     out.close()
     acc.end_training()
     return TrainResult(state=state, step=pos.step, best_top1=best_top1, last_top1=last_top1, wall_time=wall)
+
+
+def _epoch(acc, loader, epoch: int, start: int):
+    """The batches of `epoch` from micro-batch `start` on; the seeded samplers make this exact."""
+    from vittui.data.sources import iterate_from
+
+    if acc.num_processes > 1:
+        loader.set_epoch(epoch)
+        return iter(acc.skip_first_batches(loader, start) if start else loader)
+    return iterate_from(loader, epoch, start)
 
 
 def _cuda_memory() -> dict[str, int]:

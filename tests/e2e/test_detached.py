@@ -1,0 +1,121 @@
+"""The run as a process of its own, driven from the shell with the real `vittui` command."""
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from vittui.runs import control
+from vittui.runs import events as ev
+from vittui.runs.lock import pid_alive
+
+from e2e_helpers import status, vittui_cmd, wait_for
+
+
+def steps(run):
+    return [e.step for e in ev.read_all(run / "events.jsonl") if isinstance(e, ev.Step)]
+
+
+def kill_worker(run):
+    pid = status(run).get("pid")
+    if pid and pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_detached_run_is_controlled_from_the_shell(cli, tiny_toml, tmp_path):
+    # the launching shell exits at once; the worker goes on in its own session
+    p = subprocess.run(["bash", "-c", " ".join(vittui_cmd() + ["train", str(tiny_toml), "--detach", "--name", "r"])],
+                       cwd=tmp_path, env={**os.environ, "VITTUI_RUNS": str(cli.root)}, capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    run = cli.root / "r"
+    try:
+        wait_for(lambda: len(steps(run)) >= 5)
+        pid = status(run)["pid"]
+        assert os.getsid(pid) != os.getsid(0)  # a session of its own: no SIGHUP from our terminal
+        os.kill(pid, signal.SIGHUP)  # and it ignores one sent directly
+        n = len(steps(run))
+        wait_for(lambda: len(steps(run)) > n + 3)
+        assert "running" in cli("runs").stdout
+
+        # pause: takes effect within one step of the command being written, and holds
+        seen = steps(run)[-1]
+        sent = control.send(run, "pause")
+        ack = wait_for(lambda: next((e for e in ev.read_all(run / "events.jsonl")
+                                     if isinstance(e, ev.ControlAck) and e.id == sent.id), None))
+        assert ack.step - seen <= 1, (seen, ack.step)
+        wait_for(lambda: status(run).get("state") == "paused")
+        cli("ctl", "r", "resume", "--wait", "30")
+        wait_for(lambda: status(run).get("state") == "running")
+        assert "pause took effect at step" in cli("ctl", "r", "pause", "--wait", "30").stdout
+        wait_for(lambda: status(run).get("state") == "paused")
+        held = steps(run)[-1]
+        time.sleep(1.0)
+        assert steps(run)[-1] == held
+        assert "paused" in cli("runs").stdout
+        cli("ctl", "r", "resume", "--wait", "30")
+        wait_for(lambda: steps(run)[-1] > held + 2)
+        assert steps(run) == list(range(1, len(steps(run)) + 1))  # same sequence, nothing skipped
+
+        # kill -9, then resume from the last checkpoint with the history intact
+        wait_for(lambda: status(run).get("last_checkpoint_step"))
+        kill_worker(run)
+        wait_for(lambda: cli("runs").stdout.count("lost") == 1)
+        before = ev.read_all(run / "events.jsonl")
+        last_ckpt = max(e.step for e in before if isinstance(e, ev.CheckpointSaved))
+        cli("train", "--resume", "r", "--detach")
+        wait_for(lambda: any(isinstance(e, ev.RunStarted) and e.resumed_from_step for e in ev.read_all(run / "events.jsonl")))
+        after = ev.read_all(run / "events.jsonl")
+        resumed = [e for e in after if isinstance(e, ev.RunStarted)][-1]
+        assert resumed.resumed_from_step == last_ckpt
+        assert [e.to_json() for e in after[:len(before)]] == [e.to_json() for e in before]  # history intact
+        def new_steps():
+            return [e.step for e in ev.read_all(run / "events.jsonl")[len(before):] if isinstance(e, ev.Step)]
+
+        wait_for(lambda: len(new_steps()) > 2)
+        assert new_steps()[:3] == [last_ckpt + 1, last_ckpt + 2, last_ckpt + 3]
+
+        # stop: checkpoint, then a clean end
+        cli("ctl", "r", "stop", "--wait", "60")
+        wait_for(lambda: status(run).get("state") == "stopped")
+        final = status(run)
+        assert final["last_checkpoint_step"] == final["step"]
+        assert (run / "checkpoints" / f"step-{final['step']:08d}" / "model.safetensors").exists()
+        wait_for(lambda: not pid_alive(final["pid"]))
+        assert not (run / "worker.lock").exists()
+    finally:
+        kill_worker(run)
+
+
+def test_nan_injection_pauses_and_sigterm_checkpoints(cli, tiny_toml):
+    cli("train", str(tiny_toml), "--detach", "--name", "n", extra_env={"VITTUI_TEST_NAN_AT_STEP": "6"})
+    run = cli.root / "n"
+    try:
+        wait_for(lambda: status(run).get("state") == "paused")
+        fault = [e for e in ev.read_all(run / "events.jsonl") if isinstance(e, ev.Fault)][0]
+        assert (fault.fault, fault.step, fault.quantity) == ("nan", 6, "loss")
+        assert steps(run)[-1] == 5
+        cli("ctl", "n", "resume", "--lr-scale", "0.5", "--wait", "30")
+        wait_for(lambda: len(steps(run)) > 8)
+        os.kill(status(run)["pid"], signal.SIGTERM)
+        wait_for(lambda: status(run).get("state") == "stopped")
+        final = status(run)
+        assert final["last_checkpoint_step"] == final["step"]
+    finally:
+        kill_worker(run)
+
+
+def test_a_second_worker_on_the_same_run_is_refused(cli, tiny_toml):
+    cli("train", str(tiny_toml), "--detach", "--name", "l")
+    run = cli.root / "l"
+    try:
+        wait_for(lambda: len(steps(run)) >= 1)
+        p = cli("train", "--resume", "l", check=False)
+        assert p.returncode == 2 and "still live" in p.stderr
+        from vittui.train.worker import run_worker
+
+        assert run_worker(run) == 2  # the lock itself refuses, even past the CLI's check
+    finally:
+        kill_worker(run)
