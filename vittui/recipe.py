@@ -142,7 +142,7 @@ class RunSection:
     keep_last: int = 2
     seed: int = 0
     log_every: int = 1
-    probe_every: int = 0  # attention/gradient probe cadence in steps; 0 = off
+    probe_every: int = 50  # attention/gradient probe cadence in optimizer steps; 0 = off
 
 
 @dataclass(frozen=True)

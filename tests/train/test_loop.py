@@ -50,6 +50,7 @@ def _losses(run):
 
 def test_exact_resume_matches_a_straight_run(tmp_path, tiny_recipe):
     r = tiny_recipe.with_overrides(["augment.re_prob=0.25", "regularize.drop_path=0.1", "regularize.ema=true",
+                                    "run.probe_every=5",
                                     "regularize.ema_decay=0.9", "augment.mixup=0.8", "augment.cutmix=1.0"])
     straight = prepare_run(r, tmp_path, "straight")
     train(r, straight.path)
@@ -175,3 +176,20 @@ def test_control_point_unit():
     control.send("stop")
     assert cp(4) is True
     assert acks == [("set", 3, True), ("stop", 4, True)]
+
+
+def test_attention_and_gradient_probes_are_written(tmp_path, tiny_recipe):
+    from vittui.analysis.attention import load_probe
+
+    r = tiny_recipe.with_overrides(["run.probe_every=4", "schedule.max_steps=8"])
+    run = prepare_run(r, tmp_path, "t")
+    train(r, run.path)
+    events = ev.read_all(run.events_path)
+    probes = [e for e in events if isinstance(e, ev.AttentionProbe)]
+    flows = [e for e in events if isinstance(e, ev.GradFlow)]
+    assert [p.step for p in probes] == [4, 8] and [g.step for g in flows] == [4, 8]
+    assert len(probes[0].entropy) == 2 and len(probes[0].entropy[0]) == 2  # layers x heads
+    probe = load_probe(probes[-1].path, run.path)
+    assert probe.attention.shape == (2, 4, 2, 17, 17)  # layers, images, heads, tokens
+    assert probe.images.shape == (4, 16, 16, 3)
+    assert len(flows[0].attn) == 2 and all(v > 0 for v in flows[0].attn + flows[0].mlp)

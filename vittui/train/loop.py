@@ -29,6 +29,7 @@ from vittui.train.events_out import Emitter
 from vittui.train.optim import apply_lr_scale, build_optimizer, build_scheduler, current_lr
 
 NAN_HOOK_ENV = "VITTUI_TEST_NAN_AT_STEP"  # test hook: poison the loss once at this step
+PROBE_IMAGES = 4  # validation images whose attention the dashboard shows, fixed for the whole run
 
 
 @dataclass
@@ -102,11 +103,11 @@ def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = 
     if recipe.compute.threads:
         torch.set_num_threads(recipe.compute.threads)
     out = Emitter(run_path, enabled=acc.is_main_process, on_event=on_event)
-    seed_everything(recipe.run.seed)
 
     # ---- data, model, optimizer ------------------------------------------------------------------
-    data = build_data(recipe)
+    data = build_data(recipe)  # splits and samplers carry their own seeds
     out.watch_skips(data)
+    seed_everything(recipe.run.seed)  # after the data: its first build may draw from the global RNGs
     model = build_model(recipe.model, len(data.classes), drop_path=recipe.regularize.drop_path,
                         dropout=recipe.regularize.dropout)
     model, report = apply_adaptation(model, recipe.adapt)
@@ -225,6 +226,23 @@ def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = 
         device=str(acc.device), resumed_from_step=pos.step))
     out.log("info", f"{recipe.model.name}: {report}")
     out.status(total_steps=total_steps, pid=os.getpid())
+    probe_images = _probe_batch(val_loader, PROBE_IMAGES).to(acc.device)
+
+    def run_probe() -> None:
+        """Attention maps of the fixed probe images, eager path on this call only; a few ms."""
+        if not acc.is_main_process or probe_images.numel() == 0:
+            return
+        from vittui.analysis.attention import probe
+
+        try:
+            with torch.random.fork_rng(devices=[]):
+                _, _, event = probe(raw_model, probe_images, run_path / "attention", pos.step,
+                                    mean=recipe.data.mean, std=recipe.data.std)
+        except Exception as e:  # noqa: BLE001 - an exotic model must not kill the run for a plot
+            out.log("warning", f"attention probe off: {type(e).__name__}: {e}")
+            cp.knobs.probe_every = 0
+            return
+        out.emit(event)
     out.set_state("running", pos.step, "started")
     if rng_to_restore is not None:
         ckpt.set_rng_state(rng_to_restore)
@@ -276,6 +294,11 @@ def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = 
                 cp.pause(f"non-finite loss at step {pos.step + 1}")
             else:
                 grad_norm = acc.clip_grad_norm_(trainable, recipe.optim.clip_grad or float("inf"))
+                probing = cp.knobs.probe_every and (pos.step + 1) % cp.knobs.probe_every == 0
+                if probing and acc.is_main_process:
+                    from vittui.analysis.gradients import grad_flow
+
+                    out.emit(grad_flow(raw_model, step=pos.step + 1))
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 pos.step += 1
@@ -289,6 +312,8 @@ def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = 
                         step=pos.step, epoch=pos.epoch + pos.batch / batches_per_epoch, loss=step_loss,
                         lr=current_lr(optimizer), grad_norm=float(grad_norm), images_per_s=seen / step_time,
                         data_time=data_time, step_time=step_time, **_cuda_memory()))
+                if probing:
+                    run_probe()
                 if cp.knobs.eval_every and pos.step % cp.knobs.eval_every == 0:
                     run_eval()
                 if recipe.run.checkpoint_every and pos.step % recipe.run.checkpoint_every == 0:
@@ -318,6 +343,17 @@ def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = 
     out.close()
     acc.end_training()
     return TrainResult(state=state, step=pos.step, best_top1=best_top1, last_top1=last_top1, wall_time=wall)
+
+
+def _probe_batch(loader, n: int) -> torch.Tensor:
+    """The first `n` validation images (the val loader is in a fixed order), the same at every probe."""
+    images = []
+    with torch.random.fork_rng(devices=[]):
+        for batch in loader:
+            images.append(batch[0])
+            if sum(len(b) for b in images) >= n:
+                break
+    return torch.cat(images)[:n] if images else torch.empty(0)
 
 
 def _epoch(acc, loader, epoch: int, start: int):

@@ -1,0 +1,16 @@
+"""Helpers shared by subcommands."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def runs_root(args) -> Path:
+    return Path(getattr(args, "runs_dir", None) or os.environ.get("VITTUI_RUNS", "runs"))
+
+
+def resolve_run(args, name: str):
+    from vittui.runs.launcher import resolve_run as _resolve
+
+    return _resolve(name, runs_root(args))
