@@ -37,9 +37,19 @@ def worker_command(run: RunDir, *, resume: bool = False, gpus: int = 0, accelera
         if accelerate_config:
             cmd += ["--config_file", accelerate_config]
         else:
-            cmd += ["--multi_gpu", "--num_processes", str(gpus)]
+            # one process per GPU; with compute.device = "cpu" the same launch trains on CPU processes (gloo)
+            cmd += ["--multi_gpu", "--num_processes", str(gpus), "--num_machines", "1",
+                    "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port())]
         return cmd + ["-m", "vittui.train.worker"] + args
     return [sys.executable, "-m", "vittui.train.worker"] + args
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def spawn(cmd: list[str], run: RunDir, env: dict[str, str] | None = None) -> subprocess.Popen:
