@@ -37,21 +37,22 @@ INITIAL_CHUNK = 8 << 20  # bytes per batch while replaying history
 
 
 class MonitorScreen(Screen):
+    # Most needed first: on a narrow terminal the footer shows the head of this list (? lists all).
     BINDINGS = [
         Binding("space", "pause", "Pause"),
         Binding("space", "resume", "Resume"),
-        Binding("c", "checkpoint", "Ckpt"),
-        Binding("e", "eval", "Eval"),
         Binding("s", "stop", "Stop"),
         Binding("d", "detach", "Detach"),
         Binding("q", "quit_run", "Quit"),
+        Binding("question_mark", "help", "Help"),
+        Binding("c", "checkpoint", "Ckpt"),
+        Binding("e", "eval", "Eval"),
         Binding("r", "app.runs", "Runs"),
-        Binding("n", "app.setup", "New"),
-        Binding("left_square_bracket", "smoothing(-1)", "Smooth-", show=False),
-        Binding("right_square_bracket", "smoothing(1)", "Smooth+", show=False),
         Binding("tab", "app.focus_next", "Pane"),
         Binding("shift+tab", "app.focus_previous", "Pane", show=False),
-        Binding("question_mark", "help", "Help"),
+        Binding("n", "app.setup", "New run", show=False),
+        Binding("left_square_bracket", "smoothing(-1)", "Less smoothing", show=False),
+        Binding("right_square_bracket", "smoothing(1)", "More smoothing", show=False),
     ]
     # (action, title, help) listed in the command palette when check_action allows them
     PALETTE = [

@@ -37,20 +37,29 @@ def with_model(recipe: R.Recipe, info: Any) -> R.Recipe:
 
 
 def verdict_text(result: Any) -> str:
-    """Whatever planning.memory.estimate returns, as one line."""
+    """What planning.memory.estimate returns, as one line: peak, parameters, step cost, fits or not."""
+    from vittui.hardware import fmt_bytes
+
+    peak = getattr(result, "peak", None)
+    if isinstance(peak, (int, float)):
+        parts = [f"peak ≈ {fmt_bytes(peak)}"]
+        acts, weights = getattr(result, "activations", None), getattr(result, "weights", None)
+        if isinstance(acts, (int, float)) and isinstance(weights, (int, float)):
+            parts[0] += f" (activations {fmt_bytes(acts)}, weights {fmt_bytes(weights)})"
+        total, trainable = getattr(result, "total_params", None), getattr(result, "trainable_params", None)
+        if isinstance(total, int) and isinstance(trainable, int):
+            parts.append(f"{total / 1e6:.2f} M params" + ("" if trainable == total else f" ({trainable / 1e6:.2f} M trainable)"))
+        flops = getattr(result, "step_flops", None)
+        if isinstance(flops, (int, float)):
+            parts.append(f"{flops / 1e9:.1f} GFLOP/step")
+        fits, free = getattr(result, "fits", None), getattr(result, "gpu_free_bytes", None)
+        if fits is not None and free is not None:
+            parts.append(("fits in " if fits else "does NOT fit in ") + f"{fmt_bytes(free)} free GPU memory")
+        return " · ".join(parts)
     for attr in ("verdict", "summary", "message"):
         v = getattr(result, attr, None)
-        if callable(v):
-            try:
-                v = v()
-            except Exception:
-                v = None
         if isinstance(v, str) and v:
             return v
-    if isinstance(result, dict):
-        for k in ("verdict", "summary"):
-            if isinstance(result.get(k), str):
-                return result[k]
     return str(result)
 
 
@@ -151,13 +160,18 @@ class SetupScreen(Screen):
         except Exception:
             text = "memory estimate: not available in this install"
         else:
+            free = None
+            source = self.app.gpu_source  # type: ignore[attr-defined]
+            gpus = source.gpus()
+            if gpus and gpus[0].memory_total is not None and gpus[0].memory_used is not None:
+                free = gpus[0].memory_total - gpus[0].memory_used
             try:
-                result = estimate(recipe)
+                result = estimate(recipe, gpu_free_bytes=free) if free is not None else estimate(recipe)
             except TypeError:  # an estimator with another signature (or a placeholder)
                 result = None
             except Exception as e:
                 result = f"failed: {e}"
-            text = "memory estimate: " + ("not available yet" if result is None else verdict_text(result))
+            text = "estimate: " + ("not available yet" if result is None else verdict_text(result))
         self.app.call_from_thread(self._show_verdict, text)
 
     def _show_verdict(self, text: str) -> None:

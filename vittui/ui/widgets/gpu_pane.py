@@ -77,6 +77,9 @@ class GpuPane(Static):
                 t.append(f"worker RSS {fmt_bytes(h.worker_rss)}  CPU {na(h.worker_cpu_percent, '{:.0f}%')}\n")
             else:
                 t.append("worker: not running here\n", style="dim")
-        t.append(f"torch allocated {fmt_bytes(d.torch_allocated) if d.torch_allocated else 'N/A'}"
-                 f"  reserved {fmt_bytes(d.torch_reserved) if d.torch_reserved else 'N/A'}")
+        if d.torch_allocated or d.torch_reserved:  # CUDA only; NVML "used" above is a different number
+            t.append(f"torch allocated {fmt_bytes(d.torch_allocated)}\n")
+            t.append(f"torch reserved  {fmt_bytes(d.torch_reserved)}")
+        else:
+            t.append("torch allocated/reserved: N/A (CPU)", style="dim")
         return t

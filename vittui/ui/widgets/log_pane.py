@@ -47,7 +47,7 @@ def line_for(ev: Event) -> tuple[str, str] | None:
 
 class LogPane(RichLog):
     def __init__(self, **kwargs) -> None:
-        super().__init__(max_lines=2000, wrap=True, markup=False, highlight=False, **kwargs)
+        super().__init__(max_lines=2000, wrap=True, markup=False, highlight=False, min_width=20, **kwargs)
         self.border_title = "log"
         self.lines_text: list[str] = []
 

@@ -1,23 +1,25 @@
-"""The recipe editor: every field of every section, grouped; each change validated by `recipe.set_value`
-(the same validator as the CLI). A rejected value shows its message inline and the old value stays."""
+"""The recipe editor: sections listed on the left (model, data, augment, optim, regularize, schedule,
+adapt, compute, run), the fields of the chosen section on the right. Each change is validated by
+`recipe.set_value` (the same validator as the CLI); a rejected value shows its message inline and the
+old value stays. Only one section's fields exist at a time, which keeps the first frame fast."""
 
 from __future__ import annotations
 
 from dataclasses import fields
 
 from textual.app import ComposeResult
-from textual.containers import VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
-from textual.widgets import Static
+from textual.widgets import OptionList, Static
+from textual.widgets.option_list import Option
 
 from vittui import recipe as R
 from vittui.ui.widgets.recipe_field import RecipeField
 
-# The issue's grouping: what a person tunes most first, then model/data/run.
 SECTION_ORDER = ("model", "data", "augment", "optim", "regularize", "schedule", "adapt", "compute", "run")
 SECTION_TITLES = {
-    "model": "model", "data": "data", "augment": "augment", "optim": "optim", "regularize": "regularize",
-    "schedule": "schedule", "adapt": "adapt (freezing / LoRA)", "compute": "compute", "run": "run",
+    "model": "model", "data": "data", "augment": "augment", "optim": "optimizer", "regularize": "regularize",
+    "schedule": "schedule", "adapt": "adapt: freezing / LoRA", "compute": "compute", "run": "run",
 }
 
 
@@ -31,9 +33,7 @@ def set_field(recipe: R.Recipe, key: str, value) -> R.Recipe:
     return R.set_value(recipe, key, value)
 
 
-class RecipeEditor(VerticalScroll):
-    can_focus = False
-
+class RecipeEditor(Horizontal):
     class Changed(Message):
         """A validated new recipe."""
 
@@ -45,13 +45,44 @@ class RecipeEditor(VerticalScroll):
     def __init__(self, recipe: R.Recipe, **kwargs) -> None:
         super().__init__(**kwargs)
         self.recipe = recipe
+        self.section = "model"
 
     def compose(self) -> ComposeResult:
-        for name in SECTION_ORDER:
-            yield Static(f"[{SECTION_TITLES[name]}]", classes="section-title", markup=False)
-            section = getattr(self.recipe, name)
-            for f in fields(section):
-                yield RecipeField(f"{name}.{f.name}", getattr(section, f.name))
+        yield OptionList(*[Option(name, id=name) for name in SECTION_ORDER], id="sections")
+        yield VerticalScroll(id="fields")
+
+    async def on_mount(self) -> None:
+        self.query_one("#sections", OptionList).highlighted = 0
+        await self.show_section("model")
+
+    async def show_section(self, name: str) -> None:
+        """Mount the fields of one section (values from the current recipe)."""
+        self.section = name
+        box = self.query_one("#fields", VerticalScroll)
+        await box.remove_children()
+        section = getattr(self.recipe, name)
+        await box.mount(
+            Static(f"[{SECTION_TITLES[name]}]", classes="section-title", markup=False),
+            *[RecipeField(f"{name}.{f.name}", getattr(section, f.name)) for f in fields(section)],
+        )
+        box.scroll_home(animate=False)
+        options = self.query_one("#sections", OptionList)
+        idx = SECTION_ORDER.index(name)
+        if options.highlighted != idx:
+            with options.prevent(OptionList.OptionHighlighted):
+                options.highlighted = idx
+
+    async def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        event.stop()
+        if event.option.id and event.option.id != self.section:
+            await self.show_section(event.option.id)
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        fields_box = self.query_one("#fields")
+        first = next(iter(fields_box.query("#control")), None)
+        if first is not None:
+            first.focus()
 
     def field(self, key: str) -> RecipeField:
         return self.query_one("#f-" + key.replace(".", "-"), RecipeField)
