@@ -119,3 +119,30 @@ def test_a_second_worker_on_the_same_run_is_refused(cli, tiny_toml):
         assert run_worker(run) == 2  # the lock itself refuses, even past the CLI's check
     finally:
         kill_worker(run)
+
+
+def test_out_of_memory_fails_with_advice_and_a_last_checkpoint(cli, tiny_toml):
+    p = cli("train", str(tiny_toml), "--name", "o", "--set", "run.checkpoint_every=0", check=False,
+            extra_env={"VITTUI_TEST_OOM_AT_STEP": "4"})
+    run = cli.root / "o"
+    assert p.returncode == 1
+    s = status(run)
+    assert s["state"] == "failed" and "out of memory at batch size 32" in s["message"]
+    fault = [e for e in ev.read_all(run / "events.jsonl") if isinstance(e, ev.Fault)][-1]
+    assert fault.fault == "oom" and "accumulation" in fault.suggestion and "bf16" in fault.suggestion
+    assert s["last_checkpoint_step"] == 3  # the weights after the last completed step
+
+
+def test_foreground_ctrl_c_checkpoints_then_a_second_stops_now(cli, tiny_toml, tmp_path):
+    env = {**os.environ, "VITTUI_RUNS": str(cli.root)}
+    proc = subprocess.Popen(vittui_cmd() + ["train", str(tiny_toml), "--name", "fg"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = cli.root / "fg"
+    wait_for(lambda: len(steps(run)) >= 3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "checkpointing and stopping" in err
+    s = status(run)
+    assert s["state"] == "stopped" and s["last_checkpoint_step"] == s["step"]
+    assert "fg: stopped at step" in out

@@ -33,6 +33,7 @@ class ControlPoint:
     set_state: Callable[[str, str], None] = lambda state, reason: None
     do_checkpoint: Callable[[], None] = lambda: None
     do_eval: Callable[[], None] = lambda: None
+    emergency_checkpoint: Callable[[], None] = lambda: None  # after a fault, at the last step boundary
     knobs: Knobs = field(default_factory=Knobs)
     broadcast: Callable[[list[Command]], list[Command]] | None = None
     poll_interval: float = 0.05

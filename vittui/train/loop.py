@@ -29,6 +29,7 @@ from vittui.train.events_out import Emitter
 from vittui.train.optim import apply_lr_scale, build_optimizer, build_scheduler, current_lr
 
 NAN_HOOK_ENV = "VITTUI_TEST_NAN_AT_STEP"  # test hook: poison the loss once at this step
+OOM_HOOK_ENV = "VITTUI_TEST_OOM_AT_STEP"  # test hook: raise CUDA out-of-memory at this step
 PROBE_IMAGES = 4  # validation images whose attention the dashboard shows, fixed for the whole run
 
 
@@ -76,6 +77,8 @@ def evaluate(model: nn.Module, loader, device, autocast) -> tuple[float, float, 
             x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
             if len(y) == 0:
                 continue
+            if oom_at and pos.step + 1 == oom_at:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected by " + OOM_HOOK_ENV + ")")
             with autocast():
                 logits = model(x)
             logits = logits.float()
@@ -212,6 +215,18 @@ def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = 
         ev.ControlAck(command=cmd.command, id=cmd.id, step=step, ok=ok, detail=detail))
     cp.set_state = lambda state, reason: out.set_state(state, pos.step, reason)
     cp.do_checkpoint, cp.do_eval = save_checkpoint, run_eval
+    boundary = {"step": 0, "epoch": 0, "batch": 0}  # position at the last optimizer-step boundary
+
+    def emergency_checkpoint() -> None:
+        """After an out-of-memory error: drop the half-accumulated gradients and save the weights as of
+        the last completed step (the RNG has moved on, so this resume is not bit-exact)."""
+        optimizer.zero_grad(set_to_none=True)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        pos.step, pos.epoch, pos.batch = boundary["step"], boundary["epoch"], boundary["batch"]
+        save_checkpoint()
+
+    cp.emergency_checkpoint = emergency_checkpoint
     cp.knobs.eval_every = cp.knobs.eval_every or recipe.run.eval_every
     cp.knobs.probe_every = cp.knobs.probe_every or recipe.run.probe_every
     if acc.num_processes > 1:
@@ -249,6 +264,7 @@ def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = 
 
     # ---- the loop --------------------------------------------------------------------------------
     nan_at = int(os.environ.get(NAN_HOOK_ENV, "0") or 0)
+    oom_at = int(os.environ.get(OOM_HOOK_ENV, "0") or 0)
     t_start = time.time()
     model.train()
     stop = pos.step >= total_steps
@@ -258,6 +274,8 @@ def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = 
         data_time, micro, loss_sum, seen = 0.0, 0, 0.0, 0
         for x, y, skipped in islice(_epoch(acc, train_loader, pos.epoch, pos.batch), batches_per_epoch - pos.batch):
             out.count_skipped(skipped)
+            if micro == 0:
+                boundary.update(step=pos.step, epoch=pos.epoch, batch=pos.batch)
             pos.batch += 1
             if len(y) == 0:  # every image of this batch was unreadable
                 t_data = time.perf_counter()
@@ -268,6 +286,8 @@ def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = 
                 x = x.contiguous(memory_format=torch.channels_last)
             if data.mixup is not None:
                 x, y = data.mixup(x, y)
+            if oom_at and pos.step + 1 == oom_at:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected by " + OOM_HOOK_ENV + ")")
             with autocast():
                 logits = model(x)
                 loss = criterion(logits, y)

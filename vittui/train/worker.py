@@ -97,6 +97,10 @@ def run_worker(run_path: str | Path, *, resume: bool = False, on_event: Callable
         oom = "OutOfMemoryError" in type(e).__name__ or "out of memory" in str(e).lower()
         if main:
             if oom:
+                try:
+                    cp.emergency_checkpoint()
+                except Exception:  # noqa: BLE001 - the checkpoint is a courtesy; the fault is what matters
+                    traceback.print_exc()
                 bs = recipe.data.batch_size
                 _fail(run, "oom", f"out of memory at batch size {bs}: {str(e).splitlines()[0]}", OOM_ADVICE)
             else:
