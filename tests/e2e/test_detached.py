@@ -146,3 +146,19 @@ def test_foreground_ctrl_c_checkpoints_then_a_second_stops_now(cli, tiny_toml, t
     s = status(run)
     assert s["state"] == "stopped" and s["last_checkpoint_step"] == s["step"]
     assert "fg: stopped at step" in out
+
+
+def test_headless_attach_prints_history_then_follows_to_the_end(cli, tiny_toml):
+    cli("train", str(tiny_toml), "--detach", "--name", "a", "--set", "schedule.max_steps=40",
+        "--set", "run.eval_every=10")
+    run = cli.root / "a"
+    try:
+        wait_for(lambda: len(steps(run)) >= 12)
+        p = cli("attach", "a", timeout=180)  # stdin is not a terminal: follow until the run ends
+        out = p.stdout
+        assert out.startswith("run a: running, step")
+        assert "eval  step     10" in out  # the history before attaching
+        assert "eval  step     40" in out  # and what came after
+        assert "run a is finished" in out
+    finally:
+        kill_worker(run)
