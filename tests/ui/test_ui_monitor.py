@@ -59,7 +59,7 @@ async def test_space_pauses_then_resumes(runs_root, fake_run, no_gpu):
         await wait_for(pilot, lambda: "PAUSED" in header(app), what="paused state")
         assert "pausing" not in header(app)
         assert footer_actions(app)["space"] == "resume"
-        assert "Resume" in screen_text(app).splitlines()[-1]
+        await wait_for(pilot, lambda: "space Resume" in screen_text(app).splitlines()[-1], what="footer")
         await pilot.press("space")
         assert [c["command"] for c in fake_run.commands()] == ["pause", "resume"]
         fake_run.set_state("running")
@@ -278,3 +278,40 @@ async def test_narrow_terminal_still_shows_the_essentials(runs_root, fake_run, n
         assert "no NVIDIA GPU" in text and "worker RSS" in text
         footer = text.splitlines()[-1]
         assert "Pause" in footer and "Detach" in footer and "Help" in footer
+
+
+async def test_long_history_is_downsampled_and_redraws_are_capped(runs_root, no_gpu):
+    import time
+
+    from fakerun import FakeRun
+
+    fr = FakeRun(runs_root, name="long", total_steps=20_000, steps_per_epoch=500)
+    fr.started()
+    fr.steps(6000)
+    app = create_app(runs_root, gpu_source=no_gpu, attach="long")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: "step 6000/20000" in header(app), timeout=15)
+        loss = app.screen.query_one("#plot-loss", MetricPlot)
+        assert loss.series_lengths() == {"train (ema 0.6)": 6000, "val": 12}  # whole history kept
+        assert loss.plotted["train (ema 0.6)"] <= 2 * loss.size.width  # drawn from a downsampled copy
+        before, t0 = loss.draws, time.monotonic()
+        for _ in range(40):  # a burst of events, far faster than the redraw rate
+            fr.steps(10)
+            await pilot.pause(0.02)
+        await wait_for(pilot, lambda: "step 6400/" in header(app))
+        elapsed = time.monotonic() - t0
+        assert loss.draws - before <= elapsed / 0.25 + 2
+    fr.close()
+
+
+async def test_no_color_keeps_meaning_in_words(runs_root, fake_run, no_gpu, monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    fake_run.started()
+    fake_run.emit(Log(level="warning", message="careful", step=1))
+    fake_run.set_state("paused")
+    app = create_app(runs_root, gpu_source=no_gpu, attach=fake_run.run.name)
+    async with app.run_test(size=SIZE) as pilot:
+        assert app.no_color
+        await wait_for(pilot, lambda: "PAUSED" in header(app) and NO_GPU in screen_text(app))
+        assert any(line.startswith("WARN") for line in app.screen.query_one(LogPane).lines_text)
+        await wait_for(pilot, lambda: "space Resume" in screen_text(app).splitlines()[-1], what="footer")

@@ -62,7 +62,9 @@ async def test_start_pause_resume_detach_reattach_stop(runs_root, no_gpu):
             assert "PAUSED" in monitor.query_one("RunHeader").text
 
             await pilot.press("space")
-            await wait_for(pilot, lambda: monitor.state == "running", timeout=15, what="resumed")
+            await wait_for(pilot, lambda: monitor.state != "paused", timeout=15, what="resumed")
+            log = "\n".join(monitor.query_one("LogPane").lines_text)
+            assert monitor.state == "running", f"after resume the run is {monitor.state}:\n{log}"
             await wait_for(pilot, lambda: monitor.history.step > held, timeout=15, what="steps after resume")
 
             await pilot.press("d")

@@ -25,8 +25,8 @@ from vittui.ui.widgets.runs_table import RunsTable
 pytestmark = pytest.mark.anyio
 
 
-async def type_into(pilot, app, key: str, text: str) -> None:
-    """Focus a recipe field, clear it and type `text` with real keys, then enter."""
+async def type_into(pilot, app, key: str, text: str, keys: bool = False) -> None:
+    """Focus a recipe field, put `text` in it (typed with real keys when `keys`), then press enter."""
     editor = app.screen.query_one(RecipeEditor)
     if editor.section != key.split(".")[0]:
         await editor.show_section(key.split(".")[0])
@@ -34,8 +34,12 @@ async def type_into(pilot, app, key: str, text: str) -> None:
     control = field.control
     control.focus()
     await pilot.pause()
-    control.value = ""
-    await pilot.press(*text, "enter")
+    if keys:
+        control.value = ""
+        await pilot.press(*text, "enter")
+    else:
+        control.value = text
+        await pilot.press("enter")
 
 
 async def test_default_recipe_is_demo_digits_and_editor_validates(runs_root, no_gpu, tmp_path):
@@ -50,7 +54,7 @@ async def test_default_recipe_is_demo_digits_and_editor_validates(runs_root, no_
         assert lr.control.value == "0.001"
 
         # a bad value: message inline, old value kept (in the field and in the recipe)
-        await type_into(pilot, app, "optim.lr", "-1")
+        await type_into(pilot, app, "optim.lr", "-1", keys=True)
         assert "optim.lr must be > 0" in lr.error
         assert lr.control.value == "0.001"
         assert app.screen.recipe.optim.lr == 1e-3
