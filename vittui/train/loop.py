@@ -77,8 +77,6 @@ def evaluate(model: nn.Module, loader, device, autocast) -> tuple[float, float, 
             x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
             if len(y) == 0:
                 continue
-            if oom_at and pos.step + 1 == oom_at:
-                raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected by " + OOM_HOOK_ENV + ")")
             with autocast():
                 logits = model(x)
             logits = logits.float()
