@@ -175,8 +175,12 @@ def cmd_attach(args) -> int:
 def cmd_dashboard(args, attach: str | None = None) -> int:
     from vittui.ui.app import create_app
 
-    app = create_app(_runs_root(args), attach=attach)
-    app.run()
+    preset = getattr(args, "preset", None)
+    recipe = _load_recipe(args) if preset else None
+    app = create_app(_runs_root(args), attach=attach, recipe=recipe)
+    result = app.run()
+    if result == "detached":
+        print("detached: the run keeps going; `vittui runs` lists it, `vittui attach RUN` follows it")
     return int(app.return_code or 0)
 
 
@@ -185,6 +189,8 @@ def cmd_dashboard(args, attach: str | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vittui", description="Train and fine-tune Vision Transformers from the terminal.")
     p.add_argument("--runs-dir", help="folder holding runs (default ./runs or $VITTUI_RUNS)")
+    p.add_argument("--preset", help="recipe the dashboard opens with (default demo-digits)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="cmd")
 
     t = sub.add_parser("train", help="train a recipe (foreground, or --detach)")
