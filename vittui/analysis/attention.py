@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -419,19 +417,11 @@ def probe_filename(step: int) -> str:
 
 
 def _atomic_savez(path: Path, **arrays: Any) -> None:
+    from vittui.runs.store import atomic_write_bytes
+
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write_bytes(path, buf.getvalue(), fsync=False)
 
 
 def images_to_uint8(images: Any, mean: Sequence[float] | None = None,

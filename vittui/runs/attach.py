@@ -11,7 +11,7 @@ import sys
 import time
 
 from vittui.runs import control
-from vittui.runs.events import EventTail, Finished
+from vittui.runs.events import EventTail
 from vittui.runs.launcher import run_state
 from vittui.runs.progress import Progress
 from vittui.runs.store import RunDir

@@ -30,14 +30,15 @@ STATES = ("starting", "running", "paused", "stopping", "stopped", "finished", "f
 LIVE_STATES = ("starting", "running", "paused", "stopping")
 
 
-def atomic_write_text(path: Path, text: str, mode: int = 0o600) -> None:
-    """Write to a temp file in the same folder, fsync, rename: readers see the old or the new file."""
+def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o600, fsync: bool = True) -> None:
+    """Write to a temp file in the same folder, (fsync,) rename: readers see the old or the new file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
@@ -46,6 +47,10 @@ def atomic_write_text(path: Path, text: str, mode: int = 0o600) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def atomic_write_text(path: Path, text: str, mode: int = 0o600, fsync: bool = True) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), mode, fsync)
 
 
 @dataclass
@@ -136,7 +141,8 @@ class RunDir:
 
     def write_status(self, status: RunStatus) -> None:
         status.updated = time.time()
-        atomic_write_text(self.status_path, json.dumps(asdict(status), indent=1))
+        # no fsync: status is rewritten often and rename alone keeps readers from seeing half a file
+        atomic_write_text(self.status_path, json.dumps(asdict(status), indent=1), fsync=False)
 
 
 def slug(text: str) -> str:

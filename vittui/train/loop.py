@@ -177,7 +177,7 @@ def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = 
         return acc.autocast()
 
     def run_eval() -> None:
-        nonlocal best_top1, last_top1
+        nonlocal last_top1
         loss, top1, top5 = evaluate(model, val_loader, acc.device, autocast)
         ema_top1 = evaluate(ema.module, val_loader, acc.device, autocast)[1] if ema is not None else None
         last_top1 = top1

@@ -78,8 +78,6 @@ def run_worker(run_path: str | Path, *, resume: bool = False, on_event: Callable
         status.pid, status.state = os.getpid(), "starting"
         run.write_status(status)
     try:
-        import torch
-
         from vittui.train.loop import train
 
         result = train(recipe, run.path, resume=resume, on_event=on_event, control_point=cp)
