@@ -265,13 +265,19 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise RecipeError(f"{key} must be an integer (got {value!r})")
+        if not -(2**63) <= value < 2**63:
+            raise RecipeError(f"{key} is out of range (got an integer of {len(str(abs(value)))} digits)")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise RecipeError(f"{key} must be a number (got {value!r})")
-        if value != value or value in (float("inf"), float("-inf")):
+        try:
+            number = float(value)
+        except OverflowError:
+            raise RecipeError(f"{key} must be a finite number (got an integer of {len(str(abs(value)))} digits)") from None
+        if number != number or number in (float("inf"), float("-inf")):
             raise RecipeError(f"{key} must be a finite number (got {value!r})")
-        return float(value)
+        return number
     if tp is str:
         if not isinstance(value, str):
             raise RecipeError(f"{key} must be a string (got {value!r})")

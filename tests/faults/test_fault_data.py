@@ -174,10 +174,6 @@ class _Spinning(Exception):
     pass
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: train() loops forever when every training image is unreadable: no batch has rows, so no "
-    "optimizer step happens, the control point is never reached (stop and SIGTERM are ignored) and "
-    "each empty epoch appends an eval, a checkpoint save and DataSkipped events without end"))
 def test_every_training_image_unreadable_is_a_data_error_not_an_endless_loop(tmp_path):
     from vittui.runs.launcher import prepare_run
     from vittui.train.loop import train
@@ -222,10 +218,6 @@ def test_the_worker_reports_a_data_error_as_bad_input(tmp_path):
     assert not run.lock_path.exists()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: sources._scan_class_folders walks with os.walk(followlinks=True) and no loop check: a "
-    "symlink to an ancestor lists every image ~20 times (until ELOOP), duplicating them across train "
-    "and val"))
 def test_a_symlink_loop_in_a_class_folder_does_not_hang_or_duplicate(tmp_path):
     root = tmp_path / "ds"
     for cls in ("a", "b"):

@@ -311,10 +311,6 @@ def test_disk_full_while_writing_a_checkpoint_keeps_the_previous_one(small_fs):
     assert ckpt.find(ckdir, "last").name == f"step-{prev + 1:08d}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a full disk during checkpoint.save surfaces as torch's \"RuntimeError: [enforce fail at "
-    "inline_container.cc] unexpected pos\" (or a SafetensorError), which is what the run's Fault event "
-    "shows; it should be a CheckpointError / OSError(ENOSPC) that says the disk is full"))
 def test_disk_full_while_writing_a_checkpoint_says_so(small_fs):
     from vittui.train import checkpoint as ckpt
 

@@ -6,8 +6,8 @@ them and random strings, with values of every TOML type (typed values for real k
 documents get past the per-field checks and reach the cross-field rules), serialized with tomli_w.
 Raw random text and mutated preset text exercise the TOML parser path.
 
-Integers are kept to TOML's 64-bit range here (the spec's range; tomllib itself is lenient). Integers
-beyond it are a known bug covered by an xfail test at the bottom.
+Integers are kept to TOML's 64-bit range here (the spec's range; tomllib itself is lenient); integers
+beyond it have their own test at the bottom.
 """
 
 from __future__ import annotations
@@ -269,12 +269,9 @@ def test_dict_overrides_give_a_recipe_or_a_recipe_error(overrides):
     assert isinstance(r, Recipe)
 
 
-# ------------------------------------------------------------------------------------------ known bug
+# ----------------------------------------------------------------------------- integers beyond 64 bits
 
 
-@pytest.mark.xfail(strict=True, raises=OverflowError, reason=(
-    "BUG: recipe._coerce calls float() on an integer too large for a float (tomllib accepts any "
-    "size) and raises OverflowError instead of RecipeError"))
 @pytest.mark.parametrize("how", ["file", "override"])
 def test_integer_too_large_for_a_float_is_a_recipe_error(how):
     huge = "9" * 400

@@ -141,9 +141,6 @@ def test_run_directory_and_control_files_are_owner_only_under_umask_0(tmp_path, 
     assert _mode(run.log_path) == 0o600
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: checkpoint.save writes state.pt with torch.save, which follows the process umask (0666 under "
-    "umask 0); the folders, the safetensors files and the pointers are owner-only"))
 def test_every_file_a_training_run_writes_is_owner_only_under_umask_0(tmp_path, open_umask):
     from vittui.train.loop import train
 

@@ -489,7 +489,13 @@ def _scan_class_folders(root: Path) -> tuple[list[str], dict[str, list[str]], li
     ignored: list[str] = []
     for name in classes:
         found: list[str] = []
+        seen: set[tuple[int, int]] = set()  # (device, inode) of folders walked: a symlink loop ends here
         for dirpath, dirnames, filenames in os.walk(root / name, followlinks=True):
+            st = os.stat(dirpath)
+            if (st.st_dev, st.st_ino) in seen:
+                dirnames[:] = []
+                continue
+            seen.add((st.st_dev, st.st_ino))
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for fn in sorted(filenames):
                 full = os.path.join(dirpath, fn)

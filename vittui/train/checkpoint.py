@@ -13,7 +13,9 @@ leaves the previous checkpoint whole.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import random
 import shutil
 from dataclasses import dataclass
@@ -80,11 +82,18 @@ def save(ckpt_dir: Path, step: int, *, model, ema=None, state: dict[str, Any], k
         if ema is not None:
             save_model(ema, str(tmp / "ema.safetensors"))
         torch.save(state, tmp / "state.pt")
+        for f in tmp.iterdir():  # torch and safetensors follow the umask; a run is owner-only
+            os.chmod(f, 0o600)
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        free = shutil.disk_usage(ckpt_dir).free
+        if isinstance(e, Exception) and (_is_enospc(e) or free < (1 << 20)):
+            raise CheckpointError(
+                f"no space left on the disk of {ckpt_dir} writing the step {step} checkpoint "
+                f"({free / (1 << 20):.1f} MiB free); the previous checkpoint is intact") from e
         raise
     pointer = json.dumps({"step": step, "path": final.name, "metric": metric})
     atomic_write_text(ckpt_dir / "last.json", pointer)
@@ -92,6 +101,14 @@ def save(ckpt_dir: Path, step: int, *, model, ema=None, state: dict[str, Any], k
         atomic_write_text(ckpt_dir / "best.json", pointer)
     prune(ckpt_dir, keep_last)
     return final
+
+
+def _is_enospc(e: BaseException | None) -> bool:
+    while e is not None:
+        if getattr(e, "errno", None) == errno.ENOSPC or "No space left" in str(e):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def _pointer(ckpt_dir: Path, which: str) -> dict | None:

@@ -270,6 +270,7 @@ def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = 
         batches_per_epoch = steps_per_epoch * accum
         t_step = t_data = time.perf_counter()
         data_time, micro, loss_sum, seen = 0.0, 0, 0.0, 0
+        epoch_start_batch, rows = pos.batch, 0
         for x, y, skipped in islice(_epoch(acc, train_loader, pos.epoch, pos.batch), batches_per_epoch - pos.batch):
             out.count_skipped(skipped)
             if micro == 0:
@@ -278,6 +279,7 @@ def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = 
             if len(y) == 0:  # every image of this batch was unreadable
                 t_data = time.perf_counter()
                 continue
+            rows += len(y)
             data_time += time.perf_counter() - t_data
             x, y = x.to(acc.device, non_blocking=True), y.to(acc.device, non_blocking=True)
             if recipe.compute.channels_last:
@@ -343,6 +345,11 @@ def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = 
             t_step = t_data = time.perf_counter()
         else:
             pos.batch = batches_per_epoch  # the epoch's batches are all consumed
+        if rows == 0 and pos.batch > epoch_start_batch:
+            from vittui.data.sources import DataError
+
+            raise DataError(f"every training image of epoch {pos.epoch + 1} was unreadable "
+                            f"({out.skipped} skipped, e.g. {', '.join(map(str, out.skipped_examples[:2]))})")
         if pos.batch >= batches_per_epoch:
             pos.epoch, pos.batch = pos.epoch + 1, 0
             if not cp.stop_now:

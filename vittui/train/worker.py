@@ -50,6 +50,7 @@ def run_worker(run_path: str | Path, *, resume: bool = False, on_event: Callable
 
     run = RunDir(run_path)
     main = _rank() == 0
+    os.umask(0o077)  # whatever the libraries write in the run directory stays owner-only
     try:
         recipe = load(run.recipe_path)
     except RecipeError as e:
