@@ -48,3 +48,11 @@ def test_strategy_table_and_bad_input():
         choose_strategy(10, "very")
     with pytest.raises(ValueError):
         recommend(10, 2, "high", None, None, task="detection")
+
+
+def test_small_data_full_finetune_prefers_a_small_model():
+    from vittui.models.select import recommend
+
+    recs = recommend(5000, 4, "low", gpu_mem_gb=24, latency_ms=20)
+    assert recs[0].strategy == "full_finetune"
+    assert recs[0].model.params < 30e6  # a ViT-B's 86 M parameters overfit 5,000 images

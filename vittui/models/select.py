@@ -135,7 +135,7 @@ def recommend(images: int, classes: int, similarity: str, gpu_mem_gb: float | No
         params_m = m.params / 1e6
         if strat in ("full_finetune", "from_scratch"):
             ratio = m.params / max(images, 1)
-            score -= 0.4 * max(0.0, math.log10(ratio) - 2.5)
+            score -= 1.0 * max(0.0, math.log10(ratio) - 3.0)  # a decade past 1,000 params per image costs 5 points of top-1
             if ratio > 10 ** 3:
                 reasons.append(f"{params_m:.0f} M parameters for {images:,} images: large for a full "
                                "fine-tune, prefer a smaller model or stronger regularisation")
