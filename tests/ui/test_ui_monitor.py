@@ -257,10 +257,10 @@ async def test_tab_moves_between_panes(runs_root, fake_run, no_gpu):
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.screen.replayed)
         seen = []
-        for _ in range(5):
+        for _ in range(7):
             seen.append(app.focused.id if app.focused else None)
             await pilot.press("tab")
-        assert seen == ["plot-loss", "plot-acc", "plot-lr", "gpu-pane", "log-pane"]
+        assert seen == ["plot-loss", "plot-acc", "plot-lr", "attention-pane", "grad-pane", "gpu-pane", "log-pane"]
         await pilot.press("shift+tab")
         assert app.focused.id == "log-pane"
 

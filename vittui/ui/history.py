@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from vittui.runs.events import (
-    ControlAck, DataSkipped, Eval, Event, Fault, Finished, Log, RunStarted, Status, Step, CheckpointSaved,
+    AttentionProbe, ControlAck, DataSkipped, Eval, Event, Fault, Finished, GradFlow, Log, RunStarted, Status, Step,
+    CheckpointSaved,
 )
 
 LOGGED = (Log, Fault, DataSkipped, ControlAck, CheckpointSaved, Status, Finished, RunStarted)
@@ -39,6 +40,8 @@ class RunHistory:
     warnings: int = 0
     skipped: int = 0
     count: int = 0
+    probes: list[AttentionProbe] = field(default_factory=list)  # by step; a resumed run's repeats replace
+    grad_flow: GradFlow | None = None  # the latest
 
     def feed(self, events: Sequence[Event]) -> None:
         for ev in events:
@@ -78,6 +81,12 @@ class RunHistory:
                 self.warnings += 1
             elif isinstance(ev, DataSkipped):
                 self.skipped = ev.count
+            elif isinstance(ev, AttentionProbe):
+                if self.probes and ev.step <= self.probes[-1].step:  # resumed: drop the stale tail
+                    self.probes = [p for p in self.probes if p.step < ev.step]
+                self.probes.append(ev)
+            elif isinstance(ev, GradFlow):
+                self.grad_flow = ev
 
     # --- derived -------------------------------------------------------------------------------
     @property

@@ -53,3 +53,14 @@ class WorkerFailed(Message):
         super().__init__()
         self.where = where
         self.error = error
+
+
+class ProbeLoaded(Message):
+    """An attention probe file read (and its rollout computed) by a thread worker; `probe` is a
+    `vittui.ui.probeview.LoadedProbe`, or None with `error` set."""
+
+    def __init__(self, path: str, probe: object | None, error: str = "") -> None:
+        super().__init__()
+        self.path = path
+        self.probe = probe
+        self.error = error

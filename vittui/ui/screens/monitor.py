@@ -20,10 +20,13 @@ from vittui.runs import control
 from vittui.runs.events import ControlAck, EventTail, Status
 from vittui.runs.store import RunDir, RunStatus
 from vittui.ui.history import RunHistory, smooth
-from vittui.ui.messages import EventsArrived, HardwareSampled, RunStateChanged
+from vittui.ui.messages import EventsArrived, HardwareSampled, ProbeLoaded, RunStateChanged
+from vittui.ui.probeview import LoadedProbe, Selection
 from vittui.ui.runstate import is_live, run_state
 from vittui.ui.screens.modals import ConfirmModal, HelpModal, QuitModal, key_rows
+from vittui.ui.widgets.attention_pane import AttentionPane, AttentionView
 from vittui.ui.widgets.gpu_pane import GpuPane, GpuPaneData
+from vittui.ui.widgets.grad_pane import GradPane
 from vittui.ui.widgets.log_pane import LogPane
 from vittui.ui.widgets.metric_plot import MetricPlot, Series
 from vittui.ui.widgets.run_header import HeaderData, RunHeader
@@ -34,6 +37,7 @@ REDRAW_S = 0.25  # at most four redraws a second
 STATE_EVERY_S = 1.0
 HARDWARE_EVERY_S = 1.0
 INITIAL_CHUNK = 8 << 20  # bytes per batch while replaying history
+PROBE_CACHE = 6  # loaded probe files kept in memory (scrubbing back and forth)
 
 
 class MonitorScreen(Screen):
@@ -50,9 +54,20 @@ class MonitorScreen(Screen):
         Binding("r", "app.runs", "Runs"),
         Binding("tab", "app.focus_next", "Pane"),
         Binding("shift+tab", "app.focus_previous", "Pane", show=False),
+        Binding("v", "report", "Report"),
+        Binding("a", "toggle_insight", "Attention", show=False),
         Binding("n", "app.setup", "New run", show=False),
         Binding("left_square_bracket", "smoothing(-1)", "Less smoothing", show=False),
         Binding("right_square_bracket", "smoothing(1)", "More smoothing", show=False),
+        Binding("l", "layer(1)", "Next layer", show=False),
+        Binding("L", "layer(-1)", "Previous layer", show=False),
+        Binding("h", "head(1)", "Next head", show=False),
+        Binding("H", "head(-1)", "Previous head", show=False),
+        Binding("o", "rollout", "Rollout on/off", show=False),
+        Binding("i", "image(1)", "Next probe image", show=False),
+        Binding("I", "image(-1)", "Previous probe image", show=False),
+        Binding("less_than_sign", "probe_step(-1)", "Older probe", show=False),
+        Binding("greater_than_sign", "probe_step(1)", "Newer probe", show=False),
     ]
     # (action, title, help) listed in the command palette when check_action allows them
     PALETTE = [
@@ -66,9 +81,14 @@ class MonitorScreen(Screen):
         ("app.setup", "New run", "Back to the setup screen"),
         ("smoothing(1)", "More smoothing", "Increase the loss EMA smoothing"),
         ("smoothing(-1)", "Less smoothing", "Decrease the loss EMA smoothing"),
+        ("toggle_insight", "Attention and gradients", "Show or hide the attention and gradient panes"),
+        ("rollout", "Attention rollout on/off", "Rollout through all layers, or one layer and head"),
+        ("report", "Evaluation report", "The report of a finished or stopped run (offers to evaluate)"),
         ("help", "Help", "Keys of this screen"),
     ]
-    HELP_NOTES = "[ and ] change the loss smoothing. Plots show train loss smoothed (braille) and val (markers)."
+    HELP_NOTES = ("[ and ] change the loss smoothing. Plots show train loss smoothed (braille) and val (markers).\n"
+                  "Attention: l/L layer, h/H head, o rollout, i/I image, < and > older/newer probe; a shows or "
+                  "hides the attention and gradient panes (on a narrow terminal they take the plots' place).")
 
     def __init__(self, run: RunDir) -> None:
         super().__init__(classes="monitor")
@@ -83,6 +103,11 @@ class MonitorScreen(Screen):
         self._hw = GpuPaneData()
         self._pids: tuple[int, ...] = ()
         self.replayed = False  # the whole history has been read once
+        self.selection = Selection()
+        self.probe_index: int | None = None  # None: follow the newest probe
+        self.probes: dict[str, LoadedProbe] = {}  # path -> loaded probe (a few, newest used last)
+        self.probe_errors: dict[str, str] = {}
+        self._loading: str | None = None
 
     # --- layout ----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -91,6 +116,9 @@ class MonitorScreen(Screen):
             yield MetricPlot("loss", id="plot-loss")
             yield MetricPlot("accuracy", empty="no eval yet", id="plot-acc")
             yield MetricPlot("lr", id="plot-lr")
+        with Horizontal(id="insight"):
+            yield AttentionPane(id="attention-pane")
+            yield GradPane(id="grad-pane")
         with Horizontal(id="panes"):
             yield GpuPane(id="gpu-pane")
             yield LogPane(id="log-pane")
@@ -151,6 +179,18 @@ class MonitorScreen(Screen):
                     return
                 time.sleep(0.1)
 
+    @work(thread=True, exclusive=False, exit_on_error=False, group="probe", name="load-probe")
+    def load_probe(self, rel_path: str) -> None:
+        """Read one probe file and compute its rollout off the event loop."""
+        from vittui.ui import probeview
+
+        try:
+            probe = probeview.load(self.run.path, rel_path)
+        except Exception as e:  # noqa: BLE001 - a bad file is a message on screen, not a dead pane
+            self.post_message(ProbeLoaded(rel_path, None, f"{type(e).__name__}: {e}"))
+            return
+        self.post_message(ProbeLoaded(rel_path, probe))
+
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR:
             err = event.worker.error
@@ -173,6 +213,18 @@ class MonitorScreen(Screen):
             if self.status is None and self.history.state:
                 self._set_state(self.history.state)
             self.flush()  # the rebuilt history shows at once
+
+    def on_probe_loaded(self, message: ProbeLoaded) -> None:
+        if self._loading == message.path:
+            self._loading = None
+        if message.probe is None:
+            self.probe_errors[message.path] = message.error
+        else:
+            self.probes.pop(message.path, None)
+            self.probes[message.path] = message.probe  # type: ignore[assignment]
+            while len(self.probes) > PROBE_CACHE:
+                self.probes.pop(next(iter(self.probes)))
+        self.show_insight()
 
     def on_run_state_changed(self, message: RunStateChanged) -> None:
         self.status = message.status
@@ -237,10 +289,83 @@ class MonitorScreen(Screen):
         self.query_one("#plot-lr", MetricPlot).set_series([Series("lr", h.steps, h.lr)])
         for plot in self.query(MetricPlot):
             plot.redraw()
+        self.show_insight()
         if self._hw.sampled and last is not None:
             self._hw.torch_allocated = last.torch_allocated
             self._hw.torch_reserved = last.torch_reserved
             self.query_one(GpuPane).show(self._hw)
+
+    # --- attention and gradients ---------------------------------------------------------------------
+    @property
+    def shown_probe_index(self) -> int:
+        n = len(self.history.probes)
+        if self.probe_index is None:
+            return n - 1
+        return min(self.probe_index, n - 1)
+
+    def show_insight(self) -> None:
+        """Hand the attention and gradient panes what they draw; start loading a probe file if needed."""
+        probes = self.history.probes
+        view = AttentionView(probes=len(probes), selection=self.selection)
+        if probes:
+            index = self.shown_probe_index
+            event = probes[index]
+            view.index, view.event, view.live = index, event, self.probe_index is None
+            view.probe = self.probes.get(event.path)
+            view.error = self.probe_errors.get(event.path, "")
+            if view.probe is None and not view.error and self._loading != event.path:
+                self._loading = event.path
+                self.load_probe(event.path)
+            if view.probe is not None:
+                self.selection.clamp(view.probe)
+        self.query_one(AttentionPane).show(view)
+        self.query_one(GradPane).show(self.history.grad_flow)
+
+    def _loaded_probe(self) -> LoadedProbe | None:
+        probes = self.history.probes
+        if not probes:
+            return None
+        return self.probes.get(probes[self.shown_probe_index].path)
+
+    def action_layer(self, delta: int) -> None:
+        p = self._loaded_probe()
+        if p is not None:
+            self.selection.rollout = False
+            self.selection.layer = (self.selection.layer + delta) % p.layers
+        self.show_insight()
+
+    def action_head(self, delta: int) -> None:
+        p = self._loaded_probe()
+        if p is not None:
+            self.selection.rollout = False
+            self.selection.head = (self.selection.head + delta) % p.heads
+        self.show_insight()
+
+    def action_rollout(self) -> None:
+        self.selection.rollout = not self.selection.rollout
+        self.show_insight()
+
+    def action_image(self, delta: int) -> None:
+        p = self._loaded_probe()
+        if p is not None:
+            self.selection.image = (self.selection.image + delta) % p.images_count
+        self.show_insight()
+
+    def action_probe_step(self, delta: int) -> None:
+        n = len(self.history.probes)
+        if not n:
+            return
+        index = self.shown_probe_index + delta
+        self.probe_index = None if index >= n - 1 else max(0, index)
+        self.show_insight()
+
+    def action_toggle_insight(self) -> None:
+        self.toggle_class("-insight" if self.has_class("-narrow") else "-no-insight")
+
+    def action_report(self) -> None:
+        from vittui.ui.screens.report import ReportScreen
+
+        self.app.push_screen(ReportScreen(self.run))
 
     # --- keys ------------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -257,6 +382,10 @@ class MonitorScreen(Screen):
             return True if is_live(state) and state != "stopping" else None
         if action == "detach":
             return is_live(state)
+        if action == "report":
+            return not is_live(state)
+        if action in ("layer", "head", "rollout", "image", "probe_step"):
+            return True if self.history.probes else None
         return True
 
     def _send(self, command: str, pending: str = "", **args) -> None:

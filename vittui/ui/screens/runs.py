@@ -42,6 +42,7 @@ def scan_runs(runs_root: Path) -> list[RunRow]:
 class RunsScreen(Screen):
     BINDINGS = [
         Binding("enter", "attach", "Attach"),
+        Binding("v", "report", "Report"),
         Binding("escape", "back", "Back"),
         Binding("n", "app.setup", "New"),
         Binding("q", "app.quit", "Quit"),
@@ -87,6 +88,14 @@ class RunsScreen(Screen):
         table = self.query_one(RunsTable)
         if table.rows_data and 0 <= table.cursor_row < len(table.rows_data):
             self.app.attach(table.rows_data[table.cursor_row].path)  # type: ignore[attr-defined]
+
+    def action_report(self) -> None:
+        from vittui.runs.store import RunDir
+        from vittui.ui.screens.report import ReportScreen
+
+        table = self.query_one(RunsTable)
+        if table.rows_data and 0 <= table.cursor_row < len(table.rows_data):
+            self.app.push_screen(ReportScreen(RunDir(table.rows_data[table.cursor_row].path)))
 
     def action_back(self) -> None:
         if len(self.app.screen_stack) > 2:

@@ -1,0 +1,293 @@
+"""Attention and gradient panes in the monitor, and the report screen, driven by a fake run directory with
+real probe files (written by `save_probe`) and a report.json made by `EvalReport`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import SIZE, gpu_source, screen_text, wait_for
+
+from vittui.analysis.attention import rollout_map, save_probe
+from vittui.analysis.evaluate import report_from_probs, write_report
+from vittui.analysis.heatmap import ascii_heatmap
+from vittui.runs.events import AttentionProbe, GradFlow
+from vittui.ui.app import create_app
+from vittui.ui.screens.monitor import MonitorScreen
+from vittui.ui.screens.report import ReportScreen
+from vittui.ui.widgets.attention_pane import AttentionPane
+from vittui.ui.widgets.grad_pane import GradPane
+
+pytestmark = pytest.mark.anyio
+
+# CLS rows over the 2x2 patches for (layer, image, head) of the test probe; the rest is uniform
+CLS = {
+    (0, 0, 0): [0.4, 0.3, 0.2, 0.1],
+    (0, 0, 1): [0.1, 0.2, 0.3, 0.4],
+    (1, 0, 0): [0.1, 0.4, 0.2, 0.3],
+    (0, 1, 0): [0.25, 0.25, 0.4, 0.1],
+}
+# the ramp ' .:-=+*#%@' over 16 columns x 8 rows: each patch is 8 columns x 4 rows
+L0_I0_H0 = ["@@@@@@@@********"] * 4 + ["--------        "] * 4
+L0_I0_H1 = ["        --------"] * 4 + ["********@@@@@@@@"] * 4
+L1_I0_H0 = ["        @@@@@@@@"] * 4 + ["--------********"] * 4
+L0_I1_H0 = ["++++++++++++++++"] * 4 + ["@@@@@@@@        "] * 4
+STEP10_L0_I0_H0 = L0_I0_H1  # the older probe: the first map reversed
+
+
+def probe_attention(reverse: bool = False) -> np.ndarray:
+    a = np.full((2, 2, 2, 5, 5), 0.2, dtype=np.float32)  # (L, B, H, T, T): CLS + 2x2 patches
+    for (layer, image, head), row in CLS.items():
+        a[layer, image, head, 0] = [0.0, *(row[::-1] if reverse and (layer, image, head) == (0, 0, 0) else row)]
+    return a
+
+
+def probe_images() -> np.ndarray:
+    img = np.zeros((2, 8, 8, 1), dtype=np.uint8)
+    img[0, :, :4] = 255  # image 1: left half is stroke
+    img[1, 4:, :] = 255  # image 2: bottom half
+    return img
+
+
+def add_probes(fake_run) -> None:
+    att = fake_run.path / "attention"
+    stats = dict(entropy=[[0.5, 0.6], [0.7, 0.8]], distance=[[4.0, 5.5], [6.0, 7.5]], diversity=[0.3, 0.99])
+    p10 = save_probe(att, 10, probe_attention(reverse=True), np.moveaxis(probe_images(), -1, 1), grid=(2, 2),
+                     patch_size=4, num_prefix_tokens=1)
+    fake_run.emit(AttentionProbe(step=10, path=p10, flags=[], **stats))
+    p20 = save_probe(att, 20, probe_attention(), grid=(2, 2), patch_size=4, num_prefix_tokens=1)
+    fake_run.emit(AttentionProbe(step=20, path=p20, flags=[
+        "layer 1: heads collapsed (mean pairwise similarity 0.990 > 0.95)"], **stats))
+
+
+def pane(app) -> AttentionPane:
+    return app.screen.query_one(AttentionPane)
+
+
+def shown_map(app) -> list[str]:
+    """The heatmap as it is on screen: columns 18..34 of the 8 map lines inside the pane's border."""
+    lines = screen_text(app).splitlines()
+    region = pane(app).content_region
+    return [lines[region.y + r][region.x + 18: region.x + 34] for r in range(8)]
+
+
+async def test_attention_pane_draws_the_probe_and_follows_the_keys(runs_root, fake_run, no_gpu, monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    fake_run.started()
+    fake_run.steps(20)
+    add_probes(fake_run)
+    app = create_app(runs_root, gpu_source=no_gpu, attach=fake_run.run.name)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: pane(app).view.probe is not None, what="probe loaded")
+        await pilot.pause(0.1)
+        text = pane(app).text
+        assert "step 20  probe 2/2  live" in text
+        assert "layer 1/2  head 1/2" in text and "image 1/2" in text
+        assert "entropy 0.500 (normalised)" in text and "mean distance 4.0 px" in text
+        assert "head similarity 0.300" in text
+        assert "FLAG layer 1: heads collapsed" in text
+        assert shown_map(app) == L0_I0_H0
+        # the probe image beside it, on the same ramp: the left half of image 1 is stroke
+        lines = screen_text(app).splitlines()
+        region = pane(app).content_region
+        assert lines[region.y][region.x: region.x + 16] == "@" * 8 + " " * 8
+
+        await pilot.press("h")
+        assert "head 2/2" in pane(app).text and shown_map(app) == L0_I0_H1
+        await pilot.press("H", "l")
+        assert "layer 2/2  head 1/2" in pane(app).text and shown_map(app) == L1_I0_H0
+        assert "entropy 0.700" in pane(app).text and "head similarity 0.990" in pane(app).text
+        await pilot.press("L", "i")
+        assert "image 2/2" in pane(app).text and shown_map(app) == L0_I1_H0
+        await pilot.press("o")
+        probe = pane(app).view.probe
+        expected = ascii_heatmap(rollout_map(probe.attention, 1, (2, 2))[1], 16, 8)
+        assert "rollout, 2 layers" in pane(app).text and shown_map(app) == expected
+        await pilot.press("i")
+        expected = ascii_heatmap(rollout_map(probe.attention, 1, (2, 2))[0], 16, 8)
+        assert shown_map(app) == expected and expected != L0_I0_H0
+        await pilot.press("o")
+        assert shown_map(app) == L0_I0_H0
+
+        # scrub back to the older probe (loaded by the worker), then forward to live again
+        await pilot.press("less_than_sign")
+        await wait_for(pilot, lambda: pane(app).view.probe is not None and pane(app).view.probe.step == 10)
+        await pilot.pause(0.05)
+        assert "step 10  probe 1/2  (> newer)" in pane(app).text
+        assert shown_map(app) == STEP10_L0_I0_H0
+        assert "OK no attention flags" in pane(app).text
+        await pilot.press("greater_than_sign")
+        assert "step 20  probe 2/2  live" in pane(app).text and shown_map(app) == L0_I0_H0
+
+
+async def test_attention_pane_in_colour_uses_half_blocks(runs_root, fake_run, no_gpu, monkeypatch):
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    fake_run.started()
+    add_probes(fake_run)
+    app = create_app(runs_root, gpu_source=no_gpu, attach=fake_run.run.name)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: pane(app).view.probe is not None, what="probe loaded")
+        if not pane(app).use_colour:
+            pytest.skip("the test console has no colour system")
+        text = pane(app).build()
+        first = text.plain.splitlines()[0]
+        assert first[:16] == "▀" * 16 and first[18:34] == "▀" * 16
+        styles = {str(span.style) for span in text.spans}
+        assert any("on #" in s or "on rgb" in s for s in styles)  # fg/bg colours, upper and lower pixel
+
+
+async def test_new_probe_events_show_live(runs_root, fake_run, no_gpu, monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    fake_run.started()
+    app = create_app(runs_root, gpu_source=no_gpu, attach=fake_run.run.name)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.screen.replayed)
+        assert "no attention probe yet" in pane(app).text
+        add_probes(fake_run)
+        await wait_for(pilot, lambda: pane(app).view.probe is not None and "probe 2/2" in pane(app).text)
+
+
+async def test_gradient_pane_draws_a_bar_per_block_and_flags(runs_root, fake_run, no_gpu):
+    fake_run.started()
+    names = [f"blocks.{i}" for i in range(4)]
+    fake_run.emit(GradFlow(step=20, names=names, attn=[1e-1, 1e-2, 1e-3, 1e-9], mlp=[1e-1, 1e-1, 1e-1, 1e-9],
+                           other={"total": 0.5}, flags=["blocks.3: vanishing gradient (norm 1.41e-09 < median ...)"]))
+    app = create_app(runs_root, gpu_source=no_gpu, attach=fake_run.run.name)
+    async with app.run_test(size=SIZE) as pilot:
+        grads = app.screen.query_one(GradPane)
+        await wait_for(pilot, lambda: grads.flow is not None)
+        lines = grads.text.splitlines()
+        assert lines[0].startswith("step 20  log bars, max 1.00e-01")
+        rows = {line.replace("!", " ").split()[0]: line for line in lines[1:5]}
+        assert set(rows) == {"0", "1", "2", "3"}
+
+        def attn_bar(row: str) -> str:
+            return row.split("attn ", 1)[1].split(" mlp", 1)[0].rstrip(" 0123456789.e+-")
+
+        full, tenth, hundredth = attn_bar(rows["0"]), attn_bar(rows["1"]), attn_bar(rows["2"])
+        assert set(full) == {"█"}
+        assert len(full) > len(tenth) > len(hundredth) > 0  # one decade less, a quarter of the bar less
+        assert attn_bar(rows["3"]).strip() in ("", "▏")  # vanishing: next to nothing
+        assert rows["3"].startswith("!")
+        assert "FLAG blocks.3: vanishing gradient" in grads.text
+        assert "gradients" in screen_text(app)
+
+
+async def test_narrow_terminal_toggles_the_insight_panes(runs_root, fake_run, no_gpu, monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    fake_run.started()
+    fake_run.steps(5)
+    add_probes(fake_run)
+    app = create_app(runs_root, gpu_source=no_gpu, attach=fake_run.run.name)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: "step 5/100" in screen_text(app))
+        assert not pane(app).display or not app.screen.query_one("#insight").display
+        await pilot.press("a")
+        await wait_for(pilot, lambda: pane(app).view.probe is not None)
+        await pilot.pause(0.1)
+        text = screen_text(app)
+        assert "attention" in text and "gradients" in text and "step 20  probe 2/2" in text
+        assert "@@@@@@@@********" in text
+        await pilot.press("a")
+        await pilot.pause(0.05)
+        assert "accuracy" in screen_text(app) and "worker RSS" in screen_text(app)
+
+
+async def test_wide_terminal_hides_the_insight_panes_on_a(runs_root, fake_run, no_gpu):
+    fake_run.started()
+    app = create_app(runs_root, gpu_source=no_gpu, attach=fake_run.run.name)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.screen.replayed)
+        assert "attention" in screen_text(app)
+        await pilot.press("a")
+        await pilot.pause(0.05)
+        assert "no attention probe yet" not in screen_text(app)
+
+
+def make_report(run_path):
+    rng = np.random.default_rng(0)
+    labels = np.array([0] * 5 + [1] * 4 + [2] * 3)
+    preds = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 0])
+    probs = np.full((12, 3), 0.1)
+    probs[np.arange(12), preds] = 0.8 + 0.01 * rng.random(12)
+    report = report_from_probs(probs, labels, 3, ["cat", "dog", "eel"], loss=0.42)
+    report.throughput = {"device": "cpu", "img_size": 32, "runs": [
+        {"batch_size": 1, "latency_ms": 1.25, "images_per_s": 800.0}]}
+    report.robustness = [{"corruption": "clean", "severity": 0, "parameter": None, "top1": 0.75, "drop": 0.0},
+                         {"corruption": "gaussian_noise", "severity": 1, "parameter": 0.08, "top1": 0.5,
+                          "drop": 0.25}]
+    write_report(run_path, report)
+    return report
+
+
+async def test_report_screen_from_the_runs_screen(runs_root, no_gpu):
+    from fakerun import FakeRun
+
+    fr = FakeRun(runs_root, name="done", state="finished")
+    fr.started()
+    fr.set_state("finished")
+    make_report(fr.path)
+    app = create_app(runs_root, gpu_source=no_gpu, attach="done")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.screen.replayed)
+        await pilot.press("r")
+        await wait_for(pilot, lambda: "done" in screen_text(app), what="runs listed")
+        await pilot.press("v")
+        assert isinstance(app.screen, ReportScreen)
+        await wait_for(pilot, lambda: app.screen.report is not None, what="report read")
+        await pilot.pause(0.1)
+        text = screen_text(app)
+        assert "12 validation images" in text and "top-1 75.0%" in text
+        cells = [line.split("│")[1].split() for line in text.splitlines() if line.startswith("│")]
+        counts = [[int(v) for v in c[1:4]] for c in cells
+                  if c and c[0] in ("cat", "dog", "eel") and all(v.isdigit() for v in c[1:4])]
+        assert counts == [[4, 1, 0], [0, 3, 1], [1, 0, 2]]
+        assert "per class" in text and "reliability" in text and "ECE" in text
+        assert "gaussian_noise" in text and "throughput (cpu, 32 px)" in text and "800.0" in text
+        await pilot.press("escape")
+        assert not isinstance(app.screen, ReportScreen)
+    fr.close()
+
+
+async def test_report_screen_offers_to_evaluate_and_runs_the_cli(runs_root, no_gpu, monkeypatch):
+    """Without report.json, e runs `python -m vittui.cli eval RUN` (a stand-in script here) and shows the
+    report it writes."""
+    import sys
+
+    from fakerun import FakeRun
+
+    import vittui.ui.screens.report as report_mod
+
+    fr = FakeRun(runs_root, name="stopped", state="stopped")
+    fr.started()
+    fr.set_state("stopped")
+    script = fr.path.parent / "fake_eval.py"
+    script.write_text(
+        "import sys\n"
+        "sys.path[:0] = [" + repr(str(__file__.rsplit('/', 1)[0])) + "]\n"
+        "from test_ui_insight import make_report\n"
+        "print('evaluating on 12 validation images', flush=True)\n"
+        "make_report(sys.argv[1])\n"
+        "print('wrote report.json')\n")
+    monkeypatch.setattr(report_mod, "eval_command", lambda path: [sys.executable, str(script), str(path)])
+    app = create_app(runs_root, gpu_source=no_gpu, attach="stopped")
+    async with app.run_test(size=SIZE) as pilot:
+        assert isinstance(app.screen, MonitorScreen)
+        await wait_for(pilot, lambda: app.screen.state == "stopped")
+        await pilot.press("v")
+        assert isinstance(app.screen, ReportScreen)
+        await wait_for(pilot, lambda: "press e to run" in screen_text(app))
+        await pilot.press("e")
+        await wait_for(pilot, lambda: app.screen.report is not None, timeout=30, what="report after eval")
+        screen = app.screen
+        assert screen.eval_rc == 0 and any("evaluating on 12" in line for line in screen.eval_lines)
+        await pilot.pause(0.1)
+        assert "12 validation images" in screen_text(app)
+    fr.close()
+
+
+def test_eval_command_is_the_cli_in_a_subprocess(tmp_path):
+    import sys
+
+    from vittui.ui.screens.report import eval_command
+
+    assert eval_command(tmp_path) == [sys.executable, "-m", "vittui.cli", "eval", str(tmp_path)]

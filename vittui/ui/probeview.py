@@ -1,0 +1,92 @@
+"""What the attention pane shows, as plain data (numpy; no Textual, no torch).
+
+A probe file holds attention (L, B, H, T, T) for the fixed probe images. `load` reads one (in a thread
+worker: the disk and the rollout never run on the event loop) and precomputes the rollout of every image;
+`attention_map` picks the 2-D map for a selection: the CLS row of one layer and head over the patches, or
+the rollout through all layers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class LoadedProbe:
+    path: str  # as in the AttentionProbe event, relative to the run directory
+    step: int
+    attention: np.ndarray  # float32 (L, B, H, T, T)
+    images: np.ndarray | None  # uint8 (B, H, W, C)
+    grid: tuple[int, int]
+    patch_size: tuple[int, int] | None
+    prefix: int
+    rollout: np.ndarray  # (B, gh, gw): CLS row of the rollout over the patches
+
+    @property
+    def layers(self) -> int:
+        return int(self.attention.shape[0])
+
+    @property
+    def images_count(self) -> int:
+        return int(self.attention.shape[1])
+
+    @property
+    def heads(self) -> int:
+        return int(self.attention.shape[2])
+
+
+@dataclass
+class Selection:
+    layer: int = 0
+    head: int = 0
+    rollout: bool = False
+    image: int = 0
+
+    def clamp(self, probe: LoadedProbe | None) -> "Selection":
+        if probe is not None:
+            self.layer = min(max(self.layer, 0), probe.layers - 1)
+            self.head = min(max(self.head, 0), probe.heads - 1)
+            self.image = min(max(self.image, 0), probe.images_count - 1)
+        return self
+
+
+def load(run_dir: str | Path, rel_path: str) -> LoadedProbe:
+    """Read a probe written by `vittui.analysis.attention.save_probe` and precompute its rollout."""
+    from vittui.analysis.attention import infer_grid, load_probe, rollout_map
+
+    p = load_probe(rel_path, run_dir)
+    a = p.attention
+    if a.ndim != 5:
+        raise ValueError(f"{rel_path}: expected attention (L, B, H, T, T), got shape {a.shape}")
+    prefix = 1 if p.num_prefix_tokens is None else int(p.num_prefix_tokens)
+    grid = tuple(p.grid) if p.grid is not None else infer_grid(a.shape[-1] - prefix)
+    roll = rollout_map(a, prefix, grid).astype(np.float32)
+    return LoadedProbe(path=rel_path, step=p.step, attention=a, images=p.images, grid=grid,  # type: ignore[arg-type]
+                       patch_size=p.patch_size, prefix=prefix, rollout=roll)
+
+
+def attention_map(probe: LoadedProbe, sel: Selection) -> np.ndarray:
+    """(gh, gw) map of the selection: rollout, or the CLS query's attention over the patches."""
+    gh, gw = probe.grid
+    if sel.rollout:
+        return probe.rollout[sel.image]
+    row = probe.attention[sel.layer, sel.image, sel.head, 0, probe.prefix:]
+    return np.asarray(row, dtype=np.float64).reshape(gh, gw)
+
+
+def image_of(probe: LoadedProbe, index: int) -> np.ndarray | None:
+    if probe.images is None or index >= len(probe.images):
+        return None
+    return probe.images[index]
+
+
+def luminance(image: np.ndarray) -> np.ndarray:
+    """(H, W) luminance 0..255 of a uint8 (H, W, C) image."""
+    a = np.asarray(image, dtype=np.float64)
+    if a.ndim == 2:
+        return a
+    if a.shape[-1] == 1:
+        return a[..., 0]
+    return a[..., 0] * 0.299 + a[..., 1] * 0.587 + a[..., 2] * 0.114
