@@ -1,0 +1,377 @@
+"""A run under vittui — detached worker, a dashboard attached and redrawing, probes at the default
+cadence — against a bare PyTorch loop of the same model, data and recipe written here, measured side by
+side in one run, alternating A/B.
+
+    python benchmarks/overhead.py [--quick] [--rounds 3] [--epochs 10]
+
+Throughput is wall-clock: images trained between optimizer step K0 and the last step, divided by the
+time between those steps (vittui: the Step events' timestamps; bare loop: time.time() after each
+step). Everything the loop does between those steps counts — events, status writes, the control point,
+attention/gradient probes, the per-epoch eval (both sides) and checkpoint (vittui only).
+
+The bare loop (`bare_train`) is what a person would write from the recipe by hand: the digits arrays
+through a plain Dataset (same 8→32 px bilinear resize per item, same timm `create_transform`), a
+DataLoader with the same batch size and drop_last, the same timm ViT built from config, AdamW with the
+recipe's lr/wd, warmup+cosine per step, label-smoothed cross entropy, top-1 eval at each epoch end.
+It runs in its own process (`--child`), like vittui's worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import demo_recipe, median  # noqa: E402
+
+from vittui.runs import events as ev  # noqa: E402
+
+K0 = 5  # steps dropped from the front (first-iteration warmup)
+
+
+# ---- throughput from step timestamps ------------------------------------------------------------
+
+def rate(times: list[float], batch: int, k0: int = K0) -> float:
+    """Images/s between step k0 and the last step, from per-step wall-clock timestamps (index = step-1)."""
+    if len(times) <= k0 + 1:
+        return float("nan")
+    return (len(times) - 1 - k0) * batch / (times[-1] - times[k0])
+
+
+def vittui_step_times(run_path: Path) -> list[float]:
+    steps = [e for e in ev.read_all(Path(run_path) / "events.jsonl") if isinstance(e, ev.Step)]
+    return [s.t for s in steps]
+
+
+def status_state(run_path: Path) -> str:
+    try:
+        return json.loads((Path(run_path) / "status.json").read_text()).get("state", "")
+    except (FileNotFoundError, ValueError):
+        return ""
+
+
+DONE = ("finished", "failed", "stopped")
+
+
+# ---- vittui side -----------------------------------------------------------------------------------
+
+def _cpu_seconds(pid: int) -> float:
+    """user+sys CPU seconds of a process (all its threads), from /proc."""
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+class CpuSampler:
+    """Follows a live run: counts its Step events and samples the worker's CPU time (and this
+    process's, where the dashboard runs) at the first step past K0 and when the last step shows up."""
+
+    def __init__(self, run_path: Path, last_step: int):
+        self.tail = ev.EventTail(Path(run_path) / "events.jsonl")
+        self.run_path, self.last_step = Path(run_path), last_step
+        self.steps, self.pid = 0, 0
+        self.first: tuple[int, float, float] | None = None
+        self.last: tuple[int, float, float] | None = None
+        self.own = 0.0  # CPU this sampler spent, taken out of the dashboard's share
+
+    def tick(self) -> None:
+        c = time.process_time()
+        try:
+            self._tick()
+        finally:
+            self.own += time.process_time() - c
+
+    def _tick(self) -> None:
+        if not self.pid:
+            try:
+                self.pid = int(json.loads((self.run_path / "status.json").read_text()).get("pid") or 0)
+            except (OSError, ValueError):
+                pass
+        self.steps += sum(isinstance(e, ev.Step) for e in self.tail.poll())
+        if self.pid and self.first is None and self.steps > K0:
+            self.first = (self.steps, _cpu_seconds(self.pid), time.process_time() - self.own)
+        if self.pid and self.last is None and self.steps >= self.last_step:
+            self.last = (self.steps, _cpu_seconds(self.pid), time.process_time() - self.own)
+
+    def per_image(self, batch: int) -> tuple[float, float]:
+        """(worker CPU s/image, this process's CPU s/image) over the window; NaN if not sampled."""
+        if not (self.first and self.last) or self.last[0] <= self.first[0]:
+            return float("nan"), float("nan")
+        n = (self.last[0] - self.first[0]) * batch
+        return (self.last[1] - self.first[1]) / n, (self.last[2] - self.first[2]) / n
+
+
+def run_vittui(recipe, root: Path, name: str, *, dashboard: bool = True, timeout: float = 1800) -> dict:
+    """Launch the detached worker; with `dashboard`, attach the real app headless and keep it drawing
+    until the run ends. Returns the Step events' timestamps and CPU seconds per image (worker, and the
+    dashboard's process)."""
+    from vittui.runs import launcher
+
+    run = launcher.launch(recipe, root, name)
+    total = recipe.schedule.max_steps
+    sampler = CpuSampler(run.path, total)
+    if dashboard:
+        asyncio.run(_attached(root, run.name, run.path, timeout, sampler))
+    else:
+        end = time.monotonic() + timeout
+        while status_state(run.path) not in DONE and time.monotonic() < end:
+            sampler.tick()
+            time.sleep(0.05)
+    if status_state(run.path) != "finished":
+        log = (run.path / "worker.log").read_text()[-2000:] if (run.path / "worker.log").exists() else ""
+        raise RuntimeError(f"run {run.name} ended {status_state(run.path)!r}:\n{log}")
+    cpu_w, cpu_ui = sampler.per_image(recipe.data.batch_size)
+    return {"times": vittui_step_times(run.path), "cpu": cpu_w + (cpu_ui if dashboard else 0.0), "cpu_ui": cpu_ui}
+
+
+async def _attached(root: Path, name: str, run_path: Path, timeout: float, sampler: CpuSampler) -> None:
+    from vittui.ui.app import create_app
+    from vittui.ui.screens.monitor import MonitorScreen
+
+    app = create_app(root, attach=name)
+    end = time.monotonic() + timeout
+    async with app.run_test(size=(120, 40)) as pilot:
+        while status_state(run_path) not in DONE and time.monotonic() < end:
+            sampler.tick()
+            await pilot.pause(0.05)
+        assert isinstance(app.screen, MonitorScreen), "the dashboard did not attach"
+        assert app.screen.history.step > 0, "the dashboard saw no steps"
+        app.exit()
+
+
+# ---- bare loop -------------------------------------------------------------------------------------
+
+def bare_train(recipe, max_steps: int, *, style: str = "bare", out: Path | None = None) -> dict:
+    """The hand-written loop. style='bare': plain torch; style='timm': timm train.py's pieces
+    (create_optimizer_v2, create_scheduler_v2, Mixup when the recipe asks, AMP through autocast when
+    compute.precision is bf16, channels_last when asked, a checkpoint per epoch like its CheckpointSaver).
+    Returns per-step timestamps."""
+    import numpy as np
+    import timm
+    import torch
+    from PIL import Image
+    from sklearn.datasets import load_digits
+    from timm.data import create_transform
+    from torch.utils.data import DataLoader, Dataset
+
+    from vittui.data.sources import split_indices  # only to pick the same images; not on the hot path
+
+    if recipe.compute.threads:
+        torch.set_num_threads(recipe.compute.threads)
+    torch.manual_seed(recipe.run.seed)
+    m, a, d, o = recipe.model, recipe.augment, recipe.data, recipe.optim
+    size = m.img_size
+    mean = tuple(d.mean) * (3 if len(d.mean) == 1 else 1)
+    std = tuple(d.std) * (3 if len(d.std) == 1 else 1)
+    digits = load_digits()
+    labels = digits.target.astype(np.int64)
+    tr, va = split_indices(labels, d.val_fraction, recipe.run.seed)
+
+    class Digits(Dataset):
+        def __init__(self, idx, tf):
+            self.idx, self.tf = idx, tf
+
+        def __len__(self):
+            return len(self.idx)
+
+        def __getitem__(self, i):
+            j = self.idx[i]
+            arr = np.clip(np.rint(digits.images[j] * (255.0 / 16.0)), 0, 255).astype(np.uint8)
+            img = Image.fromarray(arr, "L").resize((size, size), Image.Resampling.BILINEAR).convert("RGB")
+            return self.tf(img), int(labels[j])
+
+    train_tf = create_transform(input_size=(3, size, size), is_training=True, scale=tuple(a.crop_scale),
+                                ratio=tuple(a.crop_ratio), hflip=a.hflip, vflip=a.vflip,
+                                color_jitter=a.color_jitter or None, auto_augment=a.auto_augment or None,
+                                re_prob=a.re_prob, re_mode="pixel", interpolation=a.interpolation,
+                                mean=mean, std=std)
+    val_tf = create_transform(input_size=(3, size, size), is_training=False, interpolation="bilinear",
+                              mean=mean, std=std, crop_pct=1.0)
+    cuda = torch.cuda.is_available() and recipe.compute.device != "cpu"
+    device = torch.device("cuda" if cuda else "cpu")
+    workers = d.num_workers
+    extra = dict(persistent_workers=True, prefetch_factor=2) if workers else {}
+    train_loader = DataLoader(Digits(tr, train_tf), batch_size=d.batch_size, shuffle=True, drop_last=True,
+                              num_workers=workers, pin_memory=cuda, **extra)
+    val_loader = DataLoader(Digits(va, val_tf), batch_size=d.batch_size, num_workers=workers,
+                            pin_memory=cuda, **extra)
+
+    model = timm.create_model(m.name, pretrained=False, num_classes=10, img_size=size, patch_size=m.patch_size,
+                              depth=m.depth, embed_dim=m.embed_dim, num_heads=m.num_heads,
+                              drop_path_rate=recipe.regularize.drop_path, drop_rate=recipe.regularize.dropout)
+    channels_last = recipe.compute.channels_last
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    model.to(device)
+    steps_per_epoch = len(train_loader)
+    total = min(recipe.schedule.epochs * steps_per_epoch, max_steps or 10**12)
+    warmup = int(round(recipe.schedule.warmup_epochs * steps_per_epoch))
+    ls = recipe.regularize.label_smoothing
+    mixup = None
+    if style == "timm":
+        from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+        from timm.optim import create_optimizer_v2
+        from timm.scheduler import create_scheduler_v2
+
+        optimizer = create_optimizer_v2(model, "adamw", lr=o.lr, weight_decay=o.weight_decay,
+                                        fused=(o.fused and cuda) or None)
+        scheduler, _ = create_scheduler_v2(optimizer, "cosine", num_epochs=recipe.schedule.epochs,
+                                           warmup_epochs=int(recipe.schedule.warmup_epochs),
+                                           min_lr=recipe.schedule.min_lr, warmup_lr=recipe.schedule.warmup_lr,
+                                           step_on_epochs=False, updates_per_epoch=steps_per_epoch)
+        if a.mixup > 0 or a.cutmix > 0:
+            from timm.data import Mixup
+
+            mixup = Mixup(mixup_alpha=a.mixup, cutmix_alpha=a.cutmix, prob=a.mixup_prob,
+                          switch_prob=a.mixup_switch_prob, label_smoothing=ls, num_classes=10)
+            criterion = SoftTargetCrossEntropy()
+        else:
+            criterion = LabelSmoothingCrossEntropy(ls) if ls else torch.nn.CrossEntropyLoss()
+    else:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+
+        def lr_at(step):
+            if step < warmup:
+                return (step + 1) / warmup
+            t = (step - warmup) / max(total - warmup, 1)
+            return (recipe.schedule.min_lr + 0.5 * (o.lr - recipe.schedule.min_lr) * (1 + math.cos(math.pi * t))) / o.lr
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
+        criterion = torch.nn.CrossEntropyLoss(label_smoothing=ls)
+    bf16 = recipe.compute.precision == "bf16"
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+    ckpt_dir = Path(tempfile.mkdtemp(prefix="bare-ckpt-")) if style == "timm" else None
+
+    times: list[float] = []
+    cpu: list[float] = []
+    step = 0
+    epoch = 0
+    model.train()
+    while step < total:
+        for x, y in train_loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            if mixup is not None:
+                x, y = mixup(x, y)
+            with amp:
+                loss = criterion(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if o.clip_grad:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), o.clip_grad)
+            optimizer.step()
+            step += 1
+            if style == "timm":
+                scheduler.step_update(num_updates=step)
+                if step % 50 == 0:  # train.py's log_interval: the only loss.item() sync
+                    loss.item()
+            else:
+                scheduler.step()
+            times.append(time.time())
+            cpu.append(time.process_time())
+            if step >= total:
+                break
+        epoch += 1
+        model.eval()  # top-1 on the validation split at each epoch end, like any training script
+        correct = n = 0
+        with torch.no_grad(), amp:
+            for x, y in val_loader:
+                x, y = x.to(device), y.to(device)
+                correct += (model(x).argmax(1) == y).sum().item()
+                n += len(y)
+        model.train()
+        if style == "timm":
+            scheduler.step(epoch)
+            torch.save({"state_dict": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch},
+                       ckpt_dir / "last.pth.tar")
+    cpu_per_image = (cpu[-1] - cpu[K0]) / ((len(cpu) - 1 - K0) * d.batch_size) if len(cpu) > K0 + 1 else float("nan")
+    result = {"times": times, "cpu": cpu_per_image, "batch": d.batch_size, "steps_per_epoch": steps_per_epoch, "top1": 100 * correct / max(n, 1)}
+    if out is not None:
+        Path(out).write_text(json.dumps(result))
+    return result
+
+
+def run_bare(recipe, max_steps: int, *, style: str = "bare") -> dict:
+    """The bare loop in a process of its own, in a new session as vittui's worker is: with the kernel's
+    autogroup scheduling a session is a scheduling group, so both sides get the same share of a busy CPU."""
+    from vittui.recipe import save
+
+    with tempfile.TemporaryDirectory() as tmp:
+        rp, out = Path(tmp) / "recipe.toml", Path(tmp) / "out.json"
+        save(recipe, rp)
+        subprocess.run([sys.executable, __file__, "--child", str(rp), "--steps", str(max_steps), "--style", style,
+                        "--out", str(out)], check=True, start_new_session=True)
+        return json.loads(out.read_text())
+
+
+def load_note() -> str:
+    la = os.getloadavg()
+    return f"load average {la[0]:.2f} {la[1]:.2f} {la[2]:.2f} on {os.cpu_count()} cores"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="2 rounds of 3 epochs")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=10, help="step cap = epochs × steps per epoch (22)")
+    ap.add_argument("--threads", type=int, default=0, help="compute.threads for both sides (0 = torch default); "
+                    "1 keeps OpenMP from thrashing on a machine shared with other jobs")
+    ap.add_argument("--redraw", type=float, default=0.0, help="what-if: the monitor's redraw interval in seconds "
+                    "(patches vittui.ui.screens.monitor.REDRAW_S in this process; 0 = as shipped)")
+    ap.add_argument("--no-dashboard", action="store_true", help="leave the dashboard out of the vittui side")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--steps", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--style", default="bare", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.child:
+        from vittui.recipe import load
+
+        bare_train(load(a.child), a.steps, style=a.style, out=Path(a.out))
+        return 0
+    if a.quick:
+        a.rounds, a.epochs = 2, 3
+    if a.redraw:
+        import vittui.ui.screens.monitor as monitor
+
+        monitor.REDRAW_S = a.redraw
+    steps = 22 * a.epochs  # 1437 train images // 64 = 22 full batches per epoch
+    recipe = demo_recipe(**{"schedule.max_steps": steps, "compute.threads": a.threads})
+    bs = recipe.data.batch_size
+    root = Path(tempfile.mkdtemp(prefix="vittui-bench-overhead-"))
+    print(f"demo-digits, {steps} steps ({a.epochs} epochs), probe_every={recipe.run.probe_every}, "
+          f"threads={a.threads or 'default'}, redraw every {a.redraw or 'shipped'} s, "
+          f"dashboard {'off' if a.no_dashboard else 'attached (headless run_test, 120x40)'}; {load_note()}")
+    wall, cpu = [], []
+    for i in range(a.rounds):  # alternate A/B (and swap the order each round) so load drift hits both
+        order = ("vittui", "bare") if i % 2 == 0 else ("bare", "vittui")
+        got = {}
+        for which in order:
+            if which == "vittui":
+                got[which] = run_vittui(recipe, root, f"overhead-{i}", dashboard=not a.no_dashboard)
+            else:
+                got[which] = run_bare(recipe, steps)
+        v, b = got["vittui"], got["bare"]
+        wall.append(rate(v["times"], bs) / rate(b["times"], bs))
+        cpu.append(b["cpu"] / v["cpu"])
+        print(f"round {i + 1}: wall images/s vittui {rate(v['times'], bs):.1f} / bare {rate(b['times'], bs):.1f} = "
+              f"{wall[-1]:.3f}; CPU ms/image vittui {1000 * v['cpu']:.2f} (dashboard {1000 * v['cpu_ui']:.2f}) / "
+              f"bare {1000 * b['cpu']:.2f} -> {cpu[-1]:.3f}   ({load_note()})", flush=True)
+    print(f"vittui / bare loop, images/s by wall clock: {median(wall):.3f}; by CPU time per image (worker + "
+          f"dashboard vs bare): {median(cpu):.3f} (medians of {a.rounds} paired rounds); target >= 0.98")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

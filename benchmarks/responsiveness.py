@@ -1,0 +1,259 @@
+"""How the dashboard feels: first frame, key-to-screen for pause, re-attaching to a very long run.
+
+    python benchmarks/responsiveness.py [--quick] [--only start,pause,tail] [--events 1000000]
+
+1. Start to first frame: `vittui` in a detached tmux pane (120x40); time from spawning it until
+   `tmux capture-pane` shows the setup screen ("Start ▶"). Then check that the dashboard process has
+   no libtorch mapped (/proc/PID/maps) and that `python -X importtime` of the app imports no torch.
+   Target <= 1.0 s.
+2. Pause: the real app (`create_app(root, attach=run)` in `run_test`) on a live detached run; press
+   space and time until the header reads PAUSED. Target <= 100 ms + one training step.
+3. Re-attach to a 1M-event run: write 1M Step events, then in fresh processes time (a) one
+   `EventTail.poll()` over the whole file and (b) the monitor's replay (`poll(max_bytes=8 MiB)` batches
+   fed into `RunHistory`), with the peak RSS above the process's baseline. Target <= 3 s, bounded memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import demo_recipe, median  # noqa: E402
+
+PY = sys.executable
+
+
+def load_note() -> str:
+    la = os.getloadavg()
+    return f"load average {la[0]:.2f} {la[1]:.2f} {la[2]:.2f} on {os.cpu_count()} cores"
+
+
+# ---- 1. start to first frame ------------------------------------------------------------------------
+
+def _vittui_cmd() -> str:
+    exe = shutil.which("vittui")
+    return exe if exe else f"{PY} -m vittui.cli"
+
+
+def first_frame(runs: int) -> None:
+    if not shutil.which("tmux"):
+        print("start: skipped (tmux is not installed)")
+        return
+    root = Path(tempfile.mkdtemp(prefix="vittui-bench-start-"))
+    times, cpus, bare, torch_mapped = [], [], [], []
+    for i in range(runs):
+        t = time.perf_counter()  # load yardstick: a bare interpreter start, same moment
+        subprocess.run([PY, "-c", "pass"], check=True)
+        bare.append(time.perf_counter() - t)
+        name = f"vittui-bench-{os.getpid()}-{i}"
+        t0 = time.perf_counter()
+        subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "120", "-y", "40",
+                        f"exec {_vittui_cmd()} --runs-dir {root}"], check=True)
+        shown = None
+        try:
+            while time.perf_counter() - t0 < 30:
+                screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", name], capture_output=True,
+                                        text=True).stdout
+                if "Start" in screen and "preset" in screen:
+                    shown = time.perf_counter() - t0
+                    pid = subprocess.run(["tmux", "display-message", "-p", "-t", name, "#{pane_pid}"],
+                                         capture_output=True, text=True).stdout.strip()
+                    cpus.append(_cpu_seconds(pid))
+                    break
+                time.sleep(0.01)
+            pid = subprocess.run(["tmux", "display-message", "-p", "-t", name, "#{pane_pid}"],
+                                 capture_output=True, text=True).stdout.strip()
+            maps = Path(f"/proc/{pid}/maps").read_text() if pid and Path(f"/proc/{pid}/maps").exists() else ""
+            torch_mapped.append("libtorch" in maps)
+        finally:
+            subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+        times.append(shown if shown is not None else float("inf"))
+        print(f"  start {i + 1}: first frame after {times[-1]:.3f} s wall, {cpus[-1] if cpus else float('nan'):.3f} s "
+              f"CPU (user+sys) in the app; bare `python -c pass` {bare[-1]:.3f} s; libtorch mapped: {torch_mapped[-1]}",
+              flush=True)
+    imp = subprocess.run([PY, "-X", "importtime", "-c", "import vittui.cli, vittui.ui.app"], capture_output=True,
+                         text=True).stderr
+    torch_imported = any(line.rsplit("|", 1)[-1].strip() == "torch" for line in imp.splitlines())
+    print(f"start to first frame: median {median(times):.3f} s wall, worst {max(times):.3f} s, median CPU "
+          f"{median(cpus):.3f} s over {runs} starts (target <= 1.0 s); bare interpreter start median "
+          f"{median(bare):.3f} s; torch in the UI process: maps {any(torch_mapped)}, importtime {torch_imported}")
+
+
+def _cpu_seconds(pid: str) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+# ---- 2. pause key to screen ------------------------------------------------------------------------
+
+def pause_latency(presses: int, threads: int) -> None:
+    from vittui.runs import control, launcher
+    from vittui.runs import events as ev
+
+    recipe = demo_recipe(**{"schedule.max_steps": 100000, "compute.threads": threads})
+    root = Path(tempfile.mkdtemp(prefix="vittui-bench-pause-"))
+    run = launcher.launch(recipe, root, "pause")
+    lat: list[float] = []
+
+    async def go() -> None:
+        from vittui.ui.app import create_app
+        from vittui.ui.screens.monitor import MonitorScreen
+
+        app = create_app(root, attach=run.name)
+        async with app.run_test(size=(120, 40)) as pilot:
+            mon = app.screen
+            assert isinstance(mon, MonitorScreen)
+            header = mon.query_one("RunHeader")
+            end = time.monotonic() + 600
+            while mon.history.step < 10 and time.monotonic() < end:
+                await pilot.pause(0.1)
+            rng = random.Random(0)
+            for _ in range(presses):
+                await pilot.pause(rng.uniform(0.3, 1.0))
+                t0 = time.perf_counter()
+                await pilot.press("space")
+                while "PAUSED" not in header.text and time.perf_counter() - t0 < 60:
+                    await asyncio.sleep(0.002)
+                lat.append(time.perf_counter() - t0)
+                await pilot.press("space")  # resume
+                while mon.state != "running" and time.monotonic() < end:
+                    await asyncio.sleep(0.01)
+            app.exit()
+
+    try:
+        asyncio.run(go())
+    finally:
+        control.send(run.path, "stop")
+    steps = [e for e in ev.read_all(run.events_path) if isinstance(e, ev.Step)]
+    step_ms = 1000 * median([s.step_time for s in steps])
+    for i, x in enumerate(lat):
+        print(f"  press {i + 1}: PAUSED on screen after {1000 * x:.0f} ms")
+    print(f"space to PAUSED on screen: median {1000 * median(lat):.0f} ms, worst {1000 * max(lat):.0f} ms; "
+          f"median step {step_ms:.0f} ms; target <= 100 ms + 1 step = {100 + step_ms:.0f} ms")
+
+
+# ---- 3. re-attach to a 1M-event run ------------------------------------------------------------------
+
+def write_events(path: Path, n: int) -> None:
+    from vittui.runs import events as ev
+
+    rng = random.Random(0)
+    t = time.time() - n * 0.1
+    with open(path, "w") as f:
+        f.write(ev.RunStarted(name="long", model="vit", params_total=1, params_trainable=1, num_classes=10,
+                              classes=[str(i) for i in range(10)], train_size=1, val_size=1, steps_per_epoch=1000,
+                              total_steps=n, device="cpu").to_json() + "\n")
+        lines = []
+        for i in range(1, n + 1):
+            lines.append(ev.Step(step=i, epoch=i / 1000, loss=2.3 * rng.random(), lr=1e-3 * rng.random(),
+                                 grad_norm=rng.random(), images_per_s=400 + rng.random(), data_time=rng.random() / 100,
+                                 step_time=0.1 + rng.random() / 100, t=t + i * 0.1).to_json())
+            if len(lines) == 100_000:
+                f.write("\n".join(lines) + "\n")
+                lines = []
+        if lines:
+            f.write("\n".join(lines) + "\n")
+
+
+CHILD = r"""
+import json, sys, time
+mode, path = sys.argv[1], sys.argv[2]
+from vittui.runs import events as ev
+from vittui.ui.history import RunHistory
+from vittui.ui.screens.monitor import INITIAL_CHUNK
+if mode == "cached":  # what-if: decode() with the dataclass field names computed once per class
+    from dataclasses import fields
+    names = {k: {f.name for f in fields(c)} for k, c in ev.EVENT_TYPES.items()}
+    def decode(line):
+        try:
+            d = json.loads(line)
+        except ValueError:
+            return None
+        if not isinstance(d, dict):
+            return None
+        kind = d.pop("type", None)
+        cls = ev.EVENT_TYPES.get(kind)
+        if cls is None:
+            return None
+        try:
+            return cls(**{k: v for k, v in d.items() if k in names[kind]})
+        except TypeError:
+            return None
+    ev.decode = decode
+def hwm():  # peak RSS of this process in KiB (VmHWM is reset at exec; ru_maxrss is not)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+base = hwm()
+t0, c0 = time.perf_counter(), time.process_time()
+if mode == "poll":
+    n = len(ev.EventTail(path).poll())
+    t1, c1 = time.perf_counter(), time.process_time()
+else:
+    tail, h, n = ev.EventTail(path), RunHistory(), 0
+    while True:
+        batch = tail.poll(max_bytes=INITIAL_CHUNK)
+        if not batch:
+            break
+        h.feed(batch)
+        n += len(batch)
+    t1, c1 = time.perf_counter(), time.process_time()
+    assert h.step == n - 1, (h.step, n)
+print(json.dumps({"n": n, "s": t1 - t0, "cpu": c1 - c0, "rss_mib": (hwm() - base) / 1024}))
+"""
+
+
+def tail_bench(n: int, rounds: int) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="vittui-bench-tail-"))
+    path = tmp / "events.jsonl"
+    t0 = time.perf_counter()
+    write_events(path, n)
+    size = path.stat().st_size
+    print(f"  wrote {n:,} Step events ({size / 2**20:.0f} MiB) in {time.perf_counter() - t0:.1f} s")
+    res: dict[str, list[dict]] = {"poll": [], "replay": [], "cached": []}
+    for _ in range(rounds):
+        for mode in res:
+            out = subprocess.run([PY, "-c", CHILD, mode, str(path)], capture_output=True, text=True, check=True)
+            res[mode].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    labels = {"poll": "EventTail.poll() of the whole file", "replay": "monitor replay (8 MiB batches → RunHistory)",
+              "cached": "monitor replay, decode() with cached field names (proposed fix)"}
+    for mode, rs in res.items():
+        print(f"{labels[mode]}: {median([r['s'] for r in rs]):.2f} s wall, {median([r['cpu'] for r in rs]):.2f} s CPU "
+              f"for {rs[0]['n']:,} events (median of {rounds}), peak RSS +{median([r['rss_mib'] for r in rs]):.0f} MiB; target <= 3 s")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", default="start,pause,tail")
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--threads", type=int, default=0, help="compute.threads of the paused run")
+    ap.add_argument("--tail-rounds", type=int, default=3)
+    a = ap.parse_args()
+    only = set(a.only.split(","))
+    print(load_note())
+    if "start" in only:
+        first_frame(2 if a.quick else 5)
+    if "pause" in only:
+        pause_latency(2 if a.quick else 5, a.threads)
+    if "tail" in only:
+        tail_bench(a.events if not a.quick else min(a.events, 200_000), 1 if a.quick else a.tail_rounds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
