@@ -41,9 +41,17 @@ async def test_monitor_snapshot(runs_root):
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: "step 150/690" in screen_text(app) and "GPU 0" in screen_text(app))
         await pilot.pause(0.3)
+        # the footer is recomposed when the bindings change and is blank for that frame: take a frame with it
+        shot: list[str] = []
+
+        def footer_drawn() -> bool:
+            shot[:] = [screen_text(app)]
+            return "r Runs" in shot[0].splitlines()[-1]
+
+        await wait_for(pilot, footer_drawn, what="footer drawn")
         # the worker pid is this test's: mask it without moving the pane's border
         text = re.sub(r"run pid \d+: \S+ \S+ *", lambda m: f"run pid PID: {m.group(0).split(': ')[1]}".ljust(
-            len(m.group(0))), screen_text(app))
+            len(m.group(0))), shot[0])
     fr.close()
     check_snapshot("monitor-120x40", text)
 
