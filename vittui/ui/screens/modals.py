@@ -125,7 +125,8 @@ class HelpModal(ModalScreen[None]):
         self.dismiss(None)
 
 
-KEY_NAMES = {"left_square_bracket": "[", "right_square_bracket": "]", "question_mark": "?", "space": "space"}
+KEY_NAMES = {"left_square_bracket": "[", "right_square_bracket": "]", "question_mark": "?", "space": "space",
+             "less_than_sign": "<", "greater_than_sign": ">"}
 
 
 def key_rows(screen) -> list[tuple[str, str]]:

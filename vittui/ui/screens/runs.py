@@ -42,17 +42,23 @@ def scan_runs(runs_root: Path) -> list[RunRow]:
 class RunsScreen(Screen):
     BINDINGS = [
         Binding("enter", "attach", "Attach"),
+        Binding("m,space", "mark", "Mark"),
+        Binding("c", "compare", "Compare"),
         Binding("v", "report", "Report"),
         Binding("escape", "back", "Back"),
         Binding("n", "app.setup", "New"),
         Binding("q", "app.quit", "Quit"),
         Binding("question_mark", "help", "Help"),
     ]
-    PALETTE = [("app.setup", "New run", "Back to the setup screen"), ("back", "Back", "Leave the runs list")]
+    PALETTE = [("app.setup", "New run", "Back to the setup screen"), ("back", "Back", "Leave the runs list"),
+               ("compare", "Compare marked runs", "Curves overlaid and the recipe fields that differ"),
+               ("report", "Evaluation report", "The report of the run under the cursor")]
 
     def __init__(self, runs_root: Path) -> None:
         super().__init__(classes="runs")
         self.runs_root = runs_root
+        self.marked: list[Path] = []  # in the order they were marked
+        self._rows: list[RunRow] = []
 
     def compose(self) -> ComposeResult:
         yield Static(f"runs in {self.runs_root}", id="runs-title")
@@ -76,7 +82,10 @@ class RunsScreen(Screen):
                 time.sleep(0.1)
 
     def _show(self, rows: list[RunRow]) -> None:
-        self.query_one(RunsTable).show(rows)
+        self._rows = rows
+        present = {r.path for r in rows}
+        self.marked = [p for p in self.marked if p in present]
+        self.query_one(RunsTable).show(rows, set(self.marked))
         empty = self.query_one("#runs-empty", Static)
         empty.update("" if rows else "no runs yet - press n to set one up")
         empty.display = not rows
@@ -88,6 +97,31 @@ class RunsScreen(Screen):
         table = self.query_one(RunsTable)
         if table.rows_data and 0 <= table.cursor_row < len(table.rows_data):
             self.app.attach(table.rows_data[table.cursor_row].path)  # type: ignore[attr-defined]
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "compare":
+            return True if len(self.marked) >= 2 else None
+        return True
+
+    def action_mark(self) -> None:
+        table = self.query_one(RunsTable)
+        if not (table.rows_data and 0 <= table.cursor_row < len(table.rows_data)):
+            return
+        path = table.rows_data[table.cursor_row].path
+        if path in self.marked:
+            self.marked.remove(path)
+        else:
+            self.marked.append(path)
+        row = table.cursor_row
+        table.show(self._rows or table.rows_data, set(self.marked))
+        table.move_cursor(row=min(row + 1, len(table.rows_data) - 1))
+        self.refresh_bindings()
+
+    def action_compare(self) -> None:
+        from vittui.ui.screens.compare import CompareScreen
+
+        if len(self.marked) >= 2:
+            self.app.push_screen(CompareScreen(list(self.marked)))
 
     def action_report(self) -> None:
         from vittui.runs.store import RunDir
