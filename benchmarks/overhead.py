@@ -315,6 +315,52 @@ def run_bare(recipe, max_steps: int, *, style: str = "bare") -> dict:
         return json.loads(out.read_text())
 
 
+def dashboard_alone(seconds: float, step_every: float = 0.15) -> float:
+    """The monitor on a fake live run (a thread appends a Step event every `step_every` s, no torch):
+    the dashboard's CPU as a percentage of one core, measured over `seconds` after a 2 s settle."""
+    import threading
+
+    from vittui.runs import launcher
+    from vittui.runs.store import RunStatus
+
+    root = Path(tempfile.mkdtemp(prefix="vittui-bench-dash-"))
+    run = launcher.prepare_run(demo_recipe(), root, "fake")
+    run.write_status(RunStatus(state="running", pid=os.getpid()))
+    w = ev.EventWriter(run.events_path)
+    w.write(ev.RunStarted(name="fake", model="vit", params_total=1, params_trainable=1, num_classes=10,
+                          classes=list("0123456789"), train_size=1, val_size=1, steps_per_epoch=22,
+                          total_steps=10**6, device="cpu"))
+    done = threading.Event()
+
+    def feed():
+        i = 0
+        while not done.is_set():
+            i += 1
+            w.write(ev.Step(step=i, epoch=i / 22, loss=1 / i, lr=1e-3, grad_norm=1.0, images_per_s=400,
+                            data_time=0.01, step_time=step_every))
+            time.sleep(step_every)
+
+    threading.Thread(target=feed, daemon=True).start()
+    share = []
+
+    async def go():
+        from vittui.ui.app import create_app
+
+        app = create_app(root, attach="fake")
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause(2)
+            c0, t0 = time.process_time(), time.perf_counter()
+            await pilot.pause(seconds)
+            share.append(100 * (time.process_time() - c0) / (time.perf_counter() - t0))
+            app.exit()
+
+    try:
+        asyncio.run(go())
+    finally:
+        done.set()
+    return share[0]
+
+
 def load_note() -> str:
     la = os.getloadavg()
     return f"load average {la[0]:.2f} {la[1]:.2f} {la[2]:.2f} on {os.cpu_count()} cores"
@@ -329,6 +375,9 @@ def main() -> int:
                     "1 keeps OpenMP from thrashing on a machine shared with other jobs")
     ap.add_argument("--redraw", type=float, default=0.0, help="what-if: the monitor's redraw interval in seconds "
                     "(patches vittui.ui.screens.monitor.REDRAW_S in this process; 0 = as shipped)")
+    ap.add_argument("--dashboard-alone", type=float, default=0.0, metavar="SECONDS",
+                    help="only measure the monitor's CPU on a fake live run (a step every 150 ms), shipped "
+                    "redraw interval vs 1.0 s, alternating")
     ap.add_argument("--no-dashboard", action="store_true", help="leave the dashboard out of the vittui side")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--steps", type=int, default=0, help=argparse.SUPPRESS)
@@ -339,6 +388,16 @@ def main() -> int:
         from vittui.recipe import load
 
         bare_train(load(a.child), a.steps, style=a.style, out=Path(a.out))
+        return 0
+    if a.dashboard_alone:
+        import vittui.ui.screens.monitor as monitor
+
+        shipped = monitor.REDRAW_S
+        for i in range(2):
+            for r in (shipped, 1.0):
+                monitor.REDRAW_S = r
+                print(f"monitor on a fake live run, REDRAW_S={r}: {dashboard_alone(a.dashboard_alone):.1f}% of a core "
+                      f"({load_note()})", flush=True)
         return 0
     if a.quick:
         a.rounds, a.epochs = 2, 3
