@@ -81,8 +81,8 @@ async def test_attention_pane_draws_the_probe_and_follows_the_keys(runs_root, fa
         await pilot.pause(0.1)
         text = pane(app).text
         assert "step 20  probe 2/2  live" in text
-        assert "layer 1/2  head 1/2" in text and "image 1/2" in text
-        assert "entropy 0.500 (normalised)" in text and "mean distance 4.0 px" in text
+        assert "layer 0  head 0  (2 layers x 2 heads)" in text and "image 1/2" in text
+        assert "entropy 0.500 (norm.)" in text and "mean distance 4.0 px" in text
         assert "head similarity 0.300" in text
         assert "FLAG layer 1: heads collapsed" in text
         assert shown_map(app) == L0_I0_H0
@@ -92,9 +92,9 @@ async def test_attention_pane_draws_the_probe_and_follows_the_keys(runs_root, fa
         assert lines[region.y][region.x: region.x + 16] == "@" * 8 + " " * 8
 
         await pilot.press("h")
-        assert "head 2/2" in pane(app).text and shown_map(app) == L0_I0_H1
+        assert "layer 0  head 1" in pane(app).text and shown_map(app) == L0_I0_H1
         await pilot.press("H", "l")
-        assert "layer 2/2  head 1/2" in pane(app).text and shown_map(app) == L1_I0_H0
+        assert "layer 1  head 0" in pane(app).text and shown_map(app) == L1_I0_H0
         assert "entropy 0.700" in pane(app).text and "head similarity 0.990" in pane(app).text
         await pilot.press("L", "i")
         assert "image 2/2" in pane(app).text and shown_map(app) == L0_I1_H0

@@ -38,7 +38,7 @@ def read_report(run_path: Path):
 
 
 def eval_command(run_path: Path) -> list[str]:
-    return [sys.executable, "-m", "vittui.cli", "eval", str(run_path)]
+    return [sys.executable, "-m", "vittui.cli", "eval", str(Path(run_path).resolve())]
 
 
 class ReportScreen(Screen):

@@ -116,20 +116,29 @@ class AttentionPane(Static):
             [(where, "bold")],
             [(f"image {sel.image + 1}/{p.images_count}", "")],
             [(f"rollout, {p.layers} layers (heads mean)" if sel.rollout
-              else f"layer {sel.layer + 1}/{p.layers}  head {sel.head + 1}/{p.heads}  CLS row", "")],
+              else f"layer {sel.layer}  head {sel.head}  ({p.layers} layers x {p.heads} heads)", "")],
         ]
         ent = _stat(ev.entropy, sel.layer, sel.head)
         dist = _stat(ev.distance, sel.layer, sel.head)
         div = _stat(ev.diversity, sel.layer)
-        stats_of = "" if not sel.rollout else f" (L{sel.layer + 1} H{sel.head + 1})"
-        info.append([(f"entropy {_fmt(ent, '.3f')} (normalised){stats_of}", "")])
+        stats_of = "" if not sel.rollout else f"  at layer {sel.layer} head {sel.head}"
+        info.append([(f"entropy {_fmt(ent, '.3f')} (norm.){stats_of}", "")])
         info.append([(f"mean distance {_fmt(dist, '.1f')} px", "")])
-        info.append([(f"head similarity {_fmt(div, '.3f')} (layer {sel.layer + 1})", "")])
+        info.append([(f"head similarity {_fmt(div, '.3f')} (layer {sel.layer})", "")])
         if ev.flags:
-            for flag in ev.flags:
-                mine = (f"layer {sel.layer}:" in flag or f"layers {sel.layer}-" in flag
-                        or f"-{sel.layer}:" in flag)
-                info.append([("FLAG ", "bold reverse yellow"), (flag, "bold yellow" if mine else "yellow")])
+            def mine(flag: str) -> bool:  # flags number layers from 0, as the model's modules do
+                return f"layer {sel.layer}:" in flag or f"layers {sel.layer}-" in flag or f"-{sel.layer}:" in flag
+
+            ordered = sorted(ev.flags, key=lambda f: not mine(f))  # the selected layer's flags first
+            room = max(MAP_ROWS + 1, self.size.height or 0) - 1 - len(info)  # keep the last line for keys
+            if self.size.height and len(ordered) > room:
+                shown, more = ordered[: max(0, room - 1)], len(ordered) - max(0, room - 1)
+            else:
+                shown, more = ordered, 0
+            for flag in shown:
+                info.append([("FLAG ", "bold reverse yellow"), (flag, "bold yellow" if mine(flag) else "yellow")])
+            if more:
+                info.append([("FLAG ", "bold reverse yellow"), (f"+{more} more (l/L to see each layer's)", "yellow")])
         else:
             info.append([("OK ", "bold green"), ("no attention flags", "green")])
         hint = [(KEYS_HINT, "dim")]
