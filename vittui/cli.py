@@ -166,7 +166,7 @@ def cmd_attach(args) -> int:
     root = _runs_root(args)
     run = launcher.resolve_run(args.run, root)
     if args.tui:
-        return cmd_dashboard(args, attach=run.name)
+        return cmd_dashboard(args, attach=str(run.path))
     from vittui.runs.attach import attach_headless
 
     return attach_headless(run)

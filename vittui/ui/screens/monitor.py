@@ -33,7 +33,8 @@ from vittui.ui.widgets.run_header import HeaderData, RunHeader
 
 SMOOTHING_LEVELS = (0.0, 0.3, 0.6, 0.8, 0.9, 0.95, 0.99)
 POLL_S = 0.2
-REDRAW_S = 0.25  # at most four redraws a second
+REDRAW_S = 0.25  # the header (step, state, ETA) at most four times a second
+PLOT_S = 1.0  # the per-step plots (loss, lr) at most once a second: plotting is what costs CPU
 STATE_EVERY_S = 1.0
 HARDWARE_EVERY_S = 1.0
 INITIAL_CHUNK = 8 << 20  # bytes per batch while replaying history
@@ -100,6 +101,7 @@ class MonitorScreen(Screen):
         self.smoothing_index = 2
         self._dirty = True
         self._hw_dirty = False
+        self._drawn: dict[str, object] = {}  # what each plot last drew (counts, smoothing, time)
         self._hw = GpuPaneData()
         self._pids: tuple[int, ...] = ()
         self.replayed = False  # the whole history has been read once
@@ -278,18 +280,34 @@ class MonitorScreen(Screen):
             best_top1=h.best_top1,
             smoothing=self.smoothing,
         ))
-        self.query_one("#plot-loss", MetricPlot).set_series([
-            Series(f"train (ema {self.smoothing:g})", h.steps, smooth(h.loss, self.smoothing)),
-            Series("val", h.eval_steps, h.eval_loss, marker="o"),
-        ])
-        self.query_one("#plot-acc", MetricPlot).set_series([
-            Series("top-1", h.eval_steps, h.top1, marker="*"),
-            Series("top-5", h.eval_steps, h.top5, marker="+"),
-        ])
-        self.query_one("#plot-lr", MetricPlot).set_series([Series("lr", h.steps, h.lr)])
-        for plot in self.query(MetricPlot):
-            plot.redraw()
-        self.show_insight()
+        # Each plot redraws only when what it shows changed: accuracy at an eval, the attention and
+        # gradient panes at a probe, loss and lr (which change every step) at most once a second.
+        drawn, now = self._drawn, time.monotonic()
+        evals_changed = drawn.get("evals") != len(h.eval_steps)
+        asked = drawn.get("smoothing") != self.smoothing  # a key press redraws at once
+        steps_changed = drawn.get("steps") != len(h.steps) or asked
+        if steps_changed and not (asked or evals_changed) and now - drawn.get("plot_t", 0.0) < PLOT_S:
+            self._dirty = True  # come back for it at a later flush
+        elif steps_changed or evals_changed:
+            self.query_one("#plot-loss", MetricPlot).set_series([
+                Series(f"train (ema {self.smoothing:g})", h.steps, smooth(h.loss, self.smoothing)),
+                Series("val", h.eval_steps, h.eval_loss, marker="o"),
+            ])
+            self.query_one("#plot-lr", MetricPlot).set_series([Series("lr", h.steps, h.lr)])
+            self.query_one("#plot-loss", MetricPlot).redraw()
+            self.query_one("#plot-lr", MetricPlot).redraw()
+            drawn.update(steps=len(h.steps), smoothing=self.smoothing, plot_t=now)
+        if evals_changed:
+            self.query_one("#plot-acc", MetricPlot).set_series([
+                Series("top-1", h.eval_steps, h.top1, marker="*"),
+                Series("top-5", h.eval_steps, h.top5, marker="+"),
+            ])
+            self.query_one("#plot-acc", MetricPlot).redraw()
+            drawn["evals"] = len(h.eval_steps)
+        insight = (len(h.probes), id(h.grad_flow))
+        if drawn.get("insight") != insight:
+            self.show_insight()
+            drawn["insight"] = insight
         if self._hw.sampled and last is not None:
             self._hw.torch_allocated = last.torch_allocated
             self._hw.torch_reserved = last.torch_reserved
