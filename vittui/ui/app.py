@@ -19,9 +19,21 @@ from vittui import recipe as R
 from vittui.hardware import GpuSource, NvmlSource
 from vittui.runs.store import RunDir
 from vittui.ui.runstate import is_live
-from vittui.ui.screens.monitor import MonitorScreen
-from vittui.ui.screens.runs import RunsScreen
 from vittui.ui.screens.setup import SetupScreen
+
+
+# The monitor and runs screens bring plotext and numpy; the first frame (setup) needs neither, so they
+# are imported when first shown.
+def _monitor_screen():
+    from vittui.ui.screens.monitor import MonitorScreen
+
+    return MonitorScreen
+
+
+def _runs_screen():
+    from vittui.ui.screens.runs import RunsScreen
+
+    return RunsScreen
 
 DEFAULT_PRESET = "demo-digits"
 
@@ -54,7 +66,7 @@ class VittuiApp(App[str]):
         if self.attach_to is not None:
             run = self.resolve_run(self.attach_to)
             if run is not None:
-                self.push_screen(MonitorScreen(run))
+                self.push_screen(_monitor_screen()(run))
                 return
             self.notify(f"no run {self.attach_to} in {self.runs_root}", severity="error")
         self.push_screen(self._setup_screen())
@@ -85,12 +97,12 @@ class VittuiApp(App[str]):
             return
         while len(self.screen_stack) > 2:
             self.pop_screen()
-        self.switch_screen(MonitorScreen(run))
+        self.switch_screen(_monitor_screen()(run))
 
     def action_runs(self) -> None:
-        if isinstance(self.screen, RunsScreen):
+        if isinstance(self.screen, _runs_screen()):
             return
-        self.push_screen(RunsScreen(self.runs_root))
+        self.push_screen(_runs_screen()(self.runs_root))
 
     def action_setup(self) -> None:
         while len(self.screen_stack) > 2:
@@ -100,7 +112,7 @@ class VittuiApp(App[str]):
 
     async def action_quit(self) -> None:
         screen = self.screen
-        if isinstance(screen, MonitorScreen) and is_live(screen.state):
+        if isinstance(screen, _monitor_screen()) and is_live(screen.state):
             screen.action_quit_run()  # asks: detach or stop
             return
         self.exit(result="quit")

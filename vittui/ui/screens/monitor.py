@@ -252,18 +252,12 @@ class MonitorScreen(Screen):
             self.pending = ""
         self._dirty = True
         self.refresh_bindings()
+        self._draw_header()  # a state change (paused, running) shows at once, not at the next tick
 
     # --- drawing (capped rate) -------------------------------------------------------------------
-    def flush(self) -> None:
-        if self._hw_dirty:
-            self._hw_dirty = False
-            last = self.history.last_step
-            self._hw.torch_allocated = last.torch_allocated if last else None
-            self._hw.torch_reserved = last.torch_reserved if last else None
-            self.query_one(GpuPane).show(self._hw)
-        if not self._dirty:
+    def _draw_header(self) -> None:
+        if not self.is_mounted:
             return
-        self._dirty = False
         h = self.history
         last = h.last_step
         self.query_one(RunHeader).show(HeaderData(
@@ -280,6 +274,20 @@ class MonitorScreen(Screen):
             best_top1=h.best_top1,
             smoothing=self.smoothing,
         ))
+
+    def flush(self) -> None:
+        if self._hw_dirty:
+            self._hw_dirty = False
+            last = self.history.last_step
+            self._hw.torch_allocated = last.torch_allocated if last else None
+            self._hw.torch_reserved = last.torch_reserved if last else None
+            self.query_one(GpuPane).show(self._hw)
+        if not self._dirty:
+            return
+        self._dirty = False
+        h = self.history
+        last = h.last_step
+        self._draw_header()
         # Each plot redraws only when what it shows changed: accuracy at an eval, the attention and
         # gradient panes at a probe, loss and lr (which change every step) at most once a second.
         drawn, now = self._drawn, time.monotonic()
