@@ -315,3 +315,18 @@ async def test_no_color_keeps_meaning_in_words(runs_root, fake_run, no_gpu, monk
         await wait_for(pilot, lambda: "PAUSED" in header(app) and NO_GPU in screen_text(app))
         assert any(line.startswith("WARN") for line in app.screen.query_one(LogPane).lines_text)
         await wait_for(pilot, lambda: "space Resume" in screen_text(app).splitlines()[-1], what="footer")
+
+
+async def test_gpu_pane_shows_the_planners_estimate_beside_the_measured_numbers(runs_root, fake_run, no_gpu):
+    from vittui.hardware import fmt_bytes
+    from vittui.planning.memory import estimate
+    from vittui.recipe import load
+
+    fake_run.started()
+    expected = estimate(load(fake_run.run.recipe_path))
+    app = create_app(runs_root, gpu_source=no_gpu, attach=fake_run.run.name)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.screen.query_one(GpuPane)
+        await wait_for(pilot, lambda: "estimate: peak" in pane.text)
+        assert "torch allocated/reserved" in pane.text
+        assert f"estimate: peak {fmt_bytes(expected.peak)} (activations {fmt_bytes(expected.activations)})" in pane.text

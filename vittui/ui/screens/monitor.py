@@ -135,6 +135,19 @@ class MonitorScreen(Screen):
         self.set_interval(REDRAW_S, self.flush)
         self.tail_events()
         self.sample_hardware()
+        self._estimate()
+
+    def _estimate(self) -> None:
+        """The planner's memory estimate for this run's recipe (pure Python, no torch; a few ms)."""
+        try:
+            from vittui.planning.memory import estimate
+            from vittui.recipe import load
+
+            est = estimate(load(self.run.recipe_path))
+        except Exception:  # noqa: BLE001 - an estimate is a courtesy; a recipe it cannot size shows none
+            return
+        self._hw.estimate_peak, self._hw.estimate_activations = est.peak, est.activations
+        self._hw_dirty = True
         self.flush()
 
     @property

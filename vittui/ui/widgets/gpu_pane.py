@@ -22,6 +22,8 @@ class GpuPaneData:
     host: HostSnapshot | None = None
     torch_allocated: int | None = None
     torch_reserved: int | None = None
+    estimate_peak: int | None = None  # the planner's peak for this run's recipe, beside what is measured
+    estimate_activations: int | None = None
 
 
 def _pct(used: int | None, total: int | None) -> str:
@@ -82,4 +84,7 @@ class GpuPane(Static):
             t.append(f"torch reserved  {fmt_bytes(d.torch_reserved)}")
         else:
             t.append("torch allocated/reserved: N/A (CPU)", style="dim")
+        if d.estimate_peak is not None:
+            t.append(f"\nestimate: peak {fmt_bytes(d.estimate_peak)}"
+                     f" (activations {fmt_bytes(d.estimate_activations)})")
         return t
