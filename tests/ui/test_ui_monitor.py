@@ -272,6 +272,8 @@ async def test_narrow_terminal_still_shows_the_essentials(runs_root, fake_run, n
     async with app.run_test(size=(80, 24)) as pilot:
         pane = app.screen.query_one(GpuPane)
         await wait_for(pilot, lambda: "step 15/100" in header(app) and NO_GPU in pane.text)
+        # the pane's text is set before the next frame paints it: wait for the screen itself
+        await wait_for(pilot, lambda: "no NVIDIA GPU" in screen_text(app) and "worker RSS" in screen_text(app))
         text = screen_text(app)
         assert "RUNNING" in text and "step 15/100" in text and "ETA" in text
         assert "loss" in text and "accuracy" in text
