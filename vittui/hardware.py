@@ -9,7 +9,7 @@ driver (`nvmlInit` raises `NVMLError_LibraryNotFound`) the source says so throug
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Protocol, Sequence, runtime_checkable
 
 __all__ = [

@@ -4,29 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
-from fault_helpers import TINY_PROCESS, vittui_cmd
+from fault_helpers import TINY_PROCESS
 
 from vittui.recipe import Recipe
-
-
-@pytest.fixture
-def cli(tmp_path):
-    """Run the installed `vittui` command in tmp_path with its own runs folder."""
-    env = {**os.environ, "VITTUI_RUNS": str(tmp_path / "runs")}
-
-    def run(*args, check=True, timeout=120, extra_env=None):
-        p = subprocess.run(vittui_cmd() + list(args), cwd=tmp_path, env={**env, **(extra_env or {})},
-                           capture_output=True, text=True, timeout=timeout)
-        if check and p.returncode != 0:
-            raise AssertionError(f"vittui {' '.join(args)} -> {p.returncode}\n{p.stdout}\n{p.stderr}")
-        return p
-
-    run.root = tmp_path / "runs"
-    return run
 
 
 @pytest.fixture

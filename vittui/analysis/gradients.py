@@ -11,7 +11,7 @@ class/register tokens, "head" the classifier, and "total" is the global norm ove
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn

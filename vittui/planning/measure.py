@@ -26,7 +26,6 @@ chosen targets (default ``qkv``) and trains the adapters and the head.
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any

@@ -5,14 +5,13 @@ four times a second however fast events come. Attaching to a long run replays th
 from __future__ import annotations
 
 import time
-from functools import partial
 
-from textual import on, work
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Footer
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from vittui.hardware import process_tree

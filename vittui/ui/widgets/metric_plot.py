@@ -4,7 +4,7 @@ calls `redraw()` at a capped rate; the widget keeps the full series for tests an
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 from textual_plotext import PlotextPlot
