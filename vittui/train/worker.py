@@ -83,7 +83,8 @@ def run_worker(run_path: str | Path, *, resume: bool = False, on_event: Callable
 
         result = train(recipe, run.path, resume=resume, on_event=on_event, control_point=cp)
         world = os.environ.get("WORLD_SIZE", "1")
-        print(f"rank {_rank()}/{world}: {result.state} at step {result.step}", file=sys.stderr, flush=True)
+        if world != "1":  # with several processes, worker.log says how each rank ended
+            print(f"rank {_rank()}/{world}: {result.state} at step {result.step}", file=sys.stderr, flush=True)
         return 0 if result.state in ("finished", "stopped") else 1
     except KeyboardInterrupt:
         if main:
