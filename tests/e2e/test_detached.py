@@ -5,7 +5,6 @@ import signal
 import subprocess
 import time
 
-import pytest
 
 from vittui.runs import control
 from vittui.runs import events as ev

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import io
-import time
 from pathlib import Path
-from typing import Callable
 
 import pytest
-from rich.console import Console
-
 from fakerun import FakeRun
-from vittui.hardware import FakeSource, GpuProcess, GpuSnapshot, HostSnapshot
+from ui_helpers import HOST
 
-SIZE = (120, 40)
-HOST = HostSnapshot(cpu_percent=12.0, cpu_count=2, ram_used=2 << 30, ram_total=8 << 30, worker_rss=300 << 20,
-                    worker_cpu_percent=95.0)
+from vittui.hardware import FakeSource
 
 
 @pytest.fixture
@@ -40,30 +33,3 @@ def fake_run(runs_root: Path):
 @pytest.fixture
 def no_gpu() -> FakeSource:
     return FakeSource([], HOST, reason="NVIDIA driver library (libnvidia-ml) not found")
-
-
-def gpu_source(pid: int) -> FakeSource:
-    snap = GpuSnapshot(
-        index=0, name="Fake H100", memory_used=3 * 2**30, memory_total=80 * 2**30, utilization=87,
-        temperature=61, power=312.5, power_limit=700.0,
-        processes=(GpuProcess(pid, 2 * 2**30), GpuProcess(1, 5 * 2**30)),
-    )
-    return FakeSource([snap], HOST)
-
-
-async def wait_for(pilot, cond: Callable[[], bool], timeout: float = 5.0, what: str = "") -> None:
-    """Let the app run until `cond()` holds (workers poll every 0.2 s; redraws are capped at 4/s)."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or cond}")
-        await pilot.pause(0.05)
-
-
-def screen_text(app) -> str:
-    """The current screen as plain text (no colour), the way a person reads it."""
-    width, height = app.size
-    console = Console(width=width, height=height, file=io.StringIO(), record=True, color_system=None,
-                      legacy_windows=False, force_terminal=False)
-    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
-    return "\n".join(line.rstrip() for line in console.export_text().splitlines())

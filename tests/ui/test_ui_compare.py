@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import SIZE, screen_text, wait_for
+from ui_helpers import SIZE, screen_text, wait_for
 from fakerun import FakeRun
 
 from vittui import recipe as R

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import SIZE, gpu_source, screen_text, wait_for
+from ui_helpers import SIZE, screen_text, wait_for
 
 from vittui.analysis.attention import rollout_map, save_probe
 from vittui.analysis.evaluate import report_from_probs, write_report

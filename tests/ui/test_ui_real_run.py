@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import SIZE, wait_for
+from ui_helpers import SIZE, wait_for
 
 from vittui import recipe as R
 from vittui.runs import control

@@ -8,7 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import SIZE, wait_for
+from ui_helpers import SIZE, wait_for
 from fakerun import FakeRun
 
 from vittui import recipe as R

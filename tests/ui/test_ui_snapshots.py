@@ -11,7 +11,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import SIZE, gpu_source, screen_text, wait_for
+from ui_helpers import SIZE, gpu_source, screen_text, wait_for
 from fakerun import FakeRun
 
 from vittui.runs.events import CheckpointSaved, DataSkipped, Log

@@ -7,6 +7,7 @@ the whole `events.jsonl` of a long run rebuilds the same state a live viewer had
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -14,7 +15,9 @@ from vittui.runs.events import (
     AttentionProbe, ControlAck, DataSkipped, Eval, Event, Fault, Finished, GradFlow, Log, RunStarted, Status, Step,
     CheckpointSaved,
 )
+from vittui.ui.step_series import StepSeries
 
+RECENT = 64  # steps whose timestamps the ETA reads (a window of 50)
 LOGGED = (Log, Fault, DataSkipped, ControlAck, CheckpointSaved, Status, Finished, RunStarted)
 
 
@@ -25,12 +28,10 @@ class RunHistory:
     last_eval: Eval | None = None
     finished: Finished | None = None
     state: str | None = None  # from the latest Status event
-    steps: list[int] = field(default_factory=list)
-    step_t: list[float] = field(default_factory=list)
-    loss: list[float] = field(default_factory=list)
-    lr: list[float] = field(default_factory=list)
-    images_per_s: list[float] = field(default_factory=list)
-    data_time: list[float] = field(default_factory=list)
+    # loss and lr per step, in bounded buckets (exact per step for short runs); the screen reads
+    # `steps`/`loss`/`lr` out of it. `recent` keeps the last steps' timestamps exactly for the ETA.
+    series: StepSeries = field(default_factory=lambda: StepSeries(("loss", "lr")))
+    recent: deque = field(default_factory=lambda: deque(maxlen=RECENT))
     eval_steps: list[int] = field(default_factory=list)
     eval_loss: list[float] = field(default_factory=list)
     top1: list[float] = field(default_factory=list)
@@ -47,17 +48,11 @@ class RunHistory:
         for ev in events:
             self.count += 1
             if isinstance(ev, Step):
-                if self.steps and ev.step <= self.steps[-1]:
-                    # a resumed run repeats steps after its last checkpoint: drop the stale tail
-                    cut = _bisect_left(self.steps, ev.step)
-                    for arr in (self.steps, self.step_t, self.loss, self.lr, self.images_per_s, self.data_time):
-                        del arr[cut:]
-                self.steps.append(ev.step)
-                self.step_t.append(ev.t)
-                self.loss.append(ev.loss)
-                self.lr.append(ev.lr)
-                self.images_per_s.append(ev.images_per_s)
-                self.data_time.append(ev.data_time)
+                # a resumed run repeats steps after its last checkpoint: the series drops its stale tail
+                self.series.add(ev.step, (ev.loss, ev.lr))
+                while self.recent and self.recent[-1][0] >= ev.step:
+                    self.recent.pop()
+                self.recent.append((ev.step, ev.t))
                 self.last_step = ev
             elif isinstance(ev, Eval):
                 self.eval_steps.append(ev.step)
@@ -90,6 +85,18 @@ class RunHistory:
 
     # --- derived -------------------------------------------------------------------------------
     @property
+    def steps(self) -> list[float]:
+        return self.series.xs()
+
+    @property
+    def loss(self) -> list[float]:
+        return self.series.ys("loss")
+
+    @property
+    def lr(self) -> list[float]:
+        return self.series.ys("lr")
+
+    @property
     def step(self) -> int:
         return self.last_step.step if self.last_step else 0
 
@@ -103,11 +110,12 @@ class RunHistory:
 
     def seconds_per_step(self, window: int = 50) -> float | None:
         """From event timestamps (not the wall clock), so a replayed history gives the same ETA."""
-        n = min(window, len(self.step_t) - 1)
+        r = self.recent
+        n = min(window, len(r) - 1)
         if n < 1:
             return None
-        dt = self.step_t[-1] - self.step_t[-1 - n]
-        ds = self.steps[-1] - self.steps[-1 - n]
+        dt = r[-1][1] - r[-1 - n][1]
+        ds = r[-1][0] - r[-1 - n][0]
         if ds <= 0 or dt <= 0:
             return None
         return dt / ds
@@ -165,13 +173,3 @@ def fmt_duration(seconds: float | None) -> str:
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
-
-def _bisect_left(a: list[int], x: int) -> int:
-    lo, hi = 0, len(a)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if a[mid] < x:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo

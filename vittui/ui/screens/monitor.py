@@ -16,7 +16,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from vittui.hardware import process_tree
 from vittui.runs import control
-from vittui.runs.events import ControlAck, EventTail, Status
+from vittui.runs.events import ControlAck, EventTail, Status, replay_stride
 from vittui.runs.store import RunDir, RunStatus
 from vittui.ui.history import RunHistory, smooth
 from vittui.ui.messages import EventsArrived, HardwareSampled, ProbeLoaded, RunStateChanged
@@ -35,6 +35,7 @@ POLL_S = 0.2
 REDRAW_S = 0.25  # the header (step, state, ETA) at most four times a second
 PLOT_S = 1.0  # the per-step plots (loss, lr) at most once a second: plotting is what costs CPU
 STATE_EVERY_S = 1.0
+REPLAY_STEPS = 50_000  # Step events decoded when re-attaching, at most about (the plots draw a few hundred)
 HARDWARE_EVERY_S = 1.0
 INITIAL_CHUNK = 8 << 20  # bytes per batch while replaying history
 PROBE_CACHE = 6  # loaded probe files kept in memory (scrubbing back and forth)
@@ -162,8 +163,9 @@ class MonitorScreen(Screen):
     def tail_events(self) -> None:
         worker = get_current_worker()
         tail = EventTail(self.run.events_path)
+        stride = replay_stride(tail, REPLAY_STEPS)  # a long run's steps are sampled; everything else is read
         while not worker.is_cancelled:  # replay the history in bounded batches
-            batch = tail.poll(max_bytes=INITIAL_CHUNK)
+            batch = tail.poll(max_bytes=INITIAL_CHUNK, step_stride=stride)
             if not batch:
                 break
             self.post_message(EventsArrived(batch, initial=True))
@@ -174,7 +176,9 @@ class MonitorScreen(Screen):
             if batch:
                 self.post_message(EventsArrived(batch))
             now = time.monotonic()
-            if batch or now - last_state >= STATE_EVERY_S:
+            # status.json and the lock are read when the stream says the state changed, and every
+            # STATE_EVERY_S otherwise (a worker killed with -9 writes no event: that shows as "lost")
+            if any(isinstance(e, Status) for e in batch) or now - last_state >= STATE_EVERY_S:
                 last_state = now
                 self.post_message(RunStateChanged(run_state(self.run), self.run.read_status()))
             time.sleep(POLL_S)
@@ -305,18 +309,19 @@ class MonitorScreen(Screen):
         drawn, now = self._drawn, time.monotonic()
         evals_changed = drawn.get("evals") != len(h.eval_steps)
         asked = drawn.get("smoothing") != self.smoothing  # a key press redraws at once
-        steps_changed = drawn.get("steps") != len(h.steps) or asked
+        steps_changed = drawn.get("steps") != h.series.version or asked
         if steps_changed and not (asked or evals_changed) and now - drawn.get("plot_t", 0.0) < PLOT_S:
             self._dirty = True  # come back for it at a later flush
         elif steps_changed or evals_changed:
+            xs = h.steps
             self.query_one("#plot-loss", MetricPlot).set_series([
-                Series(f"train (ema {self.smoothing:g})", h.steps, smooth(h.loss, self.smoothing)),
+                Series(f"train (ema {self.smoothing:g})", xs, smooth(h.loss, self.smoothing)),
                 Series("val", h.eval_steps, h.eval_loss, marker="o"),
             ])
-            self.query_one("#plot-lr", MetricPlot).set_series([Series("lr", h.steps, h.lr)])
+            self.query_one("#plot-lr", MetricPlot).set_series([Series("lr", xs, h.lr)])
             self.query_one("#plot-loss", MetricPlot).redraw()
             self.query_one("#plot-lr", MetricPlot).redraw()
-            drawn.update(steps=len(h.steps), smoothing=self.smoothing, plot_t=now)
+            drawn.update(steps=h.series.version, smoothing=self.smoothing, plot_t=now)
         if evals_changed:
             self.query_one("#plot-acc", MetricPlot).set_series([
                 Series("top-1", h.eval_steps, h.top1, marker="*"),

@@ -63,7 +63,7 @@ class AttentionPane(Static):
     # --- attributes down --------------------------------------------------------------------------
     def show(self, view: AttentionView) -> None:
         self.view = view
-        self.update(self.build())
+        self.update(self.build(), layout=False)
 
     @property
     def use_colour(self) -> bool:
@@ -78,7 +78,7 @@ class AttentionPane(Static):
         return app.console.color_system is not None
 
     def on_resize(self) -> None:
-        self.update(self.build())
+        self.update(self.build(), layout=False)
 
     @property
     def text(self) -> str:

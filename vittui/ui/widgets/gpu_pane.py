@@ -38,11 +38,18 @@ class GpuPane(Static):
     def __init__(self, **kwargs) -> None:
         super().__init__("", **kwargs)
         self.data = GpuPaneData()
+        self._shown: Text | None = None
         self.border_title = "hardware"
 
     def show(self, data: GpuPaneData) -> None:
+        # Called at every flush of a live run: repaint only when the text changed, and never re-layout
+        # (the pane's size comes from the stylesheet, not its content) — a layout pass of the whole
+        # monitor was most of the dashboard's CPU per step.
         self.data = data
-        self.update(self.build())
+        text = self.build()
+        if text != self._shown:
+            self._shown = text
+            self.update(text, layout=False)
 
     @property
     def text(self) -> str:

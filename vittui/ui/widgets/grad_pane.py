@@ -46,10 +46,10 @@ class GradPane(Static):
         if flow is self.flow:
             return
         self.flow = flow
-        self.update(self.build())
+        self.update(self.build(), layout=False)
 
     def on_resize(self) -> None:
-        self.update(self.build())
+        self.update(self.build(), layout=False)
 
     @property
     def text(self) -> str:
