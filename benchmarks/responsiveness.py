@@ -182,7 +182,32 @@ def hwm():  # peak RSS of this process in KiB (VmHWM is reset at exec; ru_maxrss
             return int(line.split()[1])
 base = hwm()
 t0, c0 = time.perf_counter(), time.process_time()
-if mode == "poll":  # every line decoded into one list: the worst case, no sampling
+if mode == "app":  # the real dashboard attached to the run, until the whole history is on screen
+    import asyncio, os, tempfile
+    from vittui.recipe import load_preset, save
+    from vittui.runs.store import RunDir, RunStatus
+    from vittui.ui.app import create_app
+    root = tempfile.mkdtemp(prefix="vittui-bench-reattach-")
+    run = RunDir(os.path.join(root, "long")).create()
+    save(load_preset("demo-digits"), run.recipe_path)
+    run.write_status(RunStatus(state="stopped", step=int(sys.argv[3]), total_steps=int(sys.argv[3])))
+    os.unlink(run.events_path)  # RunDir.create() made an empty one; the long run's file takes its place
+    os.symlink(os.path.abspath(path), run.events_path)
+    async def go():
+        app = create_app(root, attach="long")
+        async with app.run_test(size=(120, 40)) as pilot:
+            mon = app.screen
+            while not (mon.replayed and mon.query_one("#plot-loss").draws and f"step {sys.argv[3]}" in mon.query_one("RunHeader").text):
+                await pilot.pause(0.02)
+            await pilot.pause(0)
+            global t1, c1, n, h
+            t1, c1, n, h = time.perf_counter(), time.process_time(), mon.history.count, mon.history
+            app.exit()
+    t0, c0 = time.perf_counter(), time.process_time()  # from create_app: the import is not counted
+    asyncio.run(go())
+    stride = ev.replay_stride(ev.EventTail(path), REPLAY_STEPS)
+    assert h.step == h.series.last_step == int(sys.argv[3]), (h.step, h.series.last_step)
+elif mode == "poll":  # every line decoded into one list: the worst case, no sampling
     n = len(ev.EventTail(path).poll())
     t1, c1 = time.perf_counter(), time.process_time()
     stride = 1
@@ -209,14 +234,15 @@ def tail_bench(n: int, rounds: int) -> None:
     write_events(path, n)
     size = path.stat().st_size
     print(f"  wrote {n:,} Step events ({size / 2**20:.0f} MiB) in {time.perf_counter() - t0:.1f} s")
-    res: dict[str, list[dict]] = {"poll": [], "full": [], "replay": []}
+    res: dict[str, list[dict]] = {"poll": [], "full": [], "replay": [], "app": []}
     for _ in range(rounds):
         for mode in res:
             out = subprocess.run([PY, "-c", CHILD, mode, str(path), str(n)], capture_output=True, text=True, check=True)
             res[mode].append(json.loads(out.stdout.strip().splitlines()[-1]))
     labels = {"poll": "EventTail.poll() of the whole file, every line decoded",
               "full": "replay into RunHistory, every Step decoded (before sampling)",
-              "replay": "monitor re-attach as shipped (8 MiB batches, Step lines sampled, → RunHistory)"}
+              "replay": "monitor re-attach as shipped (8 MiB batches, Step lines sampled, → RunHistory)",
+              "app": "the dashboard attached (run_test, 120x40): start of the app → whole history on screen"}
     for mode, rs in res.items():
         print(f"{labels[mode]}: {median([r['s'] for r in rs]):.2f} s wall, {median([r['cpu'] for r in rs]):.2f} s CPU "
               f"for {rs[0]['n']:,} events decoded (stride {rs[0]['stride']}, median of {rounds}), "
