@@ -110,7 +110,8 @@ class SetupScreen(Screen):
             return []
 
     def on_mount(self) -> None:
-        self.estimate(self.recipe)
+        # after the first frame: the estimate's thread would share the GIL with the first paint
+        self.call_after_refresh(lambda: self.estimate(self.recipe))
         self.query_one("#model-filter").focus()
 
     # --- recipe changes --------------------------------------------------------------------------
@@ -137,6 +138,8 @@ class SetupScreen(Screen):
         if event.select.id != "preset" or event.value is Select.NULL:
             return
         event.stop()
+        if str(event.value) == self.preset:
+            return  # the Select announcing its initial value: that preset is what is shown already
         try:
             recipe = R.load_preset(str(event.value))
         except R.RecipeError as e:
