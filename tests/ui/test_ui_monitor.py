@@ -9,6 +9,7 @@ from vittui.hardware import NvmlSource
 from vittui.runs.events import ControlAck, DataSkipped, Fault, Log
 from vittui.ui.app import create_app
 from vittui.ui.screens.modals import ConfirmModal, HelpModal, QuitModal
+from vittui.ui.screens import monitor as monitor_mod
 from vittui.ui.screens.monitor import MonitorScreen
 from vittui.ui.widgets.gpu_pane import NO_GPU, GpuPane
 from vittui.ui.widgets.log_pane import LogPane
@@ -299,13 +300,18 @@ async def test_long_history_is_downsampled_and_redraws_are_capped(runs_root, no_
         lengths = loss.series_lengths()
         assert lengths["val"] == 12 and 1024 <= lengths["train (ema 0.6)"] < 2048
         assert loss.plotted["train (ema 0.6)"] <= 2 * loss.size.width  # drawn from a downsampled copy
-        before, t0 = loss.draws, time.monotonic()
+        lr = app.screen.query_one("#plot-lr", MetricPlot)
+        before, lr_before, t0 = loss.draws, lr.draws, time.monotonic()
         for _ in range(40):  # a burst of events, far faster than the redraw rate
             fr.steps(10)
             await pilot.pause(0.02)
         await wait_for(pilot, lambda: "step 6400/" in header(app))
         elapsed = time.monotonic() - t0
-        assert loss.draws - before <= elapsed / 0.25 + 2
+        assert loss.draws - before <= elapsed / monitor_mod.PLOT_S + 2
+        assert lr.draws - lr_before <= elapsed / monitor_mod.LR_PLOT_S + 1
+        # and the lr plot catches up once its interval has passed, with no further events
+        await wait_for(pilot, lambda: lr.series[0].xs[-1] == app.screen.history.steps[-1] > 6390,
+                       timeout=monitor_mod.LR_PLOT_S + 3, what="lr caught up")
     fr.close()
 
 

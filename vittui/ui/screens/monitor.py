@@ -33,7 +33,8 @@ from vittui.ui.widgets.run_header import HeaderData, RunHeader
 SMOOTHING_LEVELS = (0.0, 0.3, 0.6, 0.8, 0.9, 0.95, 0.99)
 POLL_S = 0.2
 REDRAW_S = 0.25  # the header (step, state, ETA) at most four times a second
-PLOT_S = 1.0  # the per-step plots (loss, lr) at most once a second: plotting is what costs CPU
+PLOT_S = 1.0  # the loss plot at most once a second: plotting is what costs the dashboard CPU
+LR_PLOT_S = 5.0  # lr follows its schedule smoothly: a redraw every 5 s shows it as well
 STATE_EVERY_S = 1.0
 REPLAY_STEPS = 50_000  # Step events decoded when re-attaching, at most about (the plots draw a few hundred)
 HARDWARE_EVERY_S = 1.0
@@ -305,23 +306,33 @@ class MonitorScreen(Screen):
         last = h.last_step
         self._draw_header()
         # Each plot redraws only when what it shows changed: accuracy at an eval, the attention and
-        # gradient panes at a probe, loss and lr (which change every step) at most once a second.
+        # gradient panes at a probe, loss at most once a second and lr (a smooth schedule) every
+        # LR_PLOT_S; a plot that is due later leaves the screen dirty so a later flush draws it.
         drawn, now = self._drawn, time.monotonic()
+        version = h.series.version
         evals_changed = drawn.get("evals") != len(h.eval_steps)
         asked = drawn.get("smoothing") != self.smoothing  # a key press redraws at once
-        steps_changed = drawn.get("steps") != h.series.version or asked
-        if steps_changed and not (asked or evals_changed) and now - drawn.get("plot_t", 0.0) < PLOT_S:
-            self._dirty = True  # come back for it at a later flush
-        elif steps_changed or evals_changed:
+        loss_stale = drawn.get("loss_v") != version or asked or evals_changed
+        lr_stale = drawn.get("lr_v") != version
+        xs = None
+        if loss_stale and (asked or evals_changed or now - drawn.get("loss_t", 0.0) >= PLOT_S):
             xs = h.steps
-            self.query_one("#plot-loss", MetricPlot).set_series([
+            plot = self.query_one("#plot-loss", MetricPlot)
+            plot.set_series([
                 Series(f"train (ema {self.smoothing:g})", xs, smooth(h.loss, self.smoothing)),
                 Series("val", h.eval_steps, h.eval_loss, marker="o"),
             ])
-            self.query_one("#plot-lr", MetricPlot).set_series([Series("lr", xs, h.lr)])
-            self.query_one("#plot-loss", MetricPlot).redraw()
-            self.query_one("#plot-lr", MetricPlot).redraw()
-            drawn.update(steps=h.series.version, smoothing=self.smoothing, plot_t=now)
+            plot.redraw()
+            drawn.update(loss_v=version, smoothing=self.smoothing, loss_t=now)
+            loss_stale = False
+        if lr_stale and (evals_changed or now - drawn.get("lr_t", 0.0) >= LR_PLOT_S):
+            plot = self.query_one("#plot-lr", MetricPlot)
+            plot.set_series([Series("lr", h.steps if xs is None else xs, h.lr)])
+            plot.redraw()
+            drawn.update(lr_v=version, lr_t=now)
+            lr_stale = False
+        if loss_stale or lr_stale:
+            self._dirty = True
         if evals_changed:
             self.query_one("#plot-acc", MetricPlot).set_series([
                 Series("top-1", h.eval_steps, h.top1, marker="*"),
