@@ -201,7 +201,7 @@ import json, sys, time
 mode, path = sys.argv[1], sys.argv[2]
 from vittui.runs import events as ev
 from vittui.ui.history import RunHistory
-from vittui.ui.screens.monitor import INITIAL_CHUNK, REPLAY_STEPS
+from vittui.ui.screens.monitor import INITIAL_CHUNK
 def hwm():  # peak RSS of this process in KiB (VmHWM is reset at exec; ru_maxrss is not)
     for line in open("/proc/self/status"):
         if line.startswith("VmHWM:"):
@@ -231,7 +231,7 @@ if mode == "app":  # the real dashboard attached to the run, until the whole his
             app.exit()
     t0, c0 = time.perf_counter(), time.process_time()  # from create_app: the import is not counted
     asyncio.run(go())
-    stride = ev.replay_stride(ev.EventTail(path), REPLAY_STEPS)
+    stride = ev.replay_stride(ev.EventTail(path))
     assert h.step == h.series.last_step == int(sys.argv[3]), (h.step, h.series.last_step)
 elif mode == "poll":  # every line decoded into one list: the worst case, no sampling
     n = len(ev.EventTail(path).poll())
@@ -239,7 +239,7 @@ elif mode == "poll":  # every line decoded into one list: the worst case, no sam
     stride = 1
 else:  # what the monitor's tail worker and its message handler do on re-attach
     tail, h, n = ev.EventTail(path), RunHistory(), 0
-    stride = ev.replay_stride(tail, REPLAY_STEPS) if mode == "replay" else 1
+    stride = ev.replay_stride(tail) if mode == "replay" else 1
     while True:
         batch = tail.poll(max_bytes=INITIAL_CHUNK, step_stride=stride)
         if not batch:

@@ -11,7 +11,7 @@ import sys
 import time
 
 from vittui.runs import control
-from vittui.runs.events import EventTail
+from vittui.runs.events import EventTail, replay_stride
 from vittui.runs.launcher import run_state
 from vittui.runs.progress import Progress
 from vittui.runs.store import RunDir
@@ -23,7 +23,7 @@ DONE = ("finished", "stopped", "failed", "lost")
 def attach_headless(run: RunDir, out=sys.stdout, inp=sys.stdin, poll: float = 0.2) -> int:
     tail = EventTail(run.events_path)
     prog = Progress()
-    for e in tail.poll():
+    for e in tail.poll(step_stride=replay_stride(tail)):  # a long run's steps sampled, as the dashboard does
         prog.feed(e)
     history = prog.take_lines()
     out.write(f"run {run.name}: {run_state(run)}, step {prog.step}/{prog.total_steps or '?'}, "

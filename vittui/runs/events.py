@@ -294,7 +294,10 @@ def _append(out: list[Event], raw: bytes) -> None:
         out.append(ev)
 
 
-def replay_stride(tail: EventTail, steps: int) -> int:
+REPLAY_STEPS = 50_000  # Step events decoded when re-attaching, about: a plot draws a few hundred points
+
+
+def replay_stride(tail: EventTail, steps: int = REPLAY_STEPS) -> int:
     """The step stride that leaves about `steps` Step events to decode in what `tail` has left to read."""
     return max(1, tail.remaining_bytes() // (steps * STEP_LINE_BYTES))
 

@@ -36,7 +36,6 @@ REDRAW_S = 0.25  # the header (step, state, ETA) at most four times a second
 PLOT_S = 1.0  # the loss plot at most once a second: plotting is what costs the dashboard CPU
 LR_PLOT_S = 5.0  # lr follows its schedule smoothly: a redraw every 5 s shows it as well
 STATE_EVERY_S = 1.0
-REPLAY_STEPS = 50_000  # Step events decoded when re-attaching, at most about (the plots draw a few hundred)
 HARDWARE_EVERY_S = 1.0
 INITIAL_CHUNK = 8 << 20  # bytes per batch while replaying history
 PROBE_CACHE = 6  # loaded probe files kept in memory (scrubbing back and forth)
@@ -164,7 +163,7 @@ class MonitorScreen(Screen):
     def tail_events(self) -> None:
         worker = get_current_worker()
         tail = EventTail(self.run.events_path)
-        stride = replay_stride(tail, REPLAY_STEPS)  # a long run's steps are sampled; everything else is read
+        stride = replay_stride(tail)  # a long run's steps are sampled; everything else is read
         while not worker.is_cancelled:  # replay the history in bounded batches
             batch = tail.poll(max_bytes=INITIAL_CHUNK, step_stride=stride)
             if not batch:
