@@ -166,7 +166,7 @@ def bare_train(recipe, max_steps: int, *, style: str = "bare", out: Path | None 
     from timm.data import create_transform
     from torch.utils.data import DataLoader, Dataset
 
-    from vittui.data.sources import split_indices  # only to pick the same images; not on the hot path
+    from vittui.data.splits import split_indices  # only to pick the same images; not on the hot path
 
     if recipe.compute.threads:
         torch.set_num_threads(recipe.compute.threads)

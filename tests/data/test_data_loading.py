@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from vittui.data.sources import build_data, iterate_from, set_epoch
+from vittui.data.samplers import iterate_from, set_epoch
+from vittui.data.sources import build_data
 from vittui.data.transforms import build_mixup, build_transform, class_weights
 
 

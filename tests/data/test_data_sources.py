@@ -9,8 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from vittui.data import sources
-from vittui.data.sources import DataError, build_data, open_image, to_rgb
+from vittui.data import readers
+from vittui.data.errors import DataError
+from vittui.data.readers import open_image, to_rgb
+from vittui.data.sources import build_data
 
 # ------------------------------------------------------------------ digits
 
@@ -183,13 +185,13 @@ def test_all_skipped_batch_is_empty(make_recipe, tmp_path, write_tree):
 def test_huge_image_skipped_not_bomb(tmp_path, monkeypatch):
     p = tmp_path / "big.png"
     Image.new("RGB", (40, 40)).save(p)
-    monkeypatch.setattr(sources, "MAX_PIXELS", 1000)
-    with pytest.raises(sources.UnreadableImage, match="too large"):
+    monkeypatch.setattr(readers, "MAX_PIXELS", 1000)
+    with pytest.raises(readers.UnreadableImage, match="too large"):
         open_image(p)
     # Pillow's own bomb error (over 2x its limit) is also turned into a skip
-    monkeypatch.setattr(sources, "MAX_PIXELS", 10**9)
+    monkeypatch.setattr(readers, "MAX_PIXELS", 10**9)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
-    with pytest.raises(sources.UnreadableImage):
+    with pytest.raises(readers.UnreadableImage):
         open_image(p)
 
 

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 @pytest.fixture(scope="module")
 def batch_a(run_a, val_images):
     """Eight validation images through run a's evaluation transform."""
-    from vittui.data.sources import open_image
+    from vittui.data.readers import open_image
 
     folder, _ = val_images
     restored = restore(run_a)

@@ -21,8 +21,10 @@ import pytest
 from fault_helpers import TINY_INPROC
 from PIL import Image
 
-from vittui.data import sources
-from vittui.data.sources import DataError, build_data, open_image
+from vittui.data import readers
+from vittui.data.errors import DataError
+from vittui.data.readers import open_image
+from vittui.data.sources import build_data
 from vittui.recipe import Recipe
 from vittui.runs import events as ev
 
@@ -95,10 +97,10 @@ def test_each_broken_file_is_unreadable_quickly_and_odd_modes_convert(tmp_path):
     root, bad, odd = broken_tree(tmp_path / "ds")
     for p in sorted(bad):
         t = time.perf_counter()
-        with pytest.raises(sources.UnreadableImage):
+        with pytest.raises(readers.UnreadableImage):
             open_image(p)
         assert time.perf_counter() - t < 2.0, f"{p} took long: was it decoded?"
-    with pytest.raises(sources.UnreadableImage, match="too large"):  # vittui's own limit, below Pillow's error
+    with pytest.raises(readers.UnreadableImage, match="too large"):  # vittui's own limit, below Pillow's error
         open_image(root / "train" / "a" / "big.png")
     for p in sorted(odd):
         img = open_image(p)

@@ -8,13 +8,13 @@ import torch
 
 from vittui.models.adapt import ParamReport, apply_adaptation, head_names, lora_targets, param_report
 from vittui.models.build import (
-    ModelError,
     build_model,
     is_hf,
     save_pretrained_local,
     transformer_blocks,
     unwrap,
 )
+from vittui.models.errors import ModelError
 from vittui.recipe import AdaptSection, ModelSection
 
 DEPTH, DIM, R = 3, 64, 4

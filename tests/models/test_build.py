@@ -10,7 +10,6 @@ from torch import nn
 
 from vittui.models.build import (
     HFClassifier,
-    ModelError,
     block_index_map,
     block_index_of,
     build_model,
@@ -22,6 +21,7 @@ from vittui.models.build import (
     transformer_blocks,
     unwrap,
 )
+from vittui.models.errors import ModelError
 
 from vittui.recipe import ModelSection
 

@@ -3,54 +3,32 @@
 `build_data(recipe)` turns the `[data]` section into a `DataBundle`: a train and a val dataset, their
 loaders, the class names, the train class counts and (for training) a timm Mixup.
 
-Items and skipping
-    A source yields `(PIL.Image in RGB, int label)` before transforms. Any image that cannot be read
-    (truncated or zero-byte file, a non-image with an image extension, a decode error, an image over
-    `MAX_PIXELS`) is *skipped*: the dataset returns `None` for it. The loaders use `SkipCollate`, which
-    drops those items and yields `(images, labels, skipped)` where `skipped` lists the identifiers (file
-    paths, or `source[index]` for in-memory data) of the items dropped from that batch. Because the
-    identifiers travel with the batch, counting stays right with `num_workers > 0`. A batch whose
-    items were all skipped has 0 rows; skip such a batch in the loop.
-
-Image modes
-    Everything becomes 8-bit RGB: 16-bit grayscale ('I;16', 'I') is scaled to 0..255 (65535 → 255),
-    not clipped; CMYK, YCbCr, palette and 1-bit images go through Pillow's conversion; images with
-    alpha (RGBA, LA, PA, palette with transparency) are composited onto a white background.
-
-Reproducible order and resume
-    The train loader samples with `EpochRandomSampler` (or `EpochWeightedSampler` for
-    `data.class_balance = "weighted_sampler"`). Each epoch's order comes from a fresh
-    `torch.Generator` seeded with `epoch_seed(run.seed, epoch)`, so epoch E's order is a pure function
-    of (seed, E) and is the same whether or not the process restarted in between. Call
-    `set_epoch(loader, E)` before iterating epoch E (if you don't, the sampler counts epochs itself
-    from 0). To resume in the middle of an epoch, `iterate_from(loader, E, K)` returns an iterator over
-    epoch E starting at batch K: the sampler draws the whole epoch's indices and drops the first
-    K * batch_size of them, so the skipped images are never loaded. The loader's own generator (which
-    seeds worker processes) is also seeded from `run.seed`; augmentation randomness in the main
-    process follows torch's global RNG, which the training loop seeds and checkpoints.
+The pieces live beside this module: `readers` decodes images (unreadable ones are skipped, see
+`dataset`), `samplers` fixes each epoch's order for resume, `splits` cuts a val set off the train set.
+The loader's own generator (which seeds worker processes) is seeded from `run.seed`; augmentation
+randomness in the main process follows torch's global RNG, which the training loop seeds and checkpoints.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
-from torch.utils.data import DataLoader, Dataset, RandomSampler, WeightedRandomSampler
+from torch.utils.data import DataLoader
 
+from vittui.data.dataset import ImageDataset, SkipCollate, _Tagged
+from vittui.data.errors import DataError
+from vittui.data.readers import IMAGE_EXTENSIONS, ArrayReader, FileReader, HFReader
+from vittui.data.samplers import EpochRandomSampler, EpochWeightedSampler
+from vittui.data.splits import _seeded_order, split_indices
 from vittui.recipe import Recipe
 
 log = logging.getLogger("vittui.data")
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-MAX_PIXELS = 89_478_485  # Pillow's default bomb threshold; larger images are skipped, not opened
 
 MEDMNIST_CLASSES: dict[str, list[str]] = {
     "pneumoniamnist": ["normal", "pneumonia"],
@@ -59,391 +37,6 @@ MEDMNIST_CLASSES: dict[str, list[str]] = {
         "lymphocyte", "monocyte", "neutrophil", "platelet",
     ],
 }
-
-
-class DataError(RuntimeError):
-    """A data problem phrased so that the user can fix it (which path, which classes, which file)."""
-
-
-class UnreadableImage(Exception):
-    """An image that cannot be decoded; the dataset turns it into a skipped item."""
-
-
-# --------------------------------------------------------------------------------------------------
-# Images
-
-
-def to_rgb(img: Image.Image) -> Image.Image:
-    """Any Pillow mode → 8-bit RGB, scaling high bit depths instead of clipping them."""
-    mode = img.mode
-    if mode == "RGB":
-        return img
-    if mode.startswith("I;16") or mode in ("I", "F"):
-        arr = np.asarray(img)
-        if mode.startswith("I;16"):
-            arr = arr.astype(np.float64) * (255.0 / 65535.0)
-        else:
-            arr = arr.astype(np.float64)
-            lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
-            if mode == "F" and lo >= 0 and hi <= 1.0:
-                arr = arr * 255.0
-            elif lo >= 0 and hi <= 255:
-                pass  # already 8-bit range
-            elif lo >= 0 and hi <= 65535:
-                arr = arr * (255.0 / 65535.0)  # 16-bit data held in a 32-bit mode
-            else:
-                arr = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
-        gray = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
-        return Image.fromarray(gray, "L").convert("RGB")
-    if mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")
-        mode = "RGBA"
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    if mode == "1":
-        img = img.convert("L")
-    return img.convert("RGB")
-
-
-def open_image(source: str | os.PathLike | bytes) -> Image.Image:
-    """Open a file path or encoded bytes as a fully loaded RGB image, or raise `UnreadableImage`."""
-    try:
-        fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(fp) as img:
-                w, h = img.size
-                if w * h > MAX_PIXELS:
-                    raise UnreadableImage(f"image too large ({w}x{h} > {MAX_PIXELS} pixels)")
-                img.load()
-                if img.format in ("JPEG", "TIFF", "WEBP", "PNG") and img.getexif().get(0x0112, 1) != 1:
-                    img = ImageOps.exif_transpose(img)
-                return to_rgb(img).copy()
-    except UnreadableImage:
-        raise
-    except Exception as e:  # Pillow raises OSError, ValueError, SyntaxError, struct.error, bombs ...
-        raise UnreadableImage(f"{type(e).__name__}: {e}") from None
-
-
-# --------------------------------------------------------------------------------------------------
-# Readers: index → RGB image, plus an identifier for reports
-
-
-class ArrayReader:
-    """Images held in a numpy array: (N, H, W) grayscale or (N, H, W, 3) colour, any numeric dtype."""
-
-    def __init__(self, images: np.ndarray, name: str, resize_to: int | None = None,
-                 scale: float | None = None):
-        self.images = images
-        self.name = name
-        self.resize_to = resize_to
-        self.scale = scale  # multiply before casting to uint8 (digits: 255/16)
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def ident(self, i: int) -> str:
-        return f"{self.name}[{i}]"
-
-    def image(self, i: int) -> Image.Image:
-        arr = np.asarray(self.images[i])
-        if self.scale is not None:
-            arr = np.rint(arr.astype(np.float64) * self.scale)
-        if arr.dtype != np.uint8:
-            if arr.dtype == np.uint16:
-                arr = np.rint(arr.astype(np.float64) * (255.0 / 65535.0))
-            arr = np.clip(arr, 0, 255).astype(np.uint8)
-        if arr.ndim == 3 and arr.shape[-1] == 1:
-            arr = arr[..., 0]
-        if arr.ndim == 2:
-            img = Image.fromarray(arr, "L")
-        elif arr.ndim == 3 and arr.shape[-1] == 3:
-            img = Image.fromarray(arr, "RGB")
-        else:
-            raise UnreadableImage(f"unsupported array shape {arr.shape}")
-        if self.resize_to and img.size != (self.resize_to, self.resize_to):
-            img = img.resize((self.resize_to, self.resize_to), Image.Resampling.BILINEAR)
-        return img.convert("RGB")
-
-
-class FileReader:
-    def __init__(self, paths: Sequence[str]):
-        self.paths = list(paths)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def ident(self, i: int) -> str:
-        return self.paths[i]
-
-    def image(self, i: int) -> Image.Image:
-        return open_image(self.paths[i])
-
-
-class HFReader:
-    """Rows of a `datasets.Dataset`; the image column is read undecoded and decoded here."""
-
-    def __init__(self, ds: Any, image_key: str, name: str):
-        self.ds = ds
-        self.image_key = image_key
-        self.name = name
-
-    def __len__(self) -> int:
-        return len(self.ds)
-
-    def _value(self, i: int) -> Any:
-        return self.ds[int(i)][self.image_key]
-
-    def ident(self, i: int) -> str:
-        try:
-            value = self._value(i)
-            if isinstance(value, dict) and value.get("path"):
-                return f"{self.name}[{i}] {value['path']}"
-        except Exception:
-            pass
-        return f"{self.name}[{i}]"
-
-    def image(self, i: int) -> Image.Image:
-        try:
-            value = self._value(i)
-        except Exception as e:
-            raise UnreadableImage(f"{type(e).__name__}: {e}") from None
-        if isinstance(value, Image.Image):
-            try:
-                value.load()
-                return to_rgb(value)
-            except Exception as e:
-                raise UnreadableImage(f"{type(e).__name__}: {e}") from None
-        if isinstance(value, dict):
-            if value.get("bytes"):
-                return open_image(value["bytes"])
-            if value.get("path"):
-                return open_image(value["path"])
-            raise UnreadableImage("empty image cell")
-        if isinstance(value, (bytes, bytearray)):
-            return open_image(value)
-        if isinstance(value, str):
-            return open_image(value)
-        if value is None:
-            raise UnreadableImage("empty image cell")
-        try:
-            return ArrayReader(np.asarray(value)[None], self.name).image(0)
-        except UnreadableImage:
-            raise
-        except Exception as e:
-            raise UnreadableImage(f"{type(e).__name__}: {e}") from None
-
-
-# --------------------------------------------------------------------------------------------------
-# Datasets
-
-
-class ImageDataset(Dataset):
-    """A view of some rows of a reader: yields `(tensor C×H×W, int label)`, or `None` if unreadable.
-
-    `image(i)` gives the untransformed RGB image (or None) for displays such as attention overlays;
-    `ident(i)` names the item (a file path for files). `skipped` collects the identifiers of unreadable
-    items met *in this process* (worker processes keep their own; count through the loader instead).
-    """
-
-    def __init__(self, reader: Any, indices: Sequence[int], labels: Sequence[int], classes: list[str],
-                 transform: Callable | None = None):
-        self.reader = reader
-        self.indices = np.asarray(indices, dtype=np.int64)
-        self.labels = [int(x) for x in labels]  # one per item of this view
-        if len(self.labels) != len(self.indices):
-            raise ValueError("labels must match indices")
-        self.classes = list(classes)
-        self.transform = transform
-        self.skipped: set[str] = set()
-
-    @property
-    def targets(self) -> list[int]:
-        return self.labels
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def ident(self, i: int) -> str:
-        return self.reader.ident(int(self.indices[i]))
-
-    def image(self, i: int) -> Image.Image | None:
-        try:
-            return self.reader.image(int(self.indices[i]))
-        except UnreadableImage as e:
-            ident = self.ident(i)
-            if ident not in self.skipped:
-                self.skipped.add(ident)
-                log.warning("skipping unreadable image %s (%s)", ident, e)
-            return None
-
-    def __getitem__(self, i: int):
-        img = self.image(i)
-        if img is None:
-            return None
-        x = self.transform(img) if self.transform is not None else img
-        return x, self.labels[i]
-
-    def class_counts(self) -> list[int]:
-        counts = np.bincount(np.asarray(self.labels, dtype=np.int64), minlength=len(self.classes))
-        return [int(c) for c in counts[: len(self.classes)]]
-
-    def subset(self, positions: Sequence[int]) -> "ImageDataset":
-        positions = list(positions)
-        return ImageDataset(self.reader, self.indices[positions], [self.labels[p] for p in positions],
-                            self.classes, self.transform)
-
-
-class _Tagged(Dataset):
-    """What the loader iterates: `(identifier or None, item)` so the collate can name skipped items."""
-
-    def __init__(self, dataset: ImageDataset):
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, i: int):
-        item = self.dataset[i]
-        return (self.dataset.ident(i) if item is None else None), item
-
-    def __getattr__(self, name: str):
-        if name == "dataset":  # during unpickling, before __init__ state exists
-            raise AttributeError(name)
-        return getattr(self.dataset, name)
-
-
-class SkipCollate:
-    """Stack the readable items; report the identifiers of the dropped ones: `(images, labels, skipped)`."""
-
-    def __init__(self, img_size: int, channels: int = 3):
-        self.img_size = int(img_size)
-        self.channels = channels
-
-    def __call__(self, batch: list[tuple[str | None, Any]]):
-        skipped = [ident for ident, item in batch if item is None]
-        good = [item for _, item in batch if item is not None]
-        if good:
-            images = torch.stack([x for x, _ in good])
-            labels = torch.tensor([int(y) for _, y in good], dtype=torch.long)
-        else:
-            images = torch.empty((0, self.channels, self.img_size, self.img_size))
-            labels = torch.empty((0,), dtype=torch.long)
-        return images, labels, skipped
-
-
-# --------------------------------------------------------------------------------------------------
-# Samplers
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The generator seed of one epoch: distinct for every (seed, epoch) pair, restart-independent."""
-    return (int(seed) * 1_000_003 + int(epoch)) % (2**63 - 1)
-
-
-class _EpochMixin:
-    seed: int
-    epoch: int
-    _skip: int
-
-    def set_epoch(self, epoch: int, skip: int = 0) -> None:
-        """The next iteration draws epoch `epoch`'s order and leaves out its first `skip` indices."""
-        self.epoch = int(epoch)
-        self._skip = int(skip)
-
-    def _generator(self) -> torch.Generator:
-        return torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
-
-    def _finish(self, order: list[int]) -> Iterator[int]:
-        skip, self._skip = self._skip, 0
-        self.epoch += 1  # counts epochs by itself if set_epoch is never called
-        return iter(order[skip:])
-
-
-class EpochRandomSampler(_EpochMixin, RandomSampler):
-    """A random permutation per epoch from a generator seeded by `epoch_seed(seed, epoch)`."""
-
-    def __init__(self, data_source, seed: int = 0):
-        RandomSampler.__init__(self, data_source)
-        self.seed, self.epoch, self._skip = int(seed), 0, 0
-
-    def __iter__(self) -> Iterator[int]:
-        n = len(self.data_source)
-        order = torch.randperm(n, generator=self._generator()).tolist()
-        return self._finish(order)
-
-
-class EpochWeightedSampler(_EpochMixin, WeightedRandomSampler):
-    """`WeightedRandomSampler` (with replacement) whose draws per epoch come from `epoch_seed`."""
-
-    def __init__(self, weights: Sequence[float], num_samples: int, seed: int = 0):
-        WeightedRandomSampler.__init__(self, weights, num_samples, replacement=True)
-        self.seed, self.epoch, self._skip = int(seed), 0, 0
-
-    def __iter__(self) -> Iterator[int]:
-        order = torch.multinomial(self.weights, self.num_samples, self.replacement,
-                                  generator=self._generator()).tolist()
-        return self._finish(order)
-
-
-def set_epoch(loader: DataLoader, epoch: int) -> None:
-    """Make the loader's next iteration produce epoch `epoch`'s order (no-op for unshuffled loaders)."""
-    sampler = getattr(loader, "sampler", None)
-    if hasattr(sampler, "set_epoch"):
-        sampler.set_epoch(epoch)
-
-
-def iterate_from(loader: DataLoader, epoch: int, start_batch: int = 0) -> Iterator:
-    """An iterator over epoch `epoch` of `loader` that starts at batch `start_batch` (for resume).
-
-    With the seeded train samplers the first `start_batch * batch_size` indices are drawn and
-    discarded without loading any image; for other loaders the first batches are loaded and dropped.
-    """
-    start_batch = max(0, int(start_batch))
-    sampler = getattr(loader, "sampler", None)
-    if hasattr(sampler, "set_epoch") and loader.batch_size:
-        sampler.set_epoch(epoch, skip=start_batch * int(loader.batch_size))
-        return iter(loader)
-    it = iter(loader)
-    for _ in range(start_batch):
-        try:
-            next(it)
-        except StopIteration:
-            break
-    return it
-
-
-def _worker_init(worker_id: int) -> None:
-    # torch seeds `random` and torch per worker; numpy-based augmentation needs its own seed
-    np.random.seed(torch.initial_seed() % 2**32)
-
-
-# --------------------------------------------------------------------------------------------------
-# Splits
-
-
-def split_indices(labels: Sequence[int], val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified (when every class has 2+ items) train/val split; train order shuffled, val sorted."""
-    from sklearn.model_selection import train_test_split
-
-    labels = np.asarray(labels)
-    n = len(labels)
-    idx = np.arange(n)
-    if n < 2:
-        raise DataError(f"need at least 2 images to split off a validation set (found {n})")
-    try:
-        tr, va = train_test_split(idx, test_size=val_fraction, random_state=seed, stratify=labels)
-    except ValueError:
-        # a class with a single image (or fewer val slots than classes): fall back to a plain split
-        n_val = min(n - 1, max(1, int(np.ceil(val_fraction * n))))
-        tr, va = train_test_split(idx, test_size=n_val, random_state=seed)
-    return np.asarray(tr), np.sort(np.asarray(va))
-
-
-def _seeded_order(n: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).permutation(n)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -747,7 +340,7 @@ SOURCES: dict[str, Callable[[Recipe], _Split]] = {
 class DataBundle:
     """Everything the training loop and the evaluators need about the data of one recipe.
 
-    Loaders yield `(images, labels, skipped)`; see the module docstring. `mixup` is None when the
+    Loaders yield `(images, labels, skipped)`; see `vittui.data.dataset`. `mixup` is None when the
     recipe turns mixup and cutmix off, or when built `for_eval`. `class_counts` are train counts.
     """
 
@@ -768,6 +361,11 @@ class DataBundle:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+
+def _worker_init(worker_id: int) -> None:
+    # torch seeds `random` and torch per worker; numpy-based augmentation needs its own seed
+    np.random.seed(torch.initial_seed() % 2**32)
 
 
 def make_loader(dataset: ImageDataset, recipe: Recipe, *, train: bool, sampler: Any = None) -> DataLoader:
@@ -860,8 +458,4 @@ def build_data(recipe: Recipe, *, for_eval: bool = False) -> DataBundle:
     )
 
 
-__all__ = [
-    "DataError", "DataBundle", "ImageDataset", "SkipCollate", "EpochRandomSampler", "EpochWeightedSampler",
-    "build_data", "make_loader", "set_epoch", "iterate_from", "epoch_seed", "split_indices", "open_image",
-    "to_rgb", "IMAGE_EXTENSIONS", "MAX_PIXELS", "MEDMNIST_CLASSES", "UnreadableImage",
-]
+__all__ = ["DataBundle", "build_data", "make_loader", "MEDMNIST_CLASSES"]

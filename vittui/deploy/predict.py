@@ -57,7 +57,7 @@ class PredictResult:
 def image_files(inputs: Sequence[str | Path]) -> list[Path]:
     """Files to predict on: each file as given, each folder's image files (recursive, sorted).
     A path that does not exist raises FileNotFoundError; a folder without images gives nothing."""
-    from vittui.data.sources import IMAGE_EXTENSIONS
+    from vittui.data.readers import IMAGE_EXTENSIONS
 
     files: list[Path] = []
     for item in inputs:
@@ -86,7 +86,7 @@ def predict_images(model: Any, transform: Callable, classes: Sequence[str], file
     import torch
 
     from vittui.analysis.evaluate import logits_of
-    from vittui.data.sources import UnreadableImage, open_image
+    from vittui.data.readers import UnreadableImage, open_image
 
     k = max(1, min(int(top_k), len(classes)))
     preds: list[Prediction] = []

@@ -13,12 +13,12 @@ from torch import nn
 
 from vittui.models.build import (
     HFClassifier,
-    ModelError,
     block_index_map,
     block_names,
     is_hf,
     unwrap,
 )
+from vittui.models.errors import ModelError
 from vittui.recipe import AdaptSection
 
 

@@ -346,7 +346,7 @@ def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = 
         else:
             pos.batch = batches_per_epoch  # the epoch's batches are all consumed
         if rows == 0 and pos.batch > epoch_start_batch:
-            from vittui.data.sources import DataError
+            from vittui.data.errors import DataError
 
             raise DataError(f"every training image of epoch {pos.epoch + 1} was unreadable "
                             f"({out.skipped} skipped, e.g. {', '.join(map(str, out.skipped_examples[:2]))})")
@@ -383,7 +383,7 @@ def _probe_batch(loader, n: int) -> torch.Tensor:
 
 def _epoch(acc, loader, epoch: int, start: int):
     """The batches of `epoch` from micro-batch `start` on; the seeded samplers make this exact."""
-    from vittui.data.sources import iterate_from
+    from vittui.data.samplers import iterate_from
 
     if acc.num_processes > 1:
         loader.set_epoch(epoch)

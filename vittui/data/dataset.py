@@ -1,0 +1,122 @@
+"""The dataset view over a reader, and the collate that lets unreadable images be skipped instead of fatal.
+
+Items and skipping
+    A source yields `(PIL.Image in RGB, int label)` before transforms. Any image that cannot be read
+    (truncated or zero-byte file, a non-image with an image extension, a decode error, an image over
+    `MAX_PIXELS`) is *skipped*: the dataset returns `None` for it. The loaders use `SkipCollate`, which
+    drops those items and yields `(images, labels, skipped)` where `skipped` lists the identifiers (file
+    paths, or `source[index]` for in-memory data) of the items dropped from that batch. Because the
+    identifiers travel with the batch, counting stays right with `num_workers > 0`. A batch whose
+    items were all skipped has 0 rows; skip such a batch in the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from vittui.data.readers import UnreadableImage
+
+log = logging.getLogger("vittui.data")
+
+
+class ImageDataset(Dataset):
+    """A view of some rows of a reader: yields `(tensor C×H×W, int label)`, or `None` if unreadable.
+
+    `image(i)` gives the untransformed RGB image (or None) for displays such as attention overlays;
+    `ident(i)` names the item (a file path for files). `skipped` collects the identifiers of unreadable
+    items met *in this process* (worker processes keep their own; count through the loader instead).
+    """
+
+    def __init__(self, reader: Any, indices: Sequence[int], labels: Sequence[int], classes: list[str],
+                 transform: Callable | None = None):
+        self.reader = reader
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.labels = [int(x) for x in labels]  # one per item of this view
+        if len(self.labels) != len(self.indices):
+            raise ValueError("labels must match indices")
+        self.classes = list(classes)
+        self.transform = transform
+        self.skipped: set[str] = set()
+
+    @property
+    def targets(self) -> list[int]:
+        return self.labels
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def ident(self, i: int) -> str:
+        return self.reader.ident(int(self.indices[i]))
+
+    def image(self, i: int) -> Image.Image | None:
+        try:
+            return self.reader.image(int(self.indices[i]))
+        except UnreadableImage as e:
+            ident = self.ident(i)
+            if ident not in self.skipped:
+                self.skipped.add(ident)
+                log.warning("skipping unreadable image %s (%s)", ident, e)
+            return None
+
+    def __getitem__(self, i: int):
+        img = self.image(i)
+        if img is None:
+            return None
+        x = self.transform(img) if self.transform is not None else img
+        return x, self.labels[i]
+
+    def class_counts(self) -> list[int]:
+        counts = np.bincount(np.asarray(self.labels, dtype=np.int64), minlength=len(self.classes))
+        return [int(c) for c in counts[: len(self.classes)]]
+
+    def subset(self, positions: Sequence[int]) -> "ImageDataset":
+        positions = list(positions)
+        return ImageDataset(self.reader, self.indices[positions], [self.labels[p] for p in positions],
+                            self.classes, self.transform)
+
+
+class _Tagged(Dataset):
+    """What the loader iterates: `(identifier or None, item)` so the collate can name skipped items."""
+
+    def __init__(self, dataset: ImageDataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        item = self.dataset[i]
+        return (self.dataset.ident(i) if item is None else None), item
+
+    def __getattr__(self, name: str):
+        if name == "dataset":  # during unpickling, before __init__ state exists
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
+class SkipCollate:
+    """Stack the readable items; report the identifiers of the dropped ones: `(images, labels, skipped)`."""
+
+    def __init__(self, img_size: int, channels: int = 3):
+        self.img_size = int(img_size)
+        self.channels = channels
+
+    def __call__(self, batch: list[tuple[str | None, Any]]):
+        skipped = [ident for ident, item in batch if item is None]
+        good = [item for _, item in batch if item is not None]
+        if good:
+            images = torch.stack([x for x, _ in good])
+            labels = torch.tensor([int(y) for _, y in good], dtype=torch.long)
+        else:
+            images = torch.empty((0, self.channels, self.img_size, self.img_size))
+            labels = torch.empty((0,), dtype=torch.long)
+        return images, labels, skipped
+
+
+__all__ = ["ImageDataset", "SkipCollate"]
