@@ -131,7 +131,8 @@ def run_vittui(recipe, root: Path, name: str, *, dashboard: bool = True, timeout
         log = (run.path / "worker.log").read_text()[-2000:] if (run.path / "worker.log").exists() else ""
         raise RuntimeError(f"run {run.name} ended {status_state(run.path)!r}:\n{log}")
     cpu_w, cpu_ui = sampler.per_image(recipe.data.batch_size)
-    return {"times": vittui_step_times(run.path), "cpu": cpu_w + (cpu_ui if dashboard else 0.0), "cpu_ui": cpu_ui}
+    return {"times": vittui_step_times(run.path), "cpu": cpu_w + (cpu_ui if dashboard else 0.0), "cpu_ui": cpu_ui,
+            "cpu_worker": cpu_w}
 
 
 async def _attached(root: Path, name: str, run_path: Path, timeout: float, sampler: CpuSampler) -> None:
@@ -140,7 +141,7 @@ async def _attached(root: Path, name: str, run_path: Path, timeout: float, sampl
 
     app = create_app(root, attach=name)
     end = time.monotonic() + timeout
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=(120, 40)):
         while status_state(run_path) not in DONE and time.monotonic() < end:
             sampler.tick()
             # a plain sleep, not pilot.pause(): pause() waits for every widget to drain its queue, which
@@ -363,6 +364,38 @@ def dashboard_alone(seconds: float, step_every: float = 0.15) -> float:
     return share[0]
 
 
+def ablate(recipe, root: Path, rounds: int) -> None:
+    """Where does the attached run's extra time go? The vittui run with the dashboard whole, without its
+    hardware sampler, without probe loading, and without a dashboard; then the bare loop alone and beside
+    the monitor on a fake run (`dashboard_alone`). One run each per round, in turn."""
+    import threading
+
+    from vittui.ui.screens import monitor as M
+
+    whole_hw, whole_probe = M.MonitorScreen.sample_hardware, M.MonitorScreen.load_probe
+    bs = recipe.data.batch_size
+    for i in range(rounds):
+        for v in ("whole", "no-hardware", "no-probe", "no-dashboard", "bare", "bare+fake-dashboard"):
+            M.MonitorScreen.sample_hardware = (lambda self: None) if v == "no-hardware" else whole_hw
+            M.MonitorScreen.load_probe = (lambda self, path: None) if v == "no-probe" else whole_probe
+            if v.startswith("bare"):
+                th = None
+                if v != "bare":
+                    th = threading.Thread(target=dashboard_alone, args=(60,), daemon=True)
+                    th.start()
+                    time.sleep(3)
+                b = run_bare(recipe, recipe.schedule.max_steps)
+                print(f"round {i + 1} {v:20s} {rate(b['times'], bs):6.1f} img/s  worker {1000 * b['cpu']:.2f} ms/image",
+                      flush=True)
+                if th is not None:
+                    th.join()
+                continue
+            r = run_vittui(recipe, root, f"ablate-{v}-{i}", dashboard=v != "no-dashboard")
+            print(f"round {i + 1} {v:20s} {rate(r['times'], bs):6.1f} img/s  worker {1000 * r['cpu_worker']:.2f} "
+                  f"ms/image  dashboard {1000 * r['cpu_ui'] if v != 'no-dashboard' else 0:.2f} ms/image   ({load_note()})", flush=True)
+    M.MonitorScreen.sample_hardware, M.MonitorScreen.load_probe = whole_hw, whole_probe
+
+
 def load_note() -> str:
     la = os.getloadavg()
     return f"load average {la[0]:.2f} {la[1]:.2f} {la[2]:.2f} on {os.cpu_count()} cores"
@@ -381,6 +414,8 @@ def main() -> int:
                     help="only measure the monitor's CPU on a fake live run (a step every 150 ms), shipped "
                     "redraw interval vs 1.0 s, alternating")
     ap.add_argument("--no-dashboard", action="store_true", help="leave the dashboard out of the vittui side")
+    ap.add_argument("--ablate", action="store_true", help="vittui with parts of the dashboard switched off, and the "
+                    "bare loop alone / beside a dashboard on a fake run, one run each per round")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--steps", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--style", default="bare", help=argparse.SUPPRESS)
@@ -411,6 +446,9 @@ def main() -> int:
     recipe = demo_recipe(**{"schedule.max_steps": steps, "compute.threads": a.threads})
     bs = recipe.data.batch_size
     root = Path(tempfile.mkdtemp(prefix="vittui-bench-overhead-"))
+    if a.ablate:
+        ablate(recipe, root, a.rounds)
+        return 0
     print(f"demo-digits, {steps} steps ({a.epochs} epochs), probe_every={recipe.run.probe_every}, "
           f"threads={a.threads or 'default'}, redraw every {a.redraw or 'shipped'} s, "
           f"dashboard {'off' if a.no_dashboard else 'attached (headless run_test, 120x40)'}; {load_note()}")

@@ -279,7 +279,9 @@ async def test_narrow_terminal_still_shows_the_essentials(runs_root, fake_run, n
         assert "RUNNING" in text and "step 15/100" in text and "ETA" in text
         assert "loss" in text and "accuracy" in text
         assert "no NVIDIA GPU" in text and "worker RSS" in text
-        footer = text.splitlines()[-1]
+        # the footer recomposes its keys a frame after the bindings settle: wait for it on screen too
+        await wait_for(pilot, lambda: "Pause" in screen_text(app).rstrip().splitlines()[-1], what="footer")
+        footer = screen_text(app).rstrip().splitlines()[-1]
         assert "Pause" in footer and "Detach" in footer and "Help" in footer
 
 
