@@ -158,7 +158,13 @@ def bare_train(recipe, max_steps: int, *, style: str = "bare", out: Path | None 
     """The hand-written loop. style='bare': plain torch; style='timm': timm train.py's pieces
     (create_optimizer_v2, create_scheduler_v2, Mixup when the recipe asks, AMP through autocast when
     compute.precision is bf16, channels_last when asked, a checkpoint per epoch like its CheckpointSaver).
+    style='bare+accelerate': the bare loop in a process that first imports accelerate and makes an
+    `Accelerator` (the worker's only process-wide difference that is not its own code).
     Returns per-step timestamps."""
+    if style == "bare+accelerate":
+        from accelerate import Accelerator
+
+        Accelerator(cpu=True)
     import numpy as np
     import timm
     import torch
@@ -375,16 +381,16 @@ def ablate(recipe, root: Path, rounds: int) -> None:
     whole_hw, whole_probe = M.MonitorScreen.sample_hardware, M.MonitorScreen.load_probe
     bs = recipe.data.batch_size
     for i in range(rounds):
-        for v in ("whole", "no-hardware", "no-probe", "no-dashboard", "bare", "bare+fake-dashboard"):
+        for v in ("whole", "no-hardware", "no-probe", "no-dashboard", "bare", "bare+fake-dashboard", "bare+accelerate"):
             M.MonitorScreen.sample_hardware = (lambda self: None) if v == "no-hardware" else whole_hw
             M.MonitorScreen.load_probe = (lambda self, path: None) if v == "no-probe" else whole_probe
             if v.startswith("bare"):
                 th = None
-                if v != "bare":
+                if v == "bare+fake-dashboard":
                     th = threading.Thread(target=dashboard_alone, args=(60,), daemon=True)
                     th.start()
                     time.sleep(3)
-                b = run_bare(recipe, recipe.schedule.max_steps)
+                b = run_bare(recipe, recipe.schedule.max_steps, style="bare+accelerate" if v == "bare+accelerate" else "bare")
                 print(f"round {i + 1} {v:20s} {rate(b['times'], bs):6.1f} img/s  worker {1000 * b['cpu']:.2f} ms/image",
                       flush=True)
                 if th is not None:
