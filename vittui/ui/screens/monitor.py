@@ -19,11 +19,12 @@ from vittui.runs import control
 from vittui.runs.events import ControlAck, EventTail, Status, replay_stride
 from vittui.runs.store import RunDir, RunStatus
 from vittui.ui.history import RunHistory, smooth
-from vittui.ui.messages import EventsArrived, HardwareSampled, ProbeLoaded, RunStateChanged
+from vittui.ui.messages import EventsArrived, HardwareSampled, RunStateChanged
 from vittui.ui.probeview import LoadedProbe, Selection
 from vittui.ui.runstate import is_live, run_state
 from vittui.ui.screens.modals import ConfirmModal, HelpModal, QuitModal, key_rows
-from vittui.ui.widgets.attention_pane import AttentionPane, AttentionView
+from vittui.ui.screens.monitor_insight import InsightPanes
+from vittui.ui.widgets.attention_pane import AttentionPane
 from vittui.ui.widgets.gpu_pane import GpuPane, GpuPaneData
 from vittui.ui.widgets.grad_pane import GradPane
 from vittui.ui.widgets.log_pane import LogPane
@@ -38,10 +39,9 @@ LR_PLOT_S = 5.0  # lr follows its schedule smoothly: a redraw every 5 s shows it
 STATE_EVERY_S = 1.0
 HARDWARE_EVERY_S = 1.0
 INITIAL_CHUNK = 8 << 20  # bytes per batch while replaying history
-PROBE_CACHE = 6  # loaded probe files kept in memory (scrubbing back and forth)
 
 
-class MonitorScreen(Screen):
+class MonitorScreen(InsightPanes, Screen):
     # Most needed first: on a narrow terminal the footer shows the head of this list (? lists all).
     BINDINGS = [
         Binding("space", "pause", "Pause"),
@@ -197,18 +197,6 @@ class MonitorScreen(Screen):
                     return
                 time.sleep(0.1)
 
-    @work(thread=True, exclusive=False, exit_on_error=False, group="probe", name="load-probe")
-    def load_probe(self, rel_path: str) -> None:
-        """Read one probe file and compute its rollout off the event loop."""
-        from vittui.ui import probeview
-
-        try:
-            probe = probeview.load(self.run.path, rel_path)
-        except Exception as e:  # noqa: BLE001 - a bad file is a message on screen, not a dead pane
-            self.post_message(ProbeLoaded(rel_path, None, f"{type(e).__name__}: {e}"))
-            return
-        self.post_message(ProbeLoaded(rel_path, probe))
-
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR:
             err = event.worker.error
@@ -231,18 +219,6 @@ class MonitorScreen(Screen):
             if self.status is None and self.history.state:
                 self._set_state(self.history.state)
             self.flush()  # the rebuilt history shows at once
-
-    def on_probe_loaded(self, message: ProbeLoaded) -> None:
-        if self._loading == message.path:
-            self._loading = None
-        if message.probe is None:
-            self.probe_errors[message.path] = message.error
-        else:
-            self.probes.pop(message.path, None)
-            self.probes[message.path] = message.probe  # type: ignore[assignment]
-            while len(self.probes) > PROBE_CACHE:
-                self.probes.pop(next(iter(self.probes)))
-        self.show_insight()
 
     def on_run_state_changed(self, message: RunStateChanged) -> None:
         self.status = message.status
@@ -347,73 +323,6 @@ class MonitorScreen(Screen):
             self._hw.torch_allocated = last.torch_allocated
             self._hw.torch_reserved = last.torch_reserved
             self.query_one(GpuPane).show(self._hw)
-
-    # --- attention and gradients ---------------------------------------------------------------------
-    @property
-    def shown_probe_index(self) -> int:
-        n = len(self.history.probes)
-        if self.probe_index is None:
-            return n - 1
-        return min(self.probe_index, n - 1)
-
-    def show_insight(self) -> None:
-        """Hand the attention and gradient panes what they draw; start loading a probe file if needed."""
-        probes = self.history.probes
-        view = AttentionView(probes=len(probes), selection=self.selection)
-        if probes:
-            index = self.shown_probe_index
-            event = probes[index]
-            view.index, view.event, view.live = index, event, self.probe_index is None
-            view.probe = self.probes.get(event.path)
-            view.error = self.probe_errors.get(event.path, "")
-            if view.probe is None and not view.error and self._loading != event.path:
-                self._loading = event.path
-                self.load_probe(event.path)
-            if view.probe is not None:
-                self.selection.clamp(view.probe)
-        self.query_one(AttentionPane).show(view)
-        self.query_one(GradPane).show(self.history.grad_flow)
-
-    def _loaded_probe(self) -> LoadedProbe | None:
-        probes = self.history.probes
-        if not probes:
-            return None
-        return self.probes.get(probes[self.shown_probe_index].path)
-
-    def action_layer(self, delta: int) -> None:
-        p = self._loaded_probe()
-        if p is not None:
-            self.selection.rollout = False
-            self.selection.layer = (self.selection.layer + delta) % p.layers
-        self.show_insight()
-
-    def action_head(self, delta: int) -> None:
-        p = self._loaded_probe()
-        if p is not None:
-            self.selection.rollout = False
-            self.selection.head = (self.selection.head + delta) % p.heads
-        self.show_insight()
-
-    def action_rollout(self) -> None:
-        self.selection.rollout = not self.selection.rollout
-        self.show_insight()
-
-    def action_image(self, delta: int) -> None:
-        p = self._loaded_probe()
-        if p is not None:
-            self.selection.image = (self.selection.image + delta) % p.images_count
-        self.show_insight()
-
-    def action_probe_step(self, delta: int) -> None:
-        n = len(self.history.probes)
-        if not n:
-            return
-        index = self.shown_probe_index + delta
-        self.probe_index = None if index >= n - 1 else max(0, index)
-        self.show_insight()
-
-    def action_toggle_insight(self) -> None:
-        self.toggle_class("-insight" if self.has_class("-narrow") else "-no-insight")
 
     def action_report(self) -> None:
         from vittui.ui.screens.report import ReportScreen
