@@ -1,7 +1,10 @@
 """A run's history as the monitor needs it, built from events alone (no Textual, no torch).
 
-The screen feeds every event in; the plots read whole series out and draw a downsampled copy. Feeding
-the whole `events.jsonl` of a long run rebuilds the same state a live viewer had.
+The screen feeds events in; the plots read whole series out and draw a downsampled copy. Per-step
+series are bounded (`StepSeries`), so a run of a million steps costs what one of two thousand does.
+Feeding `events.jsonl` back — every line, or with Step lines sampled as the monitor does on re-attach —
+rebuilds what a live viewer had: every eval, probe and log exactly, the last steps exactly, and the loss
+and lr curves at the resolution a plot draws.
 """
 
 from __future__ import annotations
