@@ -100,3 +100,18 @@ def test_sampled_replay_draws_the_same_run_as_a_full_one(tmp_path):
     # past the first 200 steps (where 2/sqrt(step) falls steeply between samples) the curves agree
     # inside the noise (0.05 wide) on a curve that spans 2 → 0.01
     assert max(abs(x - y) for x, y in zip(a[1:], b[1:])) < 0.02  # ~10 samples a segment: sd ≈ 0.005
+
+
+def test_probes_stay_bounded_newest_whole_and_the_start_kept():
+    from vittui.ui import history as H
+
+    h = RunHistory()
+    for i in range(1, 20_001):
+        h.feed([ev.AttentionProbe(step=50 * i, path=f"attention/{50 * i}.safetensors",
+                                  entropy=[[0.5] * 3] * 4, distance=[[1.0] * 3] * 4, diversity=[0.1] * 4)])
+    steps = [p.step for p in h.probes]
+    assert len(steps) <= H.MAX_PROBES
+    assert steps == sorted(steps) and steps[0] == 50  # the first probe of the run is still there
+    assert steps[-H.KEEP_PROBES:] == [50 * i for i in range(20_001 - H.KEEP_PROBES, 20_001)]
+    gaps = [b - a for a, b in zip(steps, steps[1:])]
+    assert max(gaps) > 50 and gaps[-1] == 50  # thinned in the past, every probe lately

@@ -21,6 +21,8 @@ from vittui.runs.events import (
 from vittui.ui.step_series import StepSeries
 
 RECENT = 64  # steps whose timestamps the ETA reads (a window of 50)
+MAX_PROBES = 1024  # attention probes kept for scrubbing (each carries per-layer, per-head stats)
+KEEP_PROBES = 256  # the newest, always all of them; older ones are halved each time the cap is hit
 LOGGED = (Log, Fault, DataSkipped, ControlAck, CheckpointSaved, Status, Finished, RunStarted)
 
 
@@ -83,6 +85,8 @@ class RunHistory:
                 if self.probes and ev.step <= self.probes[-1].step:  # resumed: drop the stale tail
                     self.probes = [p for p in self.probes if p.step < ev.step]
                 self.probes.append(ev)
+                if len(self.probes) > MAX_PROBES:  # bounded: the newest kept whole, older ones thinned
+                    self.probes = self.probes[:-KEEP_PROBES:2] + self.probes[-KEEP_PROBES:]
             elif isinstance(ev, GradFlow):
                 self.grad_flow = ev
 
