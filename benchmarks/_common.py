@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from pathlib import Path
@@ -39,3 +40,17 @@ def wait_for(pred, timeout=300.0, interval=0.02):
             return v
         time.sleep(interval)
     raise TimeoutError("condition not met in time")
+
+
+def cpu_seconds(pid: int | str) -> float:
+    """user+sys CPU seconds of a process (all its threads), from /proc; NaN once it is gone."""
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+def load_note() -> str:
+    la = os.getloadavg()
+    return f"load average {la[0]:.2f} {la[1]:.2f} {la[2]:.2f} on {os.cpu_count()} cores"

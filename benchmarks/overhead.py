@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import demo_recipe, median  # noqa: E402
+from _common import cpu_seconds, demo_recipe, load_note, median  # noqa: E402
 
 from vittui.runs import events as ev  # noqa: E402
 
@@ -63,14 +63,6 @@ DONE = ("finished", "failed", "stopped")
 
 # ---- vittui side -----------------------------------------------------------------------------------
 
-def _cpu_seconds(pid: int) -> float:
-    """user+sys CPU seconds of a process (all its threads), from /proc."""
-    try:
-        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return float("nan")
-
 
 class CpuSampler:
     """Follows a live run: counts its Step events and samples the worker's CPU time (and this
@@ -99,9 +91,9 @@ class CpuSampler:
                 pass
         self.steps += sum(isinstance(e, ev.Step) for e in self.tail.poll())
         if self.pid and self.first is None and self.steps > K0:
-            self.first = (self.steps, _cpu_seconds(self.pid), time.process_time() - self.own)
+            self.first = (self.steps, cpu_seconds(self.pid), time.process_time() - self.own)
         if self.pid and self.last is None and self.steps >= self.last_step:
-            self.last = (self.steps, _cpu_seconds(self.pid), time.process_time() - self.own)
+            self.last = (self.steps, cpu_seconds(self.pid), time.process_time() - self.own)
 
     def per_image(self, batch: int) -> tuple[float, float]:
         """(worker CPU s/image, this process's CPU s/image) over the window; NaN if not sampled."""
@@ -400,11 +392,6 @@ def ablate(recipe, root: Path, rounds: int) -> None:
             print(f"round {i + 1} {v:20s} {rate(r['times'], bs):6.1f} img/s  worker {1000 * r['cpu_worker']:.2f} "
                   f"ms/image  dashboard {1000 * r['cpu_ui'] if v != 'no-dashboard' else 0:.2f} ms/image   ({load_note()})", flush=True)
     M.MonitorScreen.sample_hardware, M.MonitorScreen.load_probe = whole_hw, whole_probe
-
-
-def load_note() -> str:
-    la = os.getloadavg()
-    return f"load average {la[0]:.2f} {la[1]:.2f} {la[2]:.2f} on {os.cpu_count()} cores"
 
 
 def main() -> int:

@@ -23,8 +23,8 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import demo_recipe, median  # noqa: E402
-from overhead import load_note, rate, run_bare, run_vittui  # noqa: E402
+from _common import demo_recipe, load_note, median  # noqa: E402
+from overhead import rate, run_bare, run_vittui  # noqa: E402
 
 VARIANTS = {
     "default": {},

@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import demo_recipe, median  # noqa: E402
-from overhead import load_note, rate, run_vittui  # noqa: E402  (shared A/B machinery)
+from _common import demo_recipe, load_note, median  # noqa: E402
+from overhead import rate, run_vittui  # noqa: E402  (shared A/B machinery)
 
 
 def direct(recipe, blocks: int, steps_per_block: int) -> dict:

@@ -30,14 +30,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import demo_recipe, median  # noqa: E402
+from _common import cpu_seconds, demo_recipe, load_note, median  # noqa: E402
 
 PY = sys.executable
-
-
-def load_note() -> str:
-    la = os.getloadavg()
-    return f"load average {la[0]:.2f} {la[1]:.2f} {la[2]:.2f} on {os.cpu_count()} cores"
 
 
 # ---- 1. start to first frame ------------------------------------------------------------------------
@@ -76,7 +71,7 @@ def _time_to_screen(cmd: str, name: str) -> tuple[float, float, bool]:
                 shown = time.perf_counter() - t0
                 pid = subprocess.run(["tmux", "display-message", "-p", "-t", name, "#{pane_pid}"],
                                      capture_output=True, text=True).stdout.strip()
-                cpu = _cpu_seconds(pid)
+                cpu = cpu_seconds(pid)
                 maps = Path(f"/proc/{pid}/maps")
                 mapped = maps.exists() and "libtorch" in maps.read_text()
                 break
@@ -115,14 +110,6 @@ def first_frame(runs: int) -> None:
     print(f"start to first frame: median {median(times):.3f} s wall, worst {max(times):.3f} s, median CPU "
           f"{median(cpus):.3f} s over {runs} starts (target <= 1.0 s); a minimal Textual app started the same way: "
           f"median {median(floor):.3f} s; torch in the UI process: maps {any(torch_mapped)}, importtime {torch_imported}")
-
-
-def _cpu_seconds(pid: str) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return float("nan")
 
 
 # ---- 2. pause key to screen ------------------------------------------------------------------------
