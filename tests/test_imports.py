@@ -31,3 +31,9 @@ def test_run_directory_contract_and_planning_need_no_torch():
                         "vittui.runs.launcher, vittui.runs.progress, vittui.planning.memory, vittui.models.catalog, "
                         "vittui.hardware, vittui.cli")
     assert "torch" not in mods and "textual" not in mods
+
+
+def test_dashboard_first_frame_imports_stay_light():
+    """What the setup screen needs before its first frame: no torch, numpy, plotext or psutil (18 ms)."""
+    mods = loaded_after("import vittui.cli, vittui.ui.app, vittui.ui.screens.setup")
+    assert not mods & {"torch", "numpy", "plotext", "textual_plotext", "psutil"}, mods & {"torch", "numpy", "psutil"}

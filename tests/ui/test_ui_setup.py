@@ -130,7 +130,7 @@ async def test_model_table_filters_as_you_type_and_enter_picks(runs_root, no_gpu
     async with app.run_test(size=SIZE) as pilot:
         table = app.screen.query_one(ModelTable)
         grid = table.query_one("#model-grid")
-        assert grid.row_count == 3
+        assert grid.option_count == 3
         assert app.focused.id == "model-filter"
         await pilot.press(*"vit sm")
         assert [m.key for m in table.shown] == ["vit-s16-384"]
@@ -230,3 +230,21 @@ def test_first_frame_without_torch(tmp_path):
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert "IMPORTED []" in out.stdout, out.stdout + out.stderr
+
+
+async def test_cyclic_gc_is_back_on_after_the_first_frame(runs_root, no_gpu, monkeypatch):
+    """The CLI starts the dashboard with the collector off (cli.cmd_dashboard); the app must turn it back on."""
+    import gc
+
+    import vittui.ui.app as ui_app
+
+    monkeypatch.setattr(ui_app, "GC_SETTLE_S", 0.05)
+    gc.disable()
+    try:
+        app = create_app(runs_root, gpu_source=no_gpu)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, gc.isenabled, what="gc enabled again")
+            assert gc.get_freeze_count() > 0  # startup's objects frozen, so later full collections skip them
+    finally:
+        gc.enable()
+        gc.unfreeze()

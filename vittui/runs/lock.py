@@ -9,7 +9,7 @@ import json
 import os
 from pathlib import Path
 
-import psutil
+# psutil is imported where it is used: it costs ~18 ms, and the dashboard's first frame needs no lock check
 
 
 class RunLocked(RuntimeError):
@@ -17,6 +17,8 @@ class RunLocked(RuntimeError):
 
 
 def process_start_time(pid: int) -> float | None:
+    import psutil
+
     try:
         return psutil.Process(pid).create_time()
     except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
@@ -27,6 +29,8 @@ def pid_alive(pid: int, start_time: float | None = None) -> bool:
     """True when `pid` is running (and, if given, started at `start_time`); zombies count as dead."""
     if pid <= 0:
         return False
+    import psutil
+
     try:
         p = psutil.Process(pid)
         if p.status() == psutil.STATUS_ZOMBIE:

@@ -7,6 +7,7 @@ planner; training runs in the worker process the launcher spawns."""
 
 from __future__ import annotations
 
+import gc
 from functools import partial
 from pathlib import Path
 from typing import Iterable
@@ -36,6 +37,7 @@ def _runs_screen():
     return RunsScreen
 
 DEFAULT_PRESET = "demo-digits"
+GC_SETTLE_S = 1.0  # after the first frame: the setup screen's fields and estimate land first
 
 
 class VittuiApp(App[str]):
@@ -63,6 +65,7 @@ class VittuiApp(App[str]):
         self.user_presets = Path(user_presets) if user_presets is not None else Path("presets-user")
 
     def on_mount(self) -> None:
+        self.call_after_refresh(self.set_timer, GC_SETTLE_S, self.settle_gc)
         if self.attach_to is not None:
             run = self.resolve_run(self.attach_to)
             if run is not None:
@@ -70,6 +73,17 @@ class VittuiApp(App[str]):
                 return
             self.notify(f"no run {self.attach_to} in {self.runs_root}", severity="error")
         self.push_screen(self._setup_screen())
+
+    @staticmethod
+    def settle_gc() -> None:
+        """The CLI starts the dashboard with the cyclic GC off (see cli.cmd_dashboard). Turn it back on
+        with what startup built (Textual, the widgets, the stylesheet) collected once and then frozen, so
+        the collections that follow, which run between frames, do not walk it again."""
+        if gc.isenabled():
+            return
+        gc.collect()
+        gc.freeze()
+        gc.enable()
 
     def _setup_screen(self) -> SetupScreen:
         if self.recipe is None:

@@ -1,5 +1,9 @@
 """The model catalogue as a table with filter-as-you-type. Facts come from the catalogue stored as data
-(`vittui.models.catalog`), imported lazily; no torch. Enter on a row reports `Picked`."""
+(`vittui.models.catalog`), imported lazily; no torch. Enter on a row reports `Picked`.
+
+The rows are an OptionList of one pre-formatted line each under a header line, not a DataTable: the
+table is in the dashboard's first frame, and a DataTable renders every cell through Rich (~200 cells,
+about a third of the time to that frame here); an option list renders one line per row."""
 
 from __future__ import annotations
 
@@ -8,7 +12,9 @@ from typing import Any
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.message import Message
-from textual.widgets import DataTable, Input, Static
+from rich.text import Text
+from textual.widgets import Input, OptionList, Static
+from textual.widgets.option_list import Option
 
 COLUMNS = ("name", "family", "src", "params", "res", "patch", "top1")
 
@@ -63,26 +69,36 @@ class ModelTable(Vertical):
         self.models: list[Any] = []
         self.note = ""
         self.shown: list[Any] = []
+        self.rows: list[tuple[str, ...]] = []
+        self.widths: list[int] = [len(c) for c in COLUMNS]
 
     def compose(self) -> ComposeResult:
+        self.models, self.note = load_models()
+        self.rows = [row_of(m) for m in self.models]
+        # widths over the whole catalogue, so the columns stay put while filtering
+        self.widths = [max([len(c)] + [len(r[i]) for r in self.rows]) for i, c in enumerate(COLUMNS)]
         yield Input(placeholder="filter models (e.g. deit, hf, small)", id="model-filter", compact=True)
-        table: DataTable = DataTable(id="model-grid", cursor_type="row", zebra_stripes=True)
-        table.add_columns(*COLUMNS)
-        yield table
-        yield Static("", id="model-note")
+        yield Static(Text(self._line(COLUMNS), no_wrap=True, overflow="ellipsis"), id="model-head")
+        yield OptionList(*self._options(""), id="model-grid")
+        yield Static(self.note, id="model-note")
 
     def on_mount(self) -> None:
-        self.models, self.note = load_models()
-        self.query_one("#model-note", Static).update(self.note)
         self.query_one("#model-note").display = bool(self.note)
-        self.apply_filter("")
+
+    def _line(self, cells: tuple[str, ...]) -> str:
+        return "  ".join(c.rjust(w) if i >= 3 else c.ljust(w)
+                        for i, (c, w) in enumerate(zip(cells, self.widths)))
+
+    def _options(self, text: str) -> list[Option]:
+        keep = [i for i, m in enumerate(self.models) if matches(m, text)]
+        self.shown = [self.models[i] for i in keep]
+        return [Option(Text(self._line(self.rows[i]), no_wrap=True, overflow="ellipsis"), id=str(n))
+                for n, i in enumerate(keep)]
 
     def apply_filter(self, text: str) -> None:
-        table = self.query_one("#model-grid", DataTable)
-        table.clear()
-        self.shown = [m for m in self.models if matches(m, text)]
-        for i, m in enumerate(self.shown):
-            table.add_row(*row_of(m), key=str(i))
+        grid = self.query_one("#model-grid", OptionList)
+        grid.set_options(self._options(text))
+        grid.highlighted = 0 if self.shown else None
 
     def on_input_changed(self, event: Input.Changed) -> None:
         event.stop()
@@ -90,10 +106,10 @@ class ModelTable(Vertical):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        self.query_one("#model-grid", DataTable).focus()
+        self.query_one("#model-grid", OptionList).focus()
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()
-        idx = int(event.row_key.value) if event.row_key.value is not None else -1
+        idx = event.option_index
         if 0 <= idx < len(self.shown):
             self.post_message(self.Picked(self.shown[idx]))
