@@ -182,6 +182,14 @@ def bare_train(recipe, max_steps: int, *, style: str = "bare", out: Path | None 
         def __init__(self, idx, tf):
             self.idx, self.tf = idx, tf
 
+        @property
+        def transform(self):  # timm's create_loader sets the transform through this name
+            return self.tf
+
+        @transform.setter
+        def transform(self, tf):
+            self.tf = tf
+
         def __len__(self):
             return len(self.idx)
 
@@ -202,10 +210,25 @@ def bare_train(recipe, max_steps: int, *, style: str = "bare", out: Path | None 
     device = torch.device("cuda" if cuda else "cpu")
     workers = d.num_workers
     extra = dict(persistent_workers=True, prefetch_factor=2) if workers else {}
-    train_loader = DataLoader(Digits(tr, train_tf), batch_size=d.batch_size, shuffle=True, drop_last=True,
-                              num_workers=workers, pin_memory=cuda, **extra)
-    val_loader = DataLoader(Digits(va, val_tf), batch_size=d.batch_size, num_workers=workers,
-                            pin_memory=cuda, **extra)
+    if style == "timm":
+        # train.py's loaders: timm's create_loader with its prefetcher (on by default there): uint8
+        # images through fast_collate, normalised (and randomly erased) per batch on the device
+        from timm.data import create_loader
+
+        common = dict(input_size=(3, size, size), batch_size=d.batch_size, interpolation=a.interpolation, mean=mean,
+                      std=std, num_workers=workers, pin_memory=cuda, device=device, use_prefetcher=True,
+                      persistent_workers=bool(workers))
+        train_loader = create_loader(Digits(tr, None), is_training=True, scale=tuple(a.crop_scale),
+                                     ratio=tuple(a.crop_ratio), hflip=a.hflip, vflip=a.vflip,
+                                     color_jitter=a.color_jitter or None, auto_augment=a.auto_augment or None,
+                                     re_prob=a.re_prob, re_mode="pixel", **common)
+        val_loader = create_loader(Digits(va, None), is_training=False, crop_pct=1.0,
+                                   **{**common, "interpolation": "bilinear"})
+    else:
+        train_loader = DataLoader(Digits(tr, train_tf), batch_size=d.batch_size, shuffle=True, drop_last=True,
+                                  num_workers=workers, pin_memory=cuda, **extra)
+        val_loader = DataLoader(Digits(va, val_tf), batch_size=d.batch_size, num_workers=workers,
+                                pin_memory=cuda, **extra)
 
     model = timm.create_model(m.name, pretrained=False, num_classes=10, img_size=size, patch_size=m.patch_size,
                               depth=m.depth, embed_dim=m.embed_dim, num_heads=m.num_heads,

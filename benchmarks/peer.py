@@ -3,8 +3,9 @@ measured side by side in one run, alternating A/B.
 
     python benchmarks/peer.py [--quick] [--rounds 2] [--epochs 5] [--variants default,bf16,channels_last,threads1]
 
-The peer (`overhead.bare_train(style="timm")`, in a process of its own): timm `create_model`,
-`create_transform`, `Mixup` when the recipe mixes, `create_optimizer_v2`, `create_scheduler_v2` stepped
+The peer (`overhead.bare_train(style="timm")`, in a process of its own): timm `create_model`, its
+`create_loader` with the prefetcher train.py turns on by default (uint8 images through `fast_collate`,
+normalised and randomly erased per batch), `Mixup` when the recipe mixes, `create_optimizer_v2`, `create_scheduler_v2` stepped
 per update, bf16 autocast when the recipe asks, `loss.item()` only every 50 steps (train.py's log
 interval), top-1 eval and a checkpoint (`torch.save` of model + optimizer) at each epoch end.
 vittui: the detached worker as a user starts it (events, status, control point, probes, per-epoch eval

@@ -176,3 +176,48 @@ def test_class_weights():
     assert w[0] > w[1] > w[2] and pytest.approx(w[0] / w[2]) == 6.0
     assert class_weights([5, 5]) == [1.0, 1.0]
     assert class_weights([4, 0])[1] == 0.0
+
+
+def test_loader_finishes_batches_like_the_per_image_transform(make_recipe, tree):
+    """The loaders run the PIL half per image and normalise per batch: same tensors as `dataset[i]`."""
+    r = make_recipe(**{"data.source": "imagefolder", "data.path": str(tree), "data.batch_size": 4,
+                       "data.mean": [0.3, 0.4, 0.5], "data.std": [0.2, 0.25, 0.3]})
+    b = build_data(r)
+    x, y, skipped = next(iter(b.val_loader))
+    ref = torch.stack([b.val_set[i][0] for i in range(len(x))])
+    assert x.dtype == torch.float32 and x.is_contiguous() and x.shape == ref.shape
+    assert torch.allclose(x, ref, atol=1e-5)
+    assert y.tolist() == [b.val_set[i][1] for i in range(len(x))]
+    names = [type(t).__name__ for t in b.train_set.loader_transform[0].transforms]
+    assert names[-1] == "PilToArray" and "Normalize" not in names
+
+
+def test_random_erasing_and_trivial_augment_survive_the_batched_loader(make_recipe, tree):
+    base = {"data.source": "imagefolder", "data.path": str(tree), "data.batch_size": 4}
+    plain = build_data(make_recipe(**base, **{"augment.re_prob": 0.0}))
+    erased = build_data(make_recipe(**base, **{"augment.re_prob": 1.0, "augment.auto_augment": "trivialaugment"}))
+    assert plain.train_set.loader_transform[1].erasing is None
+    finish = erased.train_set.loader_transform[1]
+    assert finish.erasing is not None and erased.val_set.loader_transform[1].erasing is None
+    names = [type(t).__name__ for t in erased.train_set.loader_transform[0].transforms]
+    assert names.index("TrivialAugmentWide") < names.index("PilToArray")  # on the PIL image, not the array
+    arrays = [np.full((32, 32, 3), 128, dtype=np.uint8) for _ in range(4)]
+    torch.manual_seed(0)
+    out = finish(arrays)
+    flat = plain.train_set.loader_transform[1](arrays)
+    assert out.shape == (4, 3, 32, 32) and torch.isfinite(out).all()
+    assert all(not torch.equal(out[i], flat[i]) for i in range(4))  # every image got an erased box
+
+
+def test_array_reader_keeps_decoded_images_and_hands_out_copies():
+    from vittui.data.readers import ArrayReader
+
+    images = np.random.default_rng(0).integers(0, 17, (5, 8, 8)).astype(np.float64)
+    r = ArrayReader(images, "d", resize_to=32, scale=255.0 / 16.0)
+    first = r.image(2)
+    assert first.size == (32, 32) and first.mode == "RGB"
+    first.paste((0, 0, 0), (0, 0, 32, 32))  # a caller drawing on its image
+    again = r.image(2)
+    assert np.asarray(again).any() and np.array_equal(np.asarray(again), np.asarray(ArrayReader(images, "d", 32, 255 / 16).image(2)))
+    big = ArrayReader(np.zeros((10, 8, 8)), "d", resize_to=2048)  # 10 × 2048² × 3 > CACHE_BYTES: not kept
+    assert big._cache is None and big.image(0).size == (2048, 2048)

@@ -34,7 +34,8 @@ class ImageDataset(Dataset):
     """
 
     def __init__(self, reader: Any, indices: Sequence[int], labels: Sequence[int], classes: list[str],
-                 transform: Callable | None = None):
+                 transform: Callable | None = None,
+                 loader_transform: tuple[Callable, Callable] | None = None):
         self.reader = reader
         self.indices = np.asarray(indices, dtype=np.int64)
         self.labels = [int(x) for x in labels]  # one per item of this view
@@ -42,6 +43,8 @@ class ImageDataset(Dataset):
             raise ValueError("labels must match indices")
         self.classes = list(classes)
         self.transform = transform
+        # (per image, per batch) halves of `transform` for the loaders (transforms.loader_transform)
+        self.loader_transform = loader_transform
         self.skipped: set[str] = set()
 
     @property
@@ -71,6 +74,16 @@ class ImageDataset(Dataset):
         x = self.transform(img) if self.transform is not None else img
         return x, self.labels[i]
 
+    def loader_item(self, i: int):
+        """What a loader's worker makes of item i: only the per-image half of the transform when the
+        collate finishes the batch (`SkipCollate(finish=...)`), else `self[i]`."""
+        if self.loader_transform is None:
+            return self[i]
+        img = self.image(i)
+        if img is None:
+            return None
+        return self.loader_transform[0](img), self.labels[i]
+
     def class_counts(self) -> list[int]:
         counts = np.bincount(np.asarray(self.labels, dtype=np.int64), minlength=len(self.classes))
         return [int(c) for c in counts[: len(self.classes)]]
@@ -78,7 +91,7 @@ class ImageDataset(Dataset):
     def subset(self, positions: Sequence[int]) -> "ImageDataset":
         positions = list(positions)
         return ImageDataset(self.reader, self.indices[positions], [self.labels[p] for p in positions],
-                            self.classes, self.transform)
+                            self.classes, self.transform, self.loader_transform)
 
 
 class _Tagged(Dataset):
@@ -91,7 +104,7 @@ class _Tagged(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, i: int):
-        item = self.dataset[i]
+        item = self.dataset.loader_item(i)
         return (self.dataset.ident(i) if item is None else None), item
 
     def __getattr__(self, name: str):
@@ -101,17 +114,20 @@ class _Tagged(Dataset):
 
 
 class SkipCollate:
-    """Stack the readable items; report the identifiers of the dropped ones: `(images, labels, skipped)`."""
+    """Stack the readable items; report the identifiers of the dropped ones: `(images, labels, skipped)`.
+    With `finish`, the items are per-image halves of the transform and `finish` makes them one batch."""
 
-    def __init__(self, img_size: int, channels: int = 3):
+    def __init__(self, img_size: int, channels: int = 3, finish: Callable | None = None):
         self.img_size = int(img_size)
         self.channels = channels
+        self.finish = finish
 
     def __call__(self, batch: list[tuple[str | None, Any]]):
         skipped = [ident for ident, item in batch if item is None]
         good = [item for _, item in batch if item is not None]
         if good:
-            images = torch.stack([x for x, _ in good])
+            xs = [x for x, _ in good]
+            images = self.finish(xs) if self.finish is not None else torch.stack(xs)
             labels = torch.tensor([int(y) for _, y in good], dtype=torch.long)
         else:
             images = torch.empty((0, self.channels, self.img_size, self.img_size))

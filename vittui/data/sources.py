@@ -384,7 +384,8 @@ def make_loader(dataset: ImageDataset, recipe: Recipe, *, train: bool, sampler: 
         sampler=sampler,
         shuffle=False if sampler is None else None,
         num_workers=workers,
-        collate_fn=SkipCollate(recipe.model.img_size),
+        collate_fn=SkipCollate(recipe.model.img_size,
+                               finish=dataset.loader_transform[1] if dataset.loader_transform else None),
         pin_memory=torch.cuda.is_available(),
         drop_last=bool(train and len(dataset) > bs),
         generator=torch.Generator().manual_seed(int(recipe.run.seed)),
@@ -398,7 +399,7 @@ def build_data(recipe: Recipe, *, for_eval: bool = False) -> DataBundle:
     `for_eval=True` builds both sets with evaluation transforms, an unshuffled train loader without
     drop_last or class balancing, and no mixup (for evaluation, probes and reports).
     """
-    from vittui.data.transforms import build_mixup, build_transform
+    from vittui.data.transforms import build_mixup, build_transform, loader_transform
 
     d = recipe.data
     if d.source not in SOURCES:
@@ -422,12 +423,14 @@ def build_data(recipe: Recipe, *, for_eval: bool = False) -> DataBundle:
 
     train_tf = build_transform(recipe, train=not for_eval)
     eval_tf = build_transform(recipe, train=False)
-    train_set = ImageDataset(split.reader_train, train_idx, train_labels, classes, train_tf)
-    val_set = ImageDataset(split.reader_val, split.val_idx, split.val_labels, classes, eval_tf)
+    train_lt = loader_transform(recipe, train=not for_eval)
+    eval_lt = loader_transform(recipe, train=False)
+    train_set = ImageDataset(split.reader_train, train_idx, train_labels, classes, train_tf, train_lt)
+    val_set = ImageDataset(split.reader_val, split.val_idx, split.val_labels, classes, eval_tf, eval_lt)
     test_set = None
     if split.test is not None:
         reader, idx, labels = split.test
-        test_set = ImageDataset(reader, idx, labels, classes, eval_tf)
+        test_set = ImageDataset(reader, idx, labels, classes, eval_tf, eval_lt)
     counts = train_set.class_counts()
 
     if for_eval:
