@@ -46,10 +46,12 @@ def _fail(run: RunDir, fault: str, message: str, suggestion: str = "") -> None:
 
 def run_worker(run_path: str | Path, *, resume: bool = False, on_event: Callable[[ev.Event], None] | None = None,
                interactive: bool = False) -> int:
+    from vittui.train.allocator import tune_malloc
     from vittui.train.control_point import ControlPoint
 
     run = RunDir(run_path)
     main = _rank() == 0
+    tune_malloc()  # large blocks stay on the heap: no page faults per step (train/allocator.py)
     os.umask(0o077)  # whatever the libraries write in the run directory stays owner-only
     try:
         recipe = load(run.recipe_path)
