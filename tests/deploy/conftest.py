@@ -3,22 +3,17 @@ few seconds, and compare, predict and export all read the same ones without chan
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
+from tiny import TINY
 
 from vittui.recipe import Recipe
 
-_TRAIN_CONFTEST = Path(__file__).resolve().parents[1] / "train" / "conftest.py"
-
 
 def tiny_overrides() -> list[str]:
-    """The tiny model and data of tests/train/conftest.py, stopped after 4 optimizer steps."""
-    spec = importlib.util.spec_from_file_location("_vittui_train_conftest", _TRAIN_CONFTEST)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return list(mod.TINY) + ["schedule.max_steps=4"]
+    """The tiny model and data of tests/tiny.py, stopped after 4 optimizer steps."""
+    return list(TINY) + ["schedule.max_steps=4"]
 
 
 # what run "b" changes from run "a": compare must report exactly these keys

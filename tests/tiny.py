@@ -1,0 +1,121 @@
+"""The one tiny recipe and the helpers every test folder shares.
+
+Import it by module name (`from tiny import TINY, wait_for`): pytest puts `tests/` on sys.path for the
+top-level conftest. Models are timm ViTs of 1–2 blocks, width 32, 16 px patches of 4: a step costs a few
+milliseconds on one thread, so tests train for real instead of faking the loop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterable, TypeVar
+
+T = TypeVar("T")
+
+# The model every tiny test trains: 2 blocks, width 32, 16 px images in 4 px patches (16 patches).
+TINY_MODEL = [
+    "model.name=vit_tiny_patch16_224", "model.source=timm", "model.img_size=16", "model.patch_size=4",
+    "model.depth=2", "model.embed_dim=32", "model.num_heads=2",
+]
+# Light, deterministic augmentation (digits hate flips) on one thread (2 busy cores: 1 thread is ~10x faster).
+TINY_AUGMENT = ["augment.hflip=0.0", "augment.crop_scale=[0.8, 1.0]", "augment.interpolation=bilinear"]
+
+# In-process training: a few epochs of 128 digits, batch 16.
+TINY = TINY_MODEL + TINY_AUGMENT + [
+    "data.source=digits", "data.batch_size=16", "data.limit=128",
+    "optim.lr=1e-3", "schedule.epochs=2", "schedule.warmup_epochs=0.5", "run.seed=3", "compute.threads=1",
+]
+
+# A worker process a test drives: a step budget so large that the run never ends by itself.
+TINY_PROCESS = TINY_MODEL + TINY_AUGMENT + [
+    "data.source=digits", "data.batch_size=32", "data.limit=256",
+    "schedule.epochs=400", "schedule.warmup_epochs=0", "compute.threads=1", "run.checkpoint_every=10",
+    "run.keep_last=2",
+]
+
+
+def tiny_recipe(*extra: str):
+    """The in-process tiny recipe, validated, with `extra` overrides (`"key=value"`) on top."""
+    from vittui.recipe import Recipe
+
+    return Recipe().with_overrides(list(TINY) + list(extra))
+
+
+def tiny_toml(path: Path, overrides: Iterable[str] = TINY_PROCESS) -> Path:
+    """Write a recipe file a `vittui train` process can take."""
+    from vittui.recipe import Recipe
+
+    path.write_text(Recipe().with_overrides(list(overrides)).to_toml())
+    return path
+
+
+def wait_for(pred: Callable[[], T], timeout: float = 90.0, interval: float = 0.05, what: str = "condition") -> T:
+    """Poll `pred` until it returns something truthy; fail naming `what` after `timeout` seconds."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = pred()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"{what} not met in {timeout:.0f}s")
+
+
+def vittui_cmd() -> list[str]:
+    """The installed `vittui` console script (the module when the script is not on PATH)."""
+    exe = shutil.which("vittui") or str(Path(sys.executable).with_name("vittui"))
+    return [exe] if Path(exe).exists() else [sys.executable, "-m", "vittui.cli"]
+
+
+def status(run: Path) -> dict:
+    """status.json as a dict ({} while it is missing or half written)."""
+    try:
+        return json.loads((run / "status.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def events(run: Path) -> list:
+    from vittui.runs import events as ev
+
+    return ev.read_all(run / "events.jsonl")
+
+
+def step_numbers(evs: list) -> list[int]:
+    from vittui.runs import events as ev
+
+    return [e.step for e in evs if isinstance(e, ev.Step)]
+
+
+def kill_if_alive(pid: int | None) -> None:
+    """SIGKILL a worker a test started (by pid, never by name)."""
+    from vittui.runs.lock import pid_alive
+
+    if pid and pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
+def write_digit_folder(root: Path, digits: Iterable[int], per_class: int, *, start: int = 0, size: int = 16) -> Path:
+    """An ImageFolder of real handwritten digits (scikit-learn's), as PNGs: root/<digit>/<n>.png.
+
+    `start` picks which images of each digit are used, so a train and a val folder can be disjoint.
+    """
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    for d in digits:
+        idx = np.flatnonzero(data.target == d)[start:start + per_class]
+        assert len(idx) == per_class, f"only {len(idx)} images of digit {d} from {start}"
+        folder = root / str(d)
+        folder.mkdir(parents=True, exist_ok=True)
+        for j, i in enumerate(idx):
+            img = (data.images[i] * (255 / 16)).astype(np.uint8)
+            Image.fromarray(img, "L").convert("RGB").resize((size, size), Image.BILINEAR).save(folder / f"{j:03d}.png")
+    return root
