@@ -10,9 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from vittui.hardware import (
-    FakeSource, GpuProcess, GpuSnapshot, GpuSource, HostSnapshot, NvmlSource, fmt_bytes, host_snapshot, na,
-)
+from vittui.hardware import GpuSnapshot, NvmlSource, fmt_bytes, host_snapshot, na
 
 
 class NVMLError(Exception):
@@ -131,16 +129,8 @@ def test_host_snapshot_reads_this_process():
     assert host_snapshot().worker_rss is None
 
 
-def test_fake_source():
-    snap = GpuSnapshot(0, "Fake", 1, 2, 3, 4, 5.0, 6.0, (GpuProcess(7, 8), GpuProcess(9, 10)))
-    host = HostSnapshot(12.5, 2, 100, 200, 50)
-    src = FakeSource([snap], host)
-    assert isinstance(src, GpuSource) and src.available
-    assert src.gpus() == [snap]
-    assert [p.pid for p in src.gpus(pids=[9])[0].processes] == [9]
-    assert src.host([1]) is host
-    off = FakeSource([])
-    assert not off.available and off.reason and off.gpus() == []
+# NvmlSource over this fake pynvml, drawn in the monitor's hardware pane:
+# tests/ui/test_ui_monitor.py::test_gpu_pane_shows_real_nvml_source_over_a_fake_pynvml
 
 
 def test_fmt_bytes():

@@ -105,8 +105,22 @@ def test_malformed_recipes_name_the_field(text, message):
     assert str(info.value).endswith("[presets/x.toml]")
 
 
-def test_enough_malformed_cases():
-    assert len(MALFORMED) >= 20
+def test_every_field_refuses_a_value_of_the_wrong_kind_and_names_itself():
+    """Beyond the hand-picked cases above: each of the Recipe's fields, given a TOML table or a nested
+    list, is refused with a RecipeError that names that field and the file."""
+    wrong = []
+    keys = R.field_keys()
+    assert len(keys) > 50 and "optim.lr" in keys and "run.name" in keys
+    for key in keys:
+        section, leaf = key.split(".", 1)
+        for value in ("{bogus = 1}", "[[1]]"):
+            try:
+                R.loads(f"[{section}]\n{leaf} = {value}", source="presets/x.toml")
+                wrong.append(f"{key} = {value}: accepted")
+            except RecipeError as e:
+                if key not in str(e) or not str(e).endswith("[presets/x.toml]"):
+                    wrong.append(f"{key} = {value}: {e}")
+    assert wrong == []
 
 
 def test_toml_syntax_error_names_the_line():

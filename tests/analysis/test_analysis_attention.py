@@ -224,7 +224,7 @@ def test_extract_hf_and_wrapped():
 
 
 def test_extract_peft_timm():
-    peft = pytest.importorskip("peft")
+    import peft  # a hard dependency: missing, this fails rather than skips
     model = tiny_timm()
     pm = peft.get_peft_model(model, peft.LoraConfig(target_modules=["qkv"], r=2))
     a = A.extract_attention(pm, torch.randn(1, 3, 32, 32))
@@ -278,5 +278,27 @@ def test_register_tokens_are_prefix_tokens():
     assert A.geometry(model, x.shape, 21) == ((4, 4), (8, 8), 5)
     assert A.cls_attention(attn[0], 5).shape == (2, 4, 4)
     assert A.rollout_map(attn, 5).shape == (1, 4, 4)
-    np.testing.assert_allclose(summary.distance,
-                               A.mean_distance(attn, (4, 4), 8, num_prefix_tokens=5).mean(axis=1), atol=1e-9)
+    # the summary's distance, worked out here: the 5 prefix tokens (CLS + 4 registers) dropped, each patch
+    # query's weights over the 16 patches renormalised, distances in pixels between 8 px patch centres
+    a = attn.detach().double().numpy()[:, 0]  # (L, H, T, T), one image
+    pos = np.array([(i * 8.0, j * 8.0) for i in range(4) for j in range(4)])
+    dist = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
+    w = a[..., 5:, 5:] / a[..., 5:, 5:].sum(axis=-1, keepdims=True)
+    np.testing.assert_allclose(summary.distance, (w * dist).sum(axis=-1).mean(axis=-1), atol=1e-6)
+
+
+def test_summary_distance_of_a_known_map():
+    """Two heads over a 2x2 grid of 8 px patches with CLS + 4 register tokens: every patch gives half its
+    attention to the registers (dropped) and half to one other patch, its row neighbour (8 px away) in
+    head 0 and the patch diagonally across (8 * sqrt 2 px) in head 1."""
+    prefix, t = 5, 9
+    a = np.zeros((1, 2, t, t))  # (L, H, T, T)
+    a[..., :, 1:5] = 0.125  # half over the 4 registers
+    a[..., :prefix, 0] = 0.5  # prefix queries: not counted
+    for q in range(4):
+        i, j = divmod(q, 2)
+        a[0, 0, prefix + q, prefix + i * 2 + (1 - j)] = 0.5  # same row, other column
+        a[0, 1, prefix + q, prefix + (1 - i) * 2 + (1 - j)] = 0.5  # diagonally across
+    np.testing.assert_allclose(a.sum(axis=-1), 1.0)
+    summary = A.summarize(a, (2, 2), 8, num_prefix_tokens=prefix)
+    np.testing.assert_allclose(summary.distance, [[8.0, 8.0 * math.sqrt(2)]], atol=1e-9)

@@ -5,9 +5,33 @@ from vittui.analysis.heatmap import (HALF_BLOCK, RAMP, ascii_heatmap, colormap, 
                                      image_cells, resample)
 
 
-def test_ramp_is_the_documented_one():
-    assert RAMP == " .:-=+*#%@"
-    assert HALF_BLOCK == "▀"
+def test_shading_is_monotone_and_fills_the_asked_size():
+    """Brighter values never get a lighter character than darker ones: the ramp's order is the shading."""
+    rng = np.random.default_rng(0)
+    values = rng.random((7, 5))
+    rows = ascii_heatmap(values, 5, 7)
+    assert len(rows) == 7 and all(len(r) == 5 for r in rows)
+    shade = np.array([[RAMP.index(c) for c in r] for r in rows])
+    order = np.argsort(values, axis=None)
+    assert np.all(np.diff(shade.ravel()[order]) >= 0)  # sorted values -> non-decreasing shades
+    assert shade.ravel()[order[0]] == 0 and shade.ravel()[order[-1]] == len(RAMP) - 1  # both ends used
+    # any size, up or down
+    for w, h in ((1, 1), (3, 11), (40, 2)):
+        out = ascii_heatmap(values, w, h)
+        assert len(out) == h and {len(r) for r in out} == {w}
+
+
+def test_nan_is_drawn_as_the_lowest_shade_and_does_not_shift_the_rest():
+    values = np.array([[0.0, np.nan, 1.0, 0.5]])
+    assert ascii_heatmap(values, 4, 1) == ascii_heatmap([[0.0, 0.0, 1.0, 0.5]], 4, 1)
+    assert ascii_heatmap(values, 4, 1)[0][1] == ascii_heatmap(values, 4, 1)[0][0] == RAMP[0]
+    assert ascii_heatmap(np.full((2, 2), np.nan), 2, 2) == [RAMP[0] * 2] * 2  # all NaN: no error
+
+
+def test_half_block_cells_put_the_upper_pixel_in_the_foreground():
+    lo, hi = colormap(0.0), colormap(1.0)
+    assert HALF_BLOCK in "▀▔"  # an upper half block: fg is the upper pixel
+    assert halfblock_cells([[1.0], [0.0]], 1, 1) == [[(hi, lo)]]
 
 
 def test_each_value_gets_its_ramp_character():

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from vittui.models.catalog import CATALOG_PATH, SPECS, compute_entry, find, load_catalog
+from vittui.models.catalog import CATALOG_PATH, SPECS, find, load_catalog
 
 
 def test_catalog_has_the_families_and_sources():
@@ -24,9 +24,13 @@ def test_catalog_has_the_families_and_sources():
         assert m.imagenet_top1 is None or (m.top1_source and 60 < m.imagenet_top1 < 95)
 
 
-def test_file_matches_specs():
+def test_file_holds_the_typed_in_facts_of_every_spec():
+    """catalog.json is generated: every spec is in it, in order, with its hand-typed facts unchanged."""
     data = json.loads(CATALOG_PATH.read_text())
     assert [d["key"] for d in data["models"]] == [s["key"] for s in SPECS]
+    for entry, spec in zip(data["models"], SPECS):
+        for fact in ("id", "family", "source", "imagenet_top1", "top1_source", "pretraining"):
+            assert entry[fact] == spec[fact], (spec["key"], fact)
 
 
 def test_find_by_key_id_and_base_name():
@@ -52,15 +56,60 @@ def test_loading_does_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-@pytest.mark.parametrize("key", ["vit-ti16-224", "deit-s", "hf-deit-s"])
-def test_rebuild_on_meta_matches_catalogue(key):
-    spec = next(s for s in SPECS if s["key"] == key)
-    entry = compute_entry(spec)
+def vit_forward_flops(d: int, depth: int, patch: int, res: int, classes: int, prefix: int = 1,
+                      heads_out: int = 1) -> int:
+    """Matmul FLOPs of a plain ViT's forward pass for one image, 2 per multiply-add, worked out by hand:
+    per block and token, qkv (3 d²), proj (d²) and the MLP (2 · 4 d²) make 24 d² FLOPs, and the attention
+    scores and the weighted sum 2 T d each make 4 T² d a block; the patch embedding maps 3 p² to d for each
+    of the N patches; the head maps d to the classes (two heads when distilled)."""
+    n = (res // patch) ** 2
+    t = n + prefix
+    return depth * (t * 24 * d * d + 4 * t * t * d) + 2 * n * 3 * patch * patch * d + heads_out * 2 * d * classes
+
+
+# key -> how to build it for real, and its shape as published (timm model cards, the HF config.json)
+REAL_BUILDS = {
+    "vit-ti16-224": ("timm", "vit_tiny_patch16_224", dict(d=192, depth=12, heads=3, patch=16, res=224)),
+    "deit-s": ("timm", "deit_small_patch16_224", dict(d=384, depth=12, heads=6, patch=16, res=224)),
+    "deit-s-dist": ("timm", "deit_small_distilled_patch16_224",
+                    dict(d=384, depth=12, heads=6, patch=16, res=224, prefix=2, heads_out=2)),
+    "hf-deit-s": ("hf", "facebook/deit-small-patch16-224", dict(d=384, depth=12, heads=6, patch=16, res=224)),
+}
+
+
+@pytest.mark.parametrize("key", list(REAL_BUILDS))
+def test_catalogue_numbers_match_a_real_build(key):
+    """Params counted here on a real timm / transformers build (meta device, no weights) and FLOPs by the
+    formula above: neither comes from the catalogue's own counting code."""
+    import torch
+
+    source, name, shape = REAL_BUILDS[key]
+    with torch.device("meta"):
+        if source == "timm":
+            import timm
+
+            model = timm.create_model(name, pretrained=False)
+        else:
+            from transformers import ViTConfig, ViTForImageClassification
+
+            model = ViTForImageClassification(ViTConfig(
+                hidden_size=shape["d"], num_hidden_layers=shape["depth"], num_attention_heads=shape["heads"],
+                intermediate_size=4 * shape["d"], image_size=shape["res"], patch_size=shape["patch"],
+                num_labels=1000))
+    params = sum(p.numel() for p in model.parameters())
     info = find(key)
-    assert entry["params"] == info.params
-    assert entry["gflops"] == pytest.approx(info.gflops, rel=1e-6)
-    assert (entry["embed_dim"], entry["depth"], entry["heads"], entry["patch"]) == (
-        info.embed_dim, info.depth, info.heads, info.patch)
+    assert info.params == params
+    assert (info.embed_dim, info.depth, info.heads, info.patch, info.resolution) == (
+        shape["d"], shape["depth"], shape["heads"], shape["patch"], shape["res"])
+    flops = vit_forward_flops(shape["d"], shape["depth"], shape["patch"], shape["res"], 1000,
+                              shape.get("prefix", 1), shape.get("heads_out", 1))
+    assert info.gflops == pytest.approx(flops / 1e9, abs=6e-4)  # stored to 3 decimals
+    assert info.gmacs == pytest.approx(flops / 2e9, abs=6e-4)
+
+
+def test_hand_flops_formula_gives_the_published_vit_b_number():
+    # ViT-B/16 at 224: the "17.6 GFLOPs" of the papers are multiply-adds
+    assert vit_forward_flops(768, 12, 16, 224, 1000) / 2e9 == pytest.approx(17.56, abs=0.01)
 
 
 @pytest.mark.parametrize("key", ["vit-ti16-224", "deit-s-dist", "vit-s16-384", "hf-deit-s"])

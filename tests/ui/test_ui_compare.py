@@ -47,8 +47,8 @@ async def test_mark_two_runs_and_compare(runs_root, no_gpu):
         await pilot.press("c")
         assert isinstance(app.screen, CompareScreen)
         screen = app.screen
-        await wait_for(pilot, lambda: screen.comparison is not None, what="comparison read")
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: screen.comparison is not None and "2 recipe fields differ" in screen_text(app),
+                       what="comparison drawn")
         ctable = screen.query_one(CompareTable)
         assert ctable.fields == ["data.batch_size", "optim.lr"] or ctable.fields == ["optim.lr", "data.batch_size"]
         labels = [row[0] for row in ctable.rows_text[1:] if len(row) > 1]

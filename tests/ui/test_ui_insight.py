@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 from ui_helpers import SIZE, screen_text, wait_for
 
-from vittui.analysis.attention import rollout_map, save_probe
+from vittui.analysis.attention import save_probe
 from vittui.analysis.evaluate import report_from_probs, write_report
-from vittui.analysis.heatmap import ascii_heatmap
 from vittui.runs.events import AttentionProbe, GradFlow
 from vittui.ui.app import create_app
 from vittui.ui.screens.monitor import MonitorScreen
@@ -32,6 +31,26 @@ L0_I0_H1 = ["        --------"] * 4 + ["********@@@@@@@@"] * 4
 L1_I0_H0 = ["        @@@@@@@@"] * 4 + ["--------********"] * 4
 L0_I1_H0 = ["++++++++++++++++"] * 4 + ["@@@@@@@@        "] * 4
 STEP10_L0_I0_H0 = L0_I0_H1  # the older probe: the first map reversed
+RAMP = " .:-=+*#%@"  # the documented shading, dark to bright
+
+
+def hand_rollout(attention: np.ndarray, image: int) -> np.ndarray:
+    """Attention rollout (Abnar & Zuidema 2020) worked out here with numpy, not with vittui: per layer the
+    heads averaged, the residual added as 0.5 A + 0.5 I, rows renormalised; R = A'_1 @ A'_0; the CLS row
+    over the 2x2 patches."""
+    r = np.eye(attention.shape[-1])
+    for layer in attention.astype(np.float64)[:, image]:
+        a = 0.5 * layer.mean(axis=0) + 0.5 * np.eye(layer.shape[-1])
+        r = (a / a.sum(axis=-1, keepdims=True)) @ r
+    return r[0, 1:].reshape(2, 2)
+
+
+def shaded(cells: np.ndarray) -> list[str]:
+    """A 2x2 map as the pane draws it in 16x8: 8 columns x 4 rows a patch, shade by min-max position."""
+    lo, hi = cells.min(), cells.max()
+    # rounded to 6 places: a value exactly halfway (as in image 2) rounds up, as documented, not by float noise
+    ch = [[RAMP[int(np.floor(round((v - lo) / (hi - lo), 6) * 9 + 0.5))] for v in row] for row in cells]
+    return [ch[0][0] * 8 + ch[0][1] * 8] * 4 + [ch[1][0] * 8 + ch[1][1] * 8] * 4
 
 
 def probe_attention(reverse: bool = False) -> np.ndarray:
@@ -77,8 +96,8 @@ async def test_attention_pane_draws_the_probe_and_follows_the_keys(runs_root, fa
     add_probes(fake_run)
     app = create_app(runs_root, gpu_source=no_gpu, attach=fake_run.run.name)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: pane(app).view.probe is not None, what="probe loaded")
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: pane(app).view.probe is not None and "step 20  probe 2/2  live" in pane(app).text
+                       and shown_map(app) == L0_I0_H0, what="probe drawn")
         text = pane(app).text
         assert "step 20  probe 2/2  live" in text
         assert "layer 0  head 0  (2 layers x 2 heads)" in text and "image 1/2" in text
@@ -99,20 +118,23 @@ async def test_attention_pane_draws_the_probe_and_follows_the_keys(runs_root, fa
         await pilot.press("L", "i")
         assert "image 2/2" in pane(app).text and shown_map(app) == L0_I1_H0
         await pilot.press("o")
-        probe = pane(app).view.probe
-        expected = ascii_heatmap(rollout_map(probe.attention, 1, (2, 2))[1], 16, 8)
+        # image 2's rollout: bottom-left brightest, bottom-right darkest, the top two equal and halfway
+        expected = shaded(hand_rollout(probe_attention(), 1))
+        assert expected == ["+" * 16] * 4 + ["@" * 8 + " " * 8] * 4
         assert "rollout, 2 layers" in pane(app).text and shown_map(app) == expected
         await pilot.press("i")
-        expected = ascii_heatmap(rollout_map(probe.attention, 1, (2, 2))[0], 16, 8)
-        assert shown_map(app) == expected and expected != L0_I0_H0
+        # image 1's: top-right brightest, then bottom-right, bottom-left, top-left
+        expected = shaded(hand_rollout(probe_attention(), 0))
+        assert expected == [" " * 8 + "@" * 8] * 4 + ["-" * 8 + "*" * 8] * 4
+        assert shown_map(app) == expected
         await pilot.press("o")
         assert shown_map(app) == L0_I0_H0
 
         # scrub back to the older probe (loaded by the worker), then forward to live again
         await pilot.press("less_than_sign")
-        await wait_for(pilot, lambda: pane(app).view.probe is not None and pane(app).view.probe.step == 10)
-        await pilot.pause(0.05)
-        assert "step 10  probe 1/2  (> newer)" in pane(app).text
+        await wait_for(pilot, lambda: pane(app).view.probe is not None and pane(app).view.probe.step == 10
+                       and "step 10  probe 1/2  (> newer)" in pane(app).text and shown_map(app) == STEP10_L0_I0_H0,
+                       what="older probe drawn")
         assert shown_map(app) == STEP10_L0_I0_H0
         assert "OK no attention flags" in pane(app).text
         await pilot.press("greater_than_sign")
@@ -182,25 +204,27 @@ async def test_narrow_terminal_toggles_the_insight_panes(runs_root, fake_run, no
         await wait_for(pilot, lambda: "step 5/100" in screen_text(app))
         assert not pane(app).display or not app.screen.query_one("#insight").display
         await pilot.press("a")
-        await wait_for(pilot, lambda: pane(app).view.probe is not None)
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: pane(app).view.probe is not None and "@@@@@@@@********" in screen_text(app),
+                       what="insight panes shown")
         text = screen_text(app)
         assert "attention" in text and "gradients" in text and "step 20  probe 2/2" in text
-        assert "@@@@@@@@********" in text
+        assert "accuracy" not in text
         await pilot.press("a")
-        await pilot.pause(0.05)
-        assert "accuracy" in screen_text(app) and "worker RSS" in screen_text(app)
+        await wait_for(pilot, lambda: "accuracy" in screen_text(app) and "worker RSS" in screen_text(app),
+                       what="plots and hardware back")
+        assert "step 20  probe 2/2" not in screen_text(app)
 
 
 async def test_wide_terminal_hides_the_insight_panes_on_a(runs_root, fake_run, no_gpu):
     fake_run.started()
     app = create_app(runs_root, gpu_source=no_gpu, attach=fake_run.run.name)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.screen.replayed)
-        assert "attention" in screen_text(app)
+        # first the state before (the pane drawn with its placeholder), then the change
+        await wait_for(pilot, lambda: app.screen.replayed and "no attention probe yet" in screen_text(app),
+                       what="attention pane drawn")
         await pilot.press("a")
-        await pilot.pause(0.05)
-        assert "no attention probe yet" not in screen_text(app)
+        await wait_for(pilot, lambda: "no attention probe yet" not in screen_text(app), what="attention pane hidden")
+        assert not pane(app).display or not app.screen.query_one("#insight").display
 
 
 def make_report(run_path):
@@ -233,8 +257,8 @@ async def test_report_screen_from_the_runs_screen(runs_root, no_gpu):
         await wait_for(pilot, lambda: "done" in screen_text(app), what="runs listed")
         await pilot.press("v")
         assert isinstance(app.screen, ReportScreen)
-        await wait_for(pilot, lambda: app.screen.report is not None, what="report read")
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: app.screen.report is not None and "12 validation images" in screen_text(app)
+                       and "800.0" in screen_text(app), what="report drawn")
         text = screen_text(app)
         assert "12 validation images" in text and "top-1 75.0%" in text
         cells = [line.split("│")[1].split() for line in text.splitlines() if line.startswith("│")]
@@ -280,8 +304,7 @@ async def test_report_screen_offers_to_evaluate_and_runs_the_cli(runs_root, no_g
         await wait_for(pilot, lambda: app.screen.report is not None, timeout=30, what="report after eval")
         screen = app.screen
         assert screen.eval_rc == 0 and any("evaluating on 12" in line for line in screen.eval_lines)
-        await pilot.pause(0.1)
-        assert "12 validation images" in screen_text(app)
+        await wait_for(pilot, lambda: "12 validation images" in screen_text(app), what="report drawn")
     fr.close()
 
 

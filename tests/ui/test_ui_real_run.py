@@ -4,14 +4,17 @@ the history rebuilt, stop."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
+from tiny import TINY_PROCESS, kill_if_alive
 from ui_helpers import SIZE, wait_for
 
+import vittui.train.worker  # noqa: F401  (an ImportError here fails the test, never skips it)
 from vittui import recipe as R
-from vittui.runs import control
-from vittui.runs.events import Step, read_all
+from vittui.runs import control, launcher
+from vittui.runs.events import CheckpointSaved, ControlAck, Step, read_all
 from vittui.runs.lock import pid_alive
 from vittui.ui.app import create_app
 from vittui.ui.screens.monitor import MonitorScreen
@@ -19,26 +22,24 @@ from vittui.ui.screens.runs import RunsScreen
 from vittui.ui.widgets.metric_plot import MetricPlot
 from vittui.ui.widgets.runs_table import RunsTable
 
-launcher = pytest.importorskip("vittui.runs.launcher")
-pytest.importorskip("vittui.train.worker")
 pytestmark = pytest.mark.anyio
-
-TINY = [
-    ("model.num_heads", 2), ("model.embed_dim", 32), ("model.depth", 1), ("model.img_size", 16),
-    ("data.limit", 256), ("data.batch_size", 16), ("schedule.epochs", 400), ("schedule.max_steps", 5000),
-    ("schedule.warmup_epochs", 0.0), ("compute.threads", 1), ("run.name", "tiny-ui"),
-]
 
 
 def tiny_recipe() -> R.Recipe:
-    r = R.load_preset("demo-digits")
-    for key, value in TINY:  # the same validator the editor uses
-        r = R.set_value(r, key, value)
-    return r
+    """The demo preset made tiny with the shared worker overrides (a run that never ends by itself)."""
+    return R.load_preset("demo-digits").with_overrides([*TINY_PROCESS, "run.name=tiny-ui"])
 
 
 def steps_on_disk(run) -> int:
     return sum(isinstance(e, Step) for e in read_all(run.events_path))
+
+
+def last_command_id(run) -> str:
+    return json.loads(run.commands_path.read_text().splitlines()[-1])["id"]
+
+
+def ack_of(run, command_id: str) -> ControlAck | None:
+    return next((e for e in read_all(run.events_path) if isinstance(e, ControlAck) and e.id == command_id), None)
 
 
 async def test_start_pause_resume_detach_reattach_stop(runs_root, no_gpu):
@@ -47,25 +48,31 @@ async def test_start_pause_resume_detach_reattach_stop(runs_root, no_gpu):
     try:
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("ctrl+s")
-            await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), timeout=10, what="monitor")
+            await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="monitor")
             monitor = app.screen
             run = monitor.run
             assert run.name == "tiny-ui"
-            await wait_for(pilot, lambda: monitor.history.step > 0, timeout=60, what="first steps")
+            await wait_for(pilot, lambda: monitor.history.step > 0, timeout=120, what="first steps")
 
             await pilot.press("space")
-            await wait_for(pilot, lambda: monitor.state == "paused", timeout=15, what="paused")
+            await wait_for(pilot, lambda: monitor.state == "paused", timeout=60, what="paused")
             held = run.read_status().step
             on_disk = steps_on_disk(run)
-            await pilot.pause(0.8)
-            assert steps_on_disk(run) == on_disk and run.read_status().step == held  # pause holds
+            # the pause holds: a checkpoint asked for while paused is done and acknowledged at the held step,
+            # and no step arrived meanwhile (the worker answered, so it was reading commands, not training)
+            await pilot.press("c")
+            ckpt_id = last_command_id(run)
+            await wait_for(pilot, lambda: ack_of(run, ckpt_id) is not None, timeout=60, what="checkpoint ack")
+            assert ack_of(run, ckpt_id).step == held
+            assert steps_on_disk(run) == on_disk and run.read_status().step == held
+            assert any(isinstance(e, CheckpointSaved) and e.step == held for e in read_all(run.events_path))
             assert "PAUSED" in monitor.query_one("RunHeader").text
 
             await pilot.press("space")
-            await wait_for(pilot, lambda: monitor.state != "paused", timeout=15, what="resumed")
+            await wait_for(pilot, lambda: monitor.state != "paused", timeout=60, what="resumed")
             log = "\n".join(monitor.query_one("LogPane").lines_text)
             assert monitor.state == "running", f"after resume the run is {monitor.state}:\n{log}"
-            await wait_for(pilot, lambda: monitor.history.step > held, timeout=15, what="steps after resume")
+            await wait_for(pilot, lambda: monitor.history.step > held, timeout=60, what="steps after resume")
 
             await pilot.press("d")
             await wait_for(pilot, lambda: not app.is_running, what="detached")
@@ -87,13 +94,15 @@ async def test_start_pause_resume_detach_reattach_stop(runs_root, no_gpu):
             assert n >= held  # the whole history is back in the plot
 
             await pilot.press("s", "y")
-            await wait_for(pilot, lambda: monitor.state in ("stopped", "finished"), timeout=20, what="stopped")
+            await wait_for(pilot, lambda: monitor.state in ("stopped", "finished"), timeout=60, what="stopped")
             await pilot.press("q")
             await wait_for(pilot, lambda: not app2.is_running)
     finally:
-        if run is not None and launcher.run_state(run) in ("starting", "running", "paused"):
-            control.send(run.path, "stop")  # never leave a worker training after a failed test
-            status = run.read_status()
-            deadline = time.monotonic() + 10
-            while status and pid_alive(status.pid) and time.monotonic() < deadline:
+        # never leave a worker training after a failed test: ask it to stop, and kill it if it does not end
+        status = run.read_status() if run is not None else None
+        if status and status.pid and pid_alive(status.pid):
+            control.send(run.path, "stop")
+            deadline = time.monotonic() + 15
+            while pid_alive(status.pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
+            kill_if_alive(status.pid)

@@ -211,24 +211,24 @@ def test_first_frame_without_torch(tmp_path):
         from pathlib import Path
         from vittui.hardware import NvmlSource
         from vittui.ui.app import create_app
+        from ui_helpers import wait_for
 
         async def main():
             root = Path({str(tmp_path)!r})
             fr = FakeRun(root); fr.started(); fr.steps(12)
             app = create_app(root, gpu_source=NvmlSource())
             async with app.run_test(size=(120, 40)) as pilot:
-                await pilot.pause(0.3)
-                assert type(app.screen).__name__ == "SetupScreen", app.screen
+                await wait_for(pilot, lambda: type(app.screen).__name__ == "SetupScreen", what="setup screen")
                 app.attach(fr.path)
-                await pilot.pause(0.5)
-                assert type(app.screen).__name__ == "MonitorScreen", app.screen
+                await wait_for(pilot, lambda: type(app.screen).__name__ == "MonitorScreen"
+                               and app.screen.replayed, what="monitor replayed")
             bad = sorted(m for m in ("torch", "timm", "transformers", "vittui.train", "vittui.data",
                                      "vittui.models.build") if m in sys.modules)
             print("IMPORTED", bad)
 
         asyncio.run(main())
     """)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
     assert "IMPORTED []" in out.stdout, out.stdout + out.stderr
 
 

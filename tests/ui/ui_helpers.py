@@ -25,8 +25,11 @@ def gpu_source(pid: int) -> FakeSource:
     return FakeSource([snap], HOST)
 
 
-async def wait_for(pilot, cond: Callable[[], bool], timeout: float = 5.0, what: str = "") -> None:
-    """Let the app run until `cond()` holds (workers poll every 0.2 s; redraws are capped at 4/s)."""
+async def wait_for(pilot, cond: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
+    """Let the app run until `cond()` holds (workers poll every 0.2 s; redraws are capped at 4/s).
+
+    It returns as soon as the condition holds, so the generous default costs nothing when green; it is
+    there for a busy 2-core box where other tests train beside this one."""
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > deadline:
