@@ -173,7 +173,10 @@ def decode(line: str | bytes) -> Event | None:
     try:
         d = _loads(line)
     except ValueError:
-        return None
+        try:  # NaN / Infinity (an fp16 step whose gradients overflowed): valid for json, refused by orjson
+            d = json.loads(line)
+        except ValueError:
+            return None
     if not isinstance(d, dict):
         return None
     cls = EVENT_TYPES.get(d.get("type"))  # type: ignore[arg-type]
