@@ -9,28 +9,15 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny import TINY, TINY_MODEL, write_digit_folder
 
 from vittui.planning.codegen import ExportError, export_script, render
 from vittui.recipe import Recipe, RecipeError, load_preset, list_presets
-
-
-
-def _tiny() -> list[str]:
-    """TINY from tests/train/conftest.py: the tiny model and data every loop test uses."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "train" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("_train_conftest_for_codegen", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return list(module.TINY)
-
-
-TINY = _tiny()
 
 # the loop's probes read attention between steps; they never touch the RNG, but keep the runs minimal
 BASE = TINY + ["run.probe_every=0"]
@@ -199,6 +186,151 @@ def test_every_shipped_preset_exports(name):
     text = export_script(recipe, name)
     compile(text, f"{name}.py", "exec")
     assert "vittui" not in _imports(text)
+
+
+# ---- every variant and every shipped preset, run for 2 steps on tiny data ------------------------------
+
+RUN_ALL = """
+import runpy, sys, traceback
+sys.modules["vittui"] = None  # any `import vittui` in a script fails
+from accelerate.state import AcceleratorState, GradientState
+for name, script, out in zip(sys.argv[1::3], sys.argv[2::3], sys.argv[3::3]):
+    print("=== begin " + name, flush=True)
+    AcceleratorState._reset_state(reset_partial_state=True)  # each script starts its own Accelerator
+    GradientState._reset_state()
+    sys.argv = [script, "--out", out, "--max-steps", "2"]
+    code = 0
+    try:
+        runpy.run_path(script, run_name="__main__")
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException:
+        traceback.print_exc(file=sys.stdout)
+        code = 1
+    print(f"=== exit {name} {code}", flush=True)
+"""
+CHUNK = re.compile(r"^=== begin (\S+)\n(.*?)^=== exit \1 (-?\d+)$", re.M | re.S)
+TINY_HF_OVERRIDES = ["model.img_size=16", "model.patch_size=4", "model.depth=2", "model.embed_dim=32",
+                     "model.num_heads=2"]
+
+
+@dataclass
+class ScriptRun:
+    code: int
+    output: str
+    out: Path
+
+
+def _tiny_hf_folder(path: Path) -> Path:
+    """A 2-layer, width-32 Hugging Face ViT saved with save_pretrained: what a local `model.name` points at."""
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification
+
+    torch.manual_seed(0)
+    config = ViTConfig(image_size=16, patch_size=4, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                       intermediate_size=128, num_labels=10)
+    ViTForImageClassification(config).save_pretrained(path)
+    return path
+
+
+def _tiny_data(root: Path) -> dict[str, Path]:
+    root.mkdir(parents=True, exist_ok=True)
+    _write_npz(root / "pneumoniamnist.npz")
+    return {"npz": root / "pneumoniamnist.npz", "folder": write_digit_folder(root / "digits", range(3), 10),
+            "hf": _tiny_hf_folder(root / "tiny-hf")}
+
+
+def _variant_recipe(name: str, data: dict[str, Path]) -> Recipe:
+    extra = {"medmnist": lambda: [f"data.path={data['npz']}"], "folder": lambda: [f"data.path={data['folder']}"],
+             "hf": lambda: [f"model.name={data['hf']}"]}.get(name, list)()
+    return Recipe().with_overrides(TINY + VARIANTS[name] + extra)
+
+
+def _preset_recipe(name: str, data: dict[str, Path]) -> Recipe:
+    """The preset with only its size changed: the tiny model (random weights for timm, the tiny local
+    Hugging Face ViT for hf), tiny data in its own source's layout, batch 8, one thread, no loader workers."""
+    recipe = load_preset(name)
+    over = ["data.batch_size=8", "data.num_workers=0", "compute.threads=1"]
+    if recipe.model.source == "hf":
+        over += [f"model.name={data['hf']}"] + TINY_HF_OVERRIDES
+    else:
+        over += TINY_MODEL + ["model.pretrained=false"]
+    over += {"imagefolder": [f"data.path={data['folder']}"], "medmnist": [f"data.path={data['npz']}"],
+             "digits": ["data.limit=64"]}[recipe.data.source]
+    return recipe.with_overrides(over)
+
+
+def _run_scripts(tmp_path: Path, recipes: dict[str, Recipe]) -> dict[str, ScriptRun]:
+    """Export each recipe, run every script for 2 steps in one interpreter (imports paid once)."""
+    args = []
+    for name, recipe in recipes.items():
+        script = tmp_path / f"{name}.py"
+        script.write_text(export_script(recipe, name))
+        args += [name, str(script), str(tmp_path / f"{name}-out")]
+    proc = subprocess.run([sys.executable, "-c", RUN_ALL, *args], cwd=tmp_path, env=_env(), capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    runs = {m.group(1): ScriptRun(int(m.group(3)), m.group(2), tmp_path / f"{m.group(1)}-out")
+            for m in CHUNK.finditer(proc.stdout)}
+    assert runs.keys() == recipes.keys(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    return runs
+
+
+def _assert_trained(run: ScriptRun) -> None:
+    assert run.code == 0, run.output[-3000:]
+    steps = [int(m.group(1)) for m in STEP_LINE.finditer(run.output)]
+    losses = [float(m.group(2)) for m in STEP_LINE.finditer(run.output)]
+    assert steps == [1, 2], run.output[-2000:]
+    assert all(np.isfinite(losses)), losses
+    assert re.search(r"^eval epoch=1 loss=\S+ top1=", run.output, re.M), run.output[-2000:]
+    assert (run.out / "model.safetensors").stat().st_size > 0
+
+
+@pytest.fixture(scope="module")
+def matrix_runs(tmp_path_factory) -> dict[str, ScriptRun]:
+    """Every variant and every shipped preset, exported and run once for the whole module (one interpreter:
+    about 40 s on 2 busy cores, so the matrix stays in the default tier)."""
+    tmp = tmp_path_factory.mktemp("matrix")
+    data = _tiny_data(tmp / "data")
+    recipes = {f"variant-{n}": _variant_recipe(n, data) for n in VARIANTS}
+    recipes |= {f"preset-{n}": _preset_recipe(n, data) for n in list_presets()}
+    runs = _run_scripts(tmp, recipes)
+    runs["data"] = data  # type: ignore[assignment]
+    return runs
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_every_variant_trains(matrix_runs, name):
+    run = matrix_runs[f"variant-{name}"]
+    _assert_trained(run)
+    if name == "folder":  # the script really used the compute options it trained with
+        text = (run.out.parent / "variant-folder.py").read_text()
+        assert "memory_format=torch.channels_last" in text and "set_grad_checkpointing(True)" in text
+        assert "NUM_WORKERS = 2" in text and "persistent_workers=True" in text
+
+
+@pytest.mark.parametrize("name", list_presets())
+def test_every_shipped_preset_trains(matrix_runs, name):
+    _assert_trained(matrix_runs[f"preset-{name}"])
+
+
+def test_hf_variant_loads_the_local_folder(matrix_runs):
+    """The hf variant (LoRA on the last block) starts from the saved tiny model: its frozen first layer in
+    the exported weights is byte-identical to the folder's."""
+    from safetensors.torch import load_file
+    from transformers import ViTForImageClassification
+
+    # the folder's weights under the names this transformers version gives them once loaded
+    folder = ViTForImageClassification.from_pretrained(matrix_runs["data"]["hf"]).state_dict()
+    trained = load_file(str(matrix_runs["variant-hf"].out / "model.safetensors"))
+    assert trained.keys() == {"hf." + k for k in folder}
+    layer0 = [k for k in folder if re.search(r"\blayers?\.0\.", k)]
+    layer1_v = [k for k in folder if re.search(r"\blayers?\.1\.", k) and k.endswith(("v_proj.weight", "value.weight"))]
+    assert layer0 and len(layer1_v) == 1
+    for k in layer0:
+        assert np.array_equal(trained["hf." + k].numpy(), folder[k].numpy()), k
+    # the last block's value projection carries the trained LoRA update (merged into the weight)
+    assert not np.array_equal(trained["hf." + layer1_v[0]].numpy(), folder[layer1_v[0]].numpy())
 
 
 def test_only_the_used_branches_are_written():

@@ -17,6 +17,8 @@ CELLS = [
     {"adapt.lora": True, "compute.precision": "bf16"},
     {"adapt.freeze": "first_n", "adapt.freeze_blocks": 2},
     {"adapt.freeze": "linear_probe", "regularize.ema": True},
+    {"adapt.freeze": "first_n", "adapt.freeze_blocks": 2, "compute.grad_checkpointing": True},
+    {"adapt.freeze": "linear_probe", "compute.grad_checkpointing": True},
 ]
 
 

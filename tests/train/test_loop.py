@@ -76,25 +76,7 @@ def test_exact_resume_matches_a_straight_run(tmp_path, tiny_recipe):
     assert ea[-1] == eb[-1]
 
 
-@pytest.mark.parametrize("overrides", [
-    ["augment.mixup=0.8", "augment.cutmix=1.0"],
-    ["augment.auto_augment=rand-m9-mstd0.5-inc1", "augment.re_prob=0.25"],
-    ["regularize.ema=true"],
-    ["optim.layer_decay=0.75"],
-    ["compute.accumulation=2"],
-    ["compute.precision=bf16"],
-    ["optim.name=sgd", "optim.clip_grad=1.0"],
-    ["compute.grad_checkpointing=true"],
-    ["data.class_balance=weighted_loss"],
-    ["adapt.freeze=all_but_last_n", "adapt.freeze_blocks=1"],
-    ["adapt.lora=true"],
-], ids=lambda o: ",".join(o))
-def test_each_technique_runs_steps(tmp_path, tiny_recipe, overrides):
-    r = tiny_recipe.with_overrides(overrides + ["schedule.max_steps=2"])
-    run = prepare_run(r, tmp_path, "t")
-    result = train(r, run.path)
-    assert result.step == 2
-    assert all(math.isfinite(e.loss) for e in steps(run))
+# Each technique (EMA, mixup, accumulation, freezing, LoRA, ...) is checked for its effect in test_techniques.py.
 
 
 def test_layer_decay_scales_lr_towards_the_input(tmp_path, tiny_recipe):
@@ -129,25 +111,44 @@ def _wait(pred, timeout=60.0):
 
 
 def test_control_point_pauses_within_one_step_and_resumes(tmp_path, tiny_recipe):
+    """Event-driven: pause is sent as step 3 is reported, so it must take effect at step 3 (before step 4
+    starts); while paused a checkpoint command is served and no step runs; resume continues the sequence."""
     r = tiny_recipe.with_overrides(["schedule.epochs=4"])
     run = prepare_run(r, tmp_path, "t")
     control = InProcessControl()
-    t, box = _run_in_thread(lambda: train(r, run.path, control))
-    assert _wait(lambda: len(steps(run)) >= 3)
-    sent_after = len(steps(run))
-    control.send("pause")
-    assert _wait(lambda: run.read_status().state == "paused")
-    paused_at = run.read_status().step
-    assert paused_at - sent_after <= 1
-    time.sleep(0.5)
-    assert len(steps(run)) == paused_at  # held still
-    control.send("resume")
-    t.join(120)
-    assert box["result"].state == "finished"
-    s = [e.step for e in steps(run)]
-    assert s == list(range(1, len(s) + 1))  # the same step sequence, nothing skipped
-    acks = [e for e in ev.read_all(run.events_path) if isinstance(e, ev.ControlAck)]
-    assert [a.command for a in acks] == ["pause", "resume"] and acks[0].step == paused_at
+    send_at = 3
+    paused, checkpointed = threading.Event(), threading.Event()
+
+    def on_event(e):
+        if isinstance(e, ev.Step) and e.step == send_at:
+            control.send("pause")
+        elif isinstance(e, ev.Status) and e.state == "paused":
+            paused.set()
+        elif isinstance(e, ev.ControlAck) and e.command == "checkpoint":
+            checkpointed.set()
+
+    t, box = _run_in_thread(lambda: train(r, run.path, control, on_event=on_event))
+    try:
+        assert paused.wait(120), "no paused state"
+        assert run.read_status().state == "paused" and run.read_status().step == send_at
+        control.send("checkpoint")  # served by the paused control point, without a step
+        assert checkpointed.wait(120), "checkpoint command not acknowledged while paused"
+        assert len(steps(run)) == send_at  # held still: nothing ran between the pause and this ack
+        control.send("resume")
+        t.join(120)
+        assert box["result"].state == "finished"
+    finally:
+        control.send("stop")  # ends the thread if an assertion fired while it was paused
+        t.join(60)
+    events = ev.read_all(run.events_path)
+    s = [e.step for e in events if isinstance(e, ev.Step)]
+    assert s == list(range(1, len(s) + 1)) and s[-1] == box["result"].step  # nothing skipped
+    acks = [e for e in events if isinstance(e, ev.ControlAck)]
+    assert [(a.command, a.step) for a in acks] == [("pause", send_at), ("checkpoint", send_at), ("resume", send_at)]
+    # no step between the pause and the resume acknowledgements, and a checkpoint at the paused step
+    i, j = events.index(acks[0]), events.index(acks[2])
+    assert not any(isinstance(e, ev.Step) for e in events[i:j])
+    assert any(isinstance(e, ev.CheckpointSaved) and e.step == send_at for e in events[i:j])
 
 
 def test_nan_loss_pauses_and_resume_lowers_lr(tmp_path, tiny_recipe, monkeypatch):

@@ -6,11 +6,12 @@ allocator peak to read, so the harness counts what autograd keeps between forwar
 
 * every tensor saved for backward, seen through ``torch.autograd.graph.saved_tensors_hooks`` and
   deduplicated by the data pointer of its storage (q, k and v are views of one qkv output, for
-  instance), leaving out storages that belong to parameters;
+  instance), leaving out storages that belong to parameters (``SavedTensors``, usable on its own);
 * with gradient checkpointing, the saved-tensor hooks of ``torch.utils.checkpoint`` take precedence
-  inside each block, so the harness adds each block's input (which the checkpoint keeps) through a
-  forward pre-hook, and measures the recompute cost of one block separately (``recompute_bytes``) by
-  running the largest block again under the hook;
+  inside each block, so the harness counts each block's input (which the checkpoint keeps) through a
+  forward pre-hook, not counting the inputs of frozen blocks on frozen inputs (no graph keeps them), and
+  measures the recompute cost of one block separately (``recompute_bytes``) by running the largest block
+  again under the hook;
 * parameters, gradients (after backward), optimizer state (after the step) and an EMA copy.
 
 Under CPU autocast the bf16 copies of weights that linear layers save for backward are not parameter
@@ -153,6 +154,79 @@ def _nbytes(tensors) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
+class SavedTensors:
+    """Counts what autograd keeps for backward while the ``with`` block runs: the harness's measuring core.
+
+    Every tensor saved for backward is seen through ``torch.autograd.graph.saved_tensors_hooks`` and
+    counted once per storage (views such as q, k and v of one qkv output share a storage; the whole
+    storage is counted), leaving out the storages of ``exclude`` (the parameters). The forward of each
+    module in ``checkpointed`` runs under ``torch.utils.checkpoint``, whose own saved-tensor hooks take
+    precedence inside it; what such a block keeps is its input, added through a forward pre-hook when the
+    block takes part in backward (its input or its parameters need gradients). A block that does not (a
+    frozen block on a frozen input) keeps nothing: torch's checkpoint still hands its input to the outer
+    hooks, but frees it as soon as the block returns, so such a save is not counted.
+
+        with SavedTensors(exclude=model.parameters()) as saved:
+            loss = model(x).sum()
+        saved.bytes  # kept between forward and backward
+    """
+
+    def __init__(self, exclude=(), checkpointed=()):
+        self.exclude = {_storage_key(t) for t in exclude}
+        self.checkpointed = list(checkpointed)
+        self.saved: dict[tuple[int, int], torch.Tensor] = {}
+        self._packs: dict[tuple[int, int], int] = {}  # saves seen per storage
+        self._unkept: dict[tuple[int, int], int] = {}  # of those, inputs of checkpointed blocks without grad
+        self._handles: list = []
+        self._hooks = None
+
+    def _pack(self, t: torch.Tensor):
+        key = _storage_key(t)
+        if key not in self.exclude:
+            self._packs[key] = self._packs.get(key, 0) + 1
+            self.saved.setdefault(key, t)
+        return t
+
+    def _pre_hook(self, mod: nn.Module, args) -> None:
+        t = args[0]
+        key = _storage_key(t)
+        if key in self.exclude:
+            return
+        if t.requires_grad or any(p.requires_grad for p in mod.parameters()):
+            self.saved.setdefault(key, t)
+            self._packs[key] = self._packs.get(key, 0) + 1
+        elif key in self.saved:  # saved by torch's checkpoint on entry, released on return
+            self._unkept[key] = self._unkept.get(key, 0) + 1
+
+    def __enter__(self) -> "SavedTensors":
+        self._handles = [m.register_forward_pre_hook(self._pre_hook) for m in self.checkpointed]
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
+        self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._hooks.__exit__(*exc)
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+        for key, n in self._unkept.items():
+            if self._packs.get(key, 0) <= n:  # nothing else saved it
+                self.saved.pop(key, None)
+
+    @property
+    def bytes(self) -> int:
+        """Bytes of the distinct storages saved."""
+        return sum(k[1] for k in self.saved)
+
+    def by_shape(self) -> dict[str, int]:
+        """Bytes per ``"(shape) dtype"`` label of the saved tensors."""
+        shapes: dict[str, int] = {}
+        for t in self.saved.values():
+            label = f"{tuple(t.shape)} {str(t.dtype).replace('torch.', '')}"
+            shapes[label] = shapes.get(label, 0) + t.untyped_storage().nbytes()
+        return shapes
+
+
 def measure_step(recipe: Recipe, num_classes: int = 10, device: str | None = None,
                  fused_attn: bool | None = None, timed_steps: int = 0) -> Measurement:
     """Run one training step of ``recipe`` and report where its bytes are.
@@ -195,41 +269,21 @@ def measure_step(recipe: Recipe, num_classes: int = 10, device: str | None = Non
     def autocast():
         return torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None)
 
-    saved: dict[tuple[int, int], torch.Tensor] = {}
-
-    def pack(t: torch.Tensor):
-        key = _storage_key(t)
-        if key not in param_keys and key not in saved:
-            saved[key] = t
-        return t
-
-    handles = []
-    if recipe.compute.grad_checkpointing:
-        def pre_hook(_mod, args):
-            t = args[0]
-            if t.requires_grad or any(p.requires_grad for p in _mod.parameters()):
-                key = _storage_key(t)
-                if key not in param_keys:
-                    saved.setdefault(key, t)
-        handles = [blk.register_forward_pre_hook(pre_hook) for blk in _blocks(model)]
+    counter = SavedTensors(exclude=params,
+                           checkpointed=_blocks(model) if recipe.compute.grad_checkpointing else ())
 
     if dev.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with counter:
         with autocast():
             logits = model(x)
             loss = nn.functional.cross_entropy(logits.float(), y, label_smoothing=recipe.regularize.label_smoothing)
-    for h in handles:
-        h.remove()
-    activations = sum(k[1] for k in saved)
-    shapes: dict[str, int] = {}
-    for t in saved.values():
-        label = f"{tuple(t.shape)} {str(t.dtype).replace('torch.', '')}"
-        shapes[label] = shapes.get(label, 0) + t.untyped_storage().nbytes()
-    saved_inputs = list(saved.values())
-    saved.clear()
+    activations = counter.bytes
+    shapes = counter.by_shape()
+    saved_inputs = list(counter.saved.values())
+    counter.saved.clear()
     loss.backward()
     opt.step()
     if dev.type == "cuda":
@@ -308,4 +362,4 @@ def _recompute_bytes(model, saved_inputs, param_keys, autocast, bs, dev) -> int:
     return best
 
 
-__all__ = ["Measurement", "measure_step", "build_model", "apply_adapt"]
+__all__ = ["Measurement", "SavedTensors", "measure_step", "build_model", "apply_adapt"]
