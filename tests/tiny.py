@@ -119,3 +119,42 @@ def write_digit_folder(root: Path, digits: Iterable[int], per_class: int, *, sta
             img = (data.images[i] * (255 / 16)).astype(np.uint8)
             Image.fromarray(img, "L").convert("RGB").resize((size, size), Image.BILINEAR).save(folder / f"{j:03d}.png")
     return root
+
+
+def run_processes(pid: int) -> list:
+    """Every process of the run whose worker (or rank 0) is `pid`: the worker and its DataLoader workers,
+    or, under `accelerate launch`, the launcher (found by walking up from rank 0) and all below it. As
+    psutil.Process objects, so a later kill never hits a reused pid."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        while (parent := root.parent()) is not None and "accelerate" in " ".join(parent.cmdline()):
+            root = parent
+        return [root] + root.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def kill_processes(procs: list) -> None:
+    """SIGKILL each of `procs` (from `run_processes`) that still runs."""
+    import psutil
+
+    for p in procs:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
+def all_gone(procs: list) -> bool:
+    """Every one of `procs` has exited (zombies count as gone)."""
+    import psutil
+
+    def gone(p) -> bool:
+        try:
+            return not p.is_running() or p.status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    return all(gone(p) for p in procs)

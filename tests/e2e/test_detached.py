@@ -17,6 +17,11 @@ def steps(run):
     return [e.step for e in ev.read_all(run / "events.jsonl") if isinstance(e, ev.Step)]
 
 
+def ack_of(run, cmd_id):
+    return wait_for(lambda: next((e for e in ev.read_all(run / "events.jsonl")
+                                  if isinstance(e, ev.ControlAck) and e.id == cmd_id), None))
+
+
 def kill_worker(run):
     pid = status(run).get("pid")
     if pid and pid_alive(pid):
@@ -39,20 +44,30 @@ def test_detached_run_is_controlled_from_the_shell(cli, tiny_toml, tmp_path):
         wait_for(lambda: len(steps(run)) > n + 3)
         assert "running" in cli("runs").stdout
 
-        # pause: takes effect within one step of the command being written, and holds
-        seen = steps(run)[-1]
+        # pause: takes effect within one step of the command being written. The worker polls commands
+        # after each Step event, so the first step whose event is stamped after the command was on disk
+        # (t_written) has seen it; and no step finished before the command existed (sent.t) can.
         sent = control.send(run, "pause")
-        ack = wait_for(lambda: next((e for e in ev.read_all(run / "events.jsonl")
-                                     if isinstance(e, ev.ControlAck) and e.id == sent.id), None))
-        assert ack.step - seen <= 1, (seen, ack.step)
+        t_written = time.time()
+        ack = ack_of(run, sent.id)
+        done = [e for e in ev.read_all(run / "events.jsonl") if isinstance(e, ev.Step)]
+        before = max((e.step for e in done if e.t < sent.t), default=0)
+        by_write = max((e.step for e in done if e.t <= t_written), default=0)
+        assert before <= ack.step <= by_write + 1, (before, by_write, ack.step)
         wait_for(lambda: status(run).get("state") == "paused")
         cli("ctl", "r", "resume", "--wait", "30")
         wait_for(lambda: status(run).get("state") == "running")
         assert "pause took effect at step" in cli("ctl", "r", "pause", "--wait", "30").stdout
         wait_for(lambda: status(run).get("state") == "paused")
+        # and holds: the paused worker answers a checkpoint command at the step it paused at, no step between
+        paused_at = [e for e in ev.read_all(run / "events.jsonl") if isinstance(e, ev.ControlAck)][-1]
+        assert paused_at.command == "pause"
+        ck = ack_of(run, control.send(run, "checkpoint").id)
+        evs = ev.read_all(run / "events.jsonl")
+        between = evs[evs.index(paused_at):evs.index(ck)]
+        assert not [e for e in between if isinstance(e, ev.Step)], "stepped while paused"
         held = steps(run)[-1]
-        time.sleep(1.0)
-        assert steps(run)[-1] == held
+        assert ck.step == paused_at.step == held
         assert "paused" in cli("runs").stdout
         cli("ctl", "r", "resume", "--wait", "30")
         wait_for(lambda: steps(run)[-1] > held + 2)
@@ -60,8 +75,10 @@ def test_detached_run_is_controlled_from_the_shell(cli, tiny_toml, tmp_path):
 
         # kill -9, then resume from the last checkpoint with the history intact
         wait_for(lambda: status(run).get("last_checkpoint_step"))
+        pid = status(run)["pid"]
         kill_worker(run)
-        wait_for(lambda: cli("runs").stdout.count("lost") == 1)
+        wait_for(lambda: not pid_alive(pid), what="the killed worker to exit")
+        assert cli("runs").stdout.count("lost") == 1  # status.json says running, but nobody is behind it
         before = ev.read_all(run / "events.jsonl")
         last_ckpt = max(e.step for e in before if isinstance(e, ev.CheckpointSaved))
         cli("train", "--resume", "r", "--detach")
@@ -137,14 +154,19 @@ def test_foreground_ctrl_c_checkpoints_then_a_second_stops_now(cli, tiny_toml, t
     proc = subprocess.Popen(vittui_cmd() + ["train", str(tiny_toml), "--name", "fg"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     run = cli.root / "fg"
-    wait_for(lambda: len(steps(run)) >= 3)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
-    assert "checkpointing and stopping" in err
-    s = status(run)
-    assert s["state"] == "stopped" and s["last_checkpoint_step"] == s["step"]
-    assert "fg: stopped at step" in out
+    try:
+        wait_for(lambda: len(steps(run)) >= 3)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert "checkpointing and stopping" in err
+        s = status(run)
+        assert s["state"] == "stopped" and s["last_checkpoint_step"] == s["step"]
+        assert "fg: stopped at step" in out
+    finally:
+        if proc.poll() is None:  # the foreground command is the worker itself
+            proc.kill()
+            proc.wait(timeout=30)
 
 
 def test_headless_attach_prints_history_then_follows_to_the_end(cli, tiny_toml):

@@ -10,15 +10,16 @@ kill -9 at random steps, then `vittui train --resume`
 
     so the steps C+1..K appear twice (re-done, since their updates were lost with the process) and
     nothing is missing: 0 <= K - C <= run.checkpoint_every. The re-done steps give the same losses as
-    the first time (exact resume). One trial chains 3 kills on one run (10 with --runslow); every
+    the first time (exact resume). One trial chains 10 kills on one run (slow tier only); every
     other trial also simulates a line torn by the kill, and events.jsonl still parses: the torn
     fragment stays alone on its line and every whole event decodes.
 
 SIGTERM of the worker (ending the same run): a checkpoint at the current step, then state `stopped`,
 the lock released, and that checkpoint loads.
 
-Two controllers at once: two processes each append 50 pause/resume commands at the same moment;
-commands.jsonl holds 200 whole lines and the worker acknowledges each command id exactly once.
+Two controllers at once: two processes each append 50 pause/resume commands at the same moment (each
+signals it is ready before either starts, and their writes are shown to overlap and interleave);
+commands.jsonl holds 100 whole lines and the worker acknowledges each command id exactly once.
 
 Disk full while writing a checkpoint: `checkpoint.save` into a small tmpfs until it fails; the previous
 checkpoint is intact and loadable and no `.tmp-*` folder is left.
@@ -45,6 +46,7 @@ from vittui.runs.lock import pid_alive
 
 CHECKPOINT_EVERY = 10
 SEED = 20261125
+TRIALS = 10  # kills chained on one run (a slow trial: `pytest -m slow`)
 
 
 def _last_pointer(run: Path) -> int:
@@ -71,8 +73,8 @@ def _tear(run: Path) -> str:
 
 
 @pytest.mark.slow
-def test_kill_9_at_random_steps_then_resume_then_sigterm(cli, tiny_process_toml, runslow, reap):
-    trials = 10 if runslow else 3
+def test_kill_9_at_random_steps_then_resume_then_sigterm(cli, tiny_process_toml, reap):
+    trials = TRIALS
     rng = random.Random(SEED)
     cli("train", str(tiny_process_toml), "--detach", "--name", "k")
     run = cli.root / "k"
@@ -190,14 +192,20 @@ def _assert_stopped_with_checkpoint(run: Path) -> None:
 
 
 _SENDER = """
-import sys, time
+import json, sys, time
 from pathlib import Path
 from vittui.runs import control
-run, go, n = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+run, go, n, me = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
+(me.parent / (me.name + ".ready")).touch()  # imports done: waiting on the go file
 while not go.exists():
-    time.sleep(0.001)
+    pass
+times = []
 for i in range(n):
+    t0 = time.time()
     control.send(run, "pause" if i % 2 == 0 else "resume")
+    times.append((t0, time.time()))
+    time.sleep(0.002)  # a window of ~0.1 s, so the other sender's writes land among ours
+me.write_text(json.dumps(times))
 """
 
 
@@ -208,17 +216,30 @@ def test_two_controllers_at_once(cli, tiny_process_toml, tmp_path, reap):
     reap.append(pid)
     wait_for(lambda: step_numbers(events(run)), what="a first step")
     go = tmp_path / "go"
-    senders = [subprocess.Popen([sys.executable, "-c", _SENDER, str(run), str(go), "50"]) for _ in range(2)]
-    time.sleep(0.5)  # both are waiting on the go file
-    go.touch()
-    for p in senders:
-        assert p.wait(timeout=60) == 0
+    out = [tmp_path / f"sender{k}" for k in range(2)]
+    senders = [subprocess.Popen([sys.executable, "-c", _SENDER, str(run), str(go), "50", str(o)]) for o in out]
+    try:
+        wait_for(lambda: all(o.with_name(o.name + ".ready").exists() for o in out), timeout=120,
+                 what="both senders ready")
+        go.touch()
+        for p in senders:
+            assert p.wait(timeout=120) == 0
+    finally:
+        for p in senders:
+            if p.poll() is None:
+                p.kill()
+    # the two bursts really overlapped: each began before the other ended ...
+    spans = [json.loads(o.read_text()) for o in out]
+    assert max(t[0][0] for t in spans) < min(t[-1][1] for t in spans), "the senders did not write at the same time"
 
     lines = (run / "commands.jsonl").read_text().split("\n")
     assert lines[-1] == "" and len(lines) == 101
     sent = [json.loads(ln) for ln in lines[:-1]]  # every line whole: no interleaving
     assert {c["command"] for c in sent} == {"pause", "resume"}
     assert len({c["sender"] for c in sent}) == 2
+    # ... and their lines interleave in the file (sender A, then B, then A again, ...)
+    switches = sum(a["sender"] != b["sender"] for a, b in zip(sent, sent[1:]))
+    assert switches >= 3, f"the two senders' lines barely interleave ({switches} switches)"
     ids = [c["id"] for c in sent]
     assert len(set(ids)) == 100
 

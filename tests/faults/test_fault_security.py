@@ -2,8 +2,8 @@
 
 A crafted `state.pt` whose pickle would create a marker file (through `__reduce__`) is refused by
 `checkpoint.load_state` with CheckpointError and the marker never appears — both when called directly
-and when a worker resumes from it. The payload is first shown to be live: an unsafe `torch.load`
-does create the marker, so the test would fail if loading became unsafe.
+and when a worker resumes from it. Inside each test the same file is first shown to be live (an unsafe
+`torch.load` of it does create the marker), so a refusal is vittui's and not an inert payload's.
 
 Permissions: under `os.umask(0)` a run directory and its control files are 0700/0600, and so is every
 file and folder a real (in-process) training run writes.
@@ -41,11 +41,12 @@ def _crafted_state(path: Path, marker: Path) -> None:
     torch.save(state, path)
 
 
-def test_the_crafted_payload_is_live(tmp_path):
-    marker = tmp_path / "pwned"
-    _crafted_state(tmp_path / "state.pt", marker)
-    torch.load(tmp_path / "state.pt", weights_only=False)  # what an unsafe loader would do
-    assert marker.exists()
+def _assert_live(path: Path, marker: Path) -> None:
+    """Precondition: this very file runs code under an unsafe `torch.load`, so a refusal below means
+    vittui refused, not that the payload was inert. The marker is removed again afterwards."""
+    torch.load(path, weights_only=False)
+    assert marker.exists(), "the crafted payload is inert: the test would prove nothing"
+    marker.unlink()
 
 
 def test_load_state_refuses_a_crafted_pickle(tmp_path):
@@ -53,6 +54,7 @@ def test_load_state_refuses_a_crafted_pickle(tmp_path):
     folder = tmp_path / "checkpoints" / "step-00000001"
     folder.mkdir(parents=True)
     _crafted_state(folder / "state.pt", marker)
+    _assert_live(folder / "state.pt", marker)
     with pytest.raises(ckpt.CheckpointError, match="refusing to load"):
         ckpt.load_state(folder)
     assert not marker.exists()
@@ -91,6 +93,7 @@ def test_resuming_from_a_crafted_checkpoint_fails_without_running_it(tmp_path):
     last = ckpt.find(run.checkpoints, "last")
     marker = tmp_path / "pwned"
     _crafted_state(last / "state.pt", marker)
+    _assert_live(last / "state.pt", marker)
     assert run_worker(run.path, resume=True) == 1
     assert not marker.exists()
     status = run.read_status()

@@ -13,12 +13,14 @@ Items and skipping
 from __future__ import annotations
 
 import logging
+import random
+from contextlib import contextmanager
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from vittui.data.readers import UnreadableImage
 
@@ -103,7 +105,12 @@ class _Tagged(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, i):
+        if isinstance(i, tuple):  # (index, seed) from a seeded sampler (vittui.data.samplers)
+            i, seed = i
+            with rng_from(seed):
+                item = self.dataset.loader_item(i)
+            return (self.dataset.ident(i) if item is None else None), item, seed
         item = self.dataset.loader_item(i)
         return (self.dataset.ident(i) if item is None else None), item
 
@@ -111,6 +118,25 @@ class _Tagged(Dataset):
         if name == "dataset":  # during unpickling, before __init__ state exists
             raise AttributeError(name)
         return getattr(self.dataset, name)
+
+
+@contextmanager
+def rng_from(seed: int):
+    """The global CPU RNGs (torch, numpy, `random`: timm's crops use the last) seeded with `seed` inside
+    the block. In a loader worker the seeding stays (its RNG is nobody else's); in the main process the
+    previous states come back afterwards, so the training RNG a checkpoint saves is never touched."""
+    saved = None if get_worker_info() is not None else (random.getstate(), np.random.get_state(),
+                                                         torch.get_rng_state())
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.default_generator.manual_seed(seed)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            random.setstate(saved[0])
+            np.random.set_state(saved[1])
+            torch.set_rng_state(saved[2])
 
 
 class SkipCollate:
@@ -122,12 +148,20 @@ class SkipCollate:
         self.channels = channels
         self.finish = finish
 
-    def __call__(self, batch: list[tuple[str | None, Any]]):
-        skipped = [ident for ident, item in batch if item is None]
-        good = [item for _, item in batch if item is not None]
+    def __call__(self, batch: list[tuple]):
+        # (identifier or None, item), or (identifier or None, item, seed) from a seeded sampler
+        skipped = [b[0] for b in batch if b[1] is None]
+        good = [b[1] for b in batch if b[1] is not None]
+        seeds = [b[2] for b in batch if len(b) > 2]
         if good:
             xs = [x for x, _ in good]
-            images = self.finish(xs) if self.finish is not None else torch.stack(xs)
+            if self.finish is None:
+                images = torch.stack(xs)
+            elif seeds:  # the per-batch half (random erasing) draws from the batch's own seed too
+                with rng_from((seeds[0] ^ 0x5DEECE66D) & (2**63 - 1)):
+                    images = self.finish(xs)
+            else:
+                images = self.finish(xs)
             labels = torch.tensor([int(y) for _, y in good], dtype=torch.long)
         else:
             images = torch.empty((0, self.channels, self.img_size, self.img_size))
@@ -135,4 +169,4 @@ class SkipCollate:
         return images, labels, skipped
 
 
-__all__ = ["ImageDataset", "SkipCollate"]
+__all__ = ["ImageDataset", "SkipCollate", "rng_from"]

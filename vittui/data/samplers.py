@@ -9,10 +9,21 @@ Reproducible order and resume
     from 0). To resume in the middle of an epoch, `iterate_from(loader, E, K)` returns an iterator over
     epoch E starting at batch K: the sampler draws the whole epoch's indices and drops the first
     K * batch_size of them, so the skipped images are never loaded.
+
+Augmentation seeded per image
+    With `data.num_workers > 0` the random crops are drawn in worker processes, whose RNG no checkpoint
+    holds and whose history a resumed run cannot replay; with several processes accelerate's loader
+    reads one batch ahead, so the next batch's crops come out of the RNG before the checkpoint saves
+    it. In both cases the sampler is made `seeded` (`seed_per_image`): it yields
+    `(index, sample_seed(seed, epoch, position))` pairs, and each image is transformed under an RNG
+    seeded with that number (`vittui.data.dataset.rng_from`). An image's augmentation then depends only
+    on (seed, epoch, position in the epoch): whichever worker or rank loads it, whenever, in the first
+    run or in a resumed one.
 """
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import Iterator, Sequence
 
 import torch
@@ -24,10 +35,22 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (int(seed) * 1_000_003 + int(epoch)) % (2**63 - 1)
 
 
+_MASK64 = 2**64 - 1
+
+
+def sample_seed(seed: int, epoch: int, position: int) -> int:
+    """The augmentation seed of the image at `position` of epoch `epoch`'s order (splitmix64)."""
+    x = (epoch_seed(seed, epoch) * 0x9E3779B97F4A7C15 + int(position) + 1) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return (x ^ (x >> 31)) & (2**63 - 1)
+
+
 class _EpochMixin:
     seed: int
     epoch: int
     _skip: int
+    seeded: bool = False  # yield (index, sample seed) pairs: set by make_loader when workers load the images
 
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
         """The next iteration draws epoch `epoch`'s order and leaves out its first `skip` indices."""
@@ -37,9 +60,11 @@ class _EpochMixin:
     def _generator(self) -> torch.Generator:
         return torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
 
-    def _finish(self, order: list[int]) -> Iterator[int]:
+    def _finish(self, order: list[int]) -> Iterator:
         skip, self._skip = self._skip, 0
-        self.epoch += 1  # counts epochs by itself if set_epoch is never called
+        epoch, self.epoch = self.epoch, self.epoch + 1  # counts epochs by itself if set_epoch is never called
+        if self.seeded:
+            return ((i, sample_seed(self.seed, epoch, k)) for k, i in islice(enumerate(order), skip, None))
         return iter(order[skip:])
 
 
@@ -76,6 +101,13 @@ def set_epoch(loader: DataLoader, epoch: int) -> None:
         sampler.set_epoch(epoch)
 
 
+def seed_per_image(loader: DataLoader) -> None:
+    """Draw each image's augmentation from its own seed instead of the running RNG (see above)."""
+    sampler = getattr(loader, "sampler", None)
+    if hasattr(sampler, "seeded"):
+        sampler.seeded = True
+
+
 def iterate_from(loader: DataLoader, epoch: int, start_batch: int = 0) -> Iterator:
     """An iterator over epoch `epoch` of `loader` that starts at batch `start_batch` (for resume).
 
@@ -96,4 +128,5 @@ def iterate_from(loader: DataLoader, epoch: int, start_batch: int = 0) -> Iterat
     return it
 
 
-__all__ = ["epoch_seed", "EpochRandomSampler", "EpochWeightedSampler", "set_epoch", "iterate_from"]
+__all__ = ["epoch_seed", "sample_seed", "EpochRandomSampler", "EpochWeightedSampler", "set_epoch", "seed_per_image",
+           "iterate_from"]

@@ -378,6 +378,8 @@ def make_loader(dataset: ImageDataset, recipe: Recipe, *, train: bool, sampler: 
     kwargs: dict[str, Any] = {}
     if workers > 0:
         kwargs.update(persistent_workers=True, worker_init_fn=_worker_init, prefetch_factor=2)
+        if hasattr(sampler, "seeded"):  # crops drawn in workers: seed them per image, so resume is exact
+            sampler.seeded = True
     return DataLoader(
         _Tagged(dataset),
         batch_size=bs,
