@@ -67,13 +67,17 @@ def _accelerator(recipe: Recipe):
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, device, autocast) -> tuple[float, float, float]:
-    """Mean loss, top-1 and top-5 (%) on the loader; runs under a forked RNG so it never shifts training."""
+def evaluate(model: nn.Module, loader, device, autocast,
+             skipped: set[str] | None = None) -> tuple[float, float, float]:
+    """Mean loss, top-1 and top-5 (%) on the loader; runs under a forked RNG so it never shifts training.
+    The identifiers of unreadable images the loader dropped are added to `skipped`."""
     was_training = model.training
     model.eval()
     loss_sum, top1, top5, n = 0.0, 0, 0, 0
     with torch.random.fork_rng(devices=[]):
         for batch in loader:
+            if skipped is not None and len(batch) > 2:
+                skipped.update(map(str, batch[2]))
             x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
             if len(y) == 0:
                 continue
@@ -94,6 +98,7 @@ def evaluate(model: nn.Module, loader, device, autocast) -> tuple[float, float, 
 
 def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = None, *, resume: bool = False,
           on_event: Callable[[ev.Event], None] | None = None, control_point: ControlPoint | None = None) -> TrainResult:
+    from vittui.data.samplers import seed_per_image
     from vittui.data.sources import build_data
     from vittui.data.transforms import class_weights
     from vittui.models.adapt import apply_adaptation
@@ -137,9 +142,13 @@ def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = 
     # evaluates the whole validation set, so rank 0's numbers are the full set's.
     train_loader, val_loader = data.train_loader, data.val_loader
     if acc.num_processes > 1:
+        # accelerate's loader reads a batch ahead: crops from per-image seeds keep resume exact (data/samplers.py)
+        seed_per_image(train_loader)
         model, optimizer, train_loader = acc.prepare(model, optimizer, train_loader)
     else:
         model, optimizer = acc.prepare(model, optimizer)
+    # the uncompiled module: checkpoints, probes and EMA see its own parameter names (not "_orig_mod.…")
+    raw_model = acc.unwrap_model(model)
     if recipe.compute.compile:
         model = torch.compile(model)
     accum = recipe.compute.accumulation
@@ -148,7 +157,6 @@ def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = 
     if recipe.schedule.max_steps:
         total_steps = min(total_steps, recipe.schedule.max_steps)
     scheduler = build_scheduler(optimizer, recipe, total_steps, steps_per_epoch)
-    raw_model = acc.unwrap_model(model)
     trainable = [p for p in model.parameters() if p.requires_grad]
 
     # ---- resume ----------------------------------------------------------------------------------
@@ -176,9 +184,13 @@ def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = 
     def autocast():
         return acc.autocast()
 
+    val_skipped: set[str] = set()  # unreadable validation images, each counted once however many evals
+
     def run_eval() -> None:
         nonlocal last_top1
-        loss, top1, top5 = evaluate(model, val_loader, acc.device, autocast)
+        seen = set(val_skipped)
+        loss, top1, top5 = evaluate(model, val_loader, acc.device, autocast, skipped=val_skipped)
+        out.count_skipped(sorted(val_skipped - seen))
         ema_top1 = evaluate(ema.module, val_loader, acc.device, autocast)[1] if ema is not None else None
         last_top1 = top1
         out.emit(ev.Eval(step=pos.step, epoch=pos.epoch + pos.batch / (steps_per_epoch * accum),
