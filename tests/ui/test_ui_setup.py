@@ -207,6 +207,23 @@ async def test_start_in_an_unusable_runs_folder_reports_instead_of_crashing(tmp_
         assert blocked.read_text() == "not a folder"
 
 
+async def test_the_next_setup_screen_starts_from_the_recipe_chosen(runs_root, fake_run, no_gpu):
+    """The setup screen tells the app its recipe (a message up); a later setup screen starts from it."""
+    app = create_app(runs_root, gpu_source=no_gpu)
+    async with app.run_test(size=SIZE) as pilot:
+        await type_into(pilot, app, "data.batch_size", "48")
+        assert app.screen.recipe.data.batch_size == 48
+        first = app.screen
+        app.attach(fake_run.path)
+        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="monitor")
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen), what="setup again")
+        assert app.screen is not first and app.screen.recipe.data.batch_size == 48
+        editor = app.screen.query_one(RecipeEditor)
+        await editor.show_section("data")
+        assert editor.field("data.batch_size").control.value == "48"
+
+
 def test_first_frame_without_torch(tmp_path):
     """The dashboard (setup screen with the model catalogue, and the monitor) never imports torch."""
     script = textwrap.dedent(f"""
