@@ -10,7 +10,7 @@ from vittui.ui.messages import EventsArrived, HardwareSampled, MemoryEstimated, 
 def test_latest_only_replaces_its_own_kind():
     state = RunStateChanged("running", None)
     assert state.can_replace(RunStateChanged("paused", None))
-    assert not state.can_replace(HardwareSampled([], None, False, ""))  # type: ignore[arg-type]
+    assert not state.can_replace(HardwareSampled([], HOST, False, ""))
     assert HardwareSampled([], HOST, False, "").can_replace(HardwareSampled([], HOST, True, ""))
     assert RunsScanned([]).can_replace(RunsScanned([]))
     assert not MemoryEstimated(None, "x").can_replace(RunsScanned([]))
