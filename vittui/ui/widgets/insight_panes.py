@@ -139,7 +139,8 @@ class InsightPanes(Horizontal):
     # --- loading probe files ----------------------------------------------------------------------
     @work(thread=True, exclusive=False, exit_on_error=False, group="probe", name="load-probe")
     def load_probe(self, rel_path: str) -> None:
-        """Read one probe file and compute its rollout off the event loop."""
+        """Read one probe file and compute its rollout off the event loop. Not exclusive: each load is of
+        another file, and every one that finishes goes into the cache that scrubbing back reads."""
         from vittui.ui import probeview
 
         try:
