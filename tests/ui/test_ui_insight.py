@@ -227,6 +227,29 @@ async def test_wide_terminal_hides_the_insight_panes_on_a(runs_root, fake_run, n
         assert not pane(app).display or not app.screen.query_one("#insight").display
 
 
+async def test_insight_keys_belong_to_the_panes_and_need_a_probe(runs_root, fake_run, no_gpu, monkeypatch):
+    """The panes' keys work with the focus in the panes (their own bindings) as well as elsewhere (the
+    screen forwards them); without a probe they are off, in the palette too."""
+    monkeypatch.setenv("NO_COLOR", "1")
+    fake_run.started()
+    app = create_app(runs_root, gpu_source=no_gpu, attach=fake_run.run.name)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.screen.replayed)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Attention rollout on/off" not in titles
+        assert app.screen.check_action("insight", ("layer(1)",)) is None
+        add_probes(fake_run)
+        await wait_for(pilot, lambda: pane(app).view.probe is not None and shown_map(app) == L0_I0_H0,
+                       what="probe drawn")
+        assert "Attention rollout on/off" in [c.title for c in app.get_system_commands(app.screen)]
+        pane(app).focus()
+        await pilot.press("h")
+        assert app.focused is pane(app) and "layer 0  head 1" in pane(app).text and shown_map(app) == L0_I0_H1
+        app.screen.query_one("#log-pane").focus()
+        await pilot.press("H")
+        assert "layer 0  head 0" in pane(app).text and shown_map(app) == L0_I0_H0
+
+
 def make_report(run_path):
     rng = np.random.default_rng(0)
     labels = np.array([0] * 5 + [1] * 4 + [2] * 3)

@@ -427,3 +427,85 @@ async def test_gpu_pane_shows_the_planners_estimate_beside_the_measured_numbers(
     assert act64 > 0 and peak64 > act64 + static  # the peak holds the activations and the optimizer's state
     assert act128 == pytest.approx(2 * act64, abs=0.15, rel=1e-3)  # the pane rounds to 0.1 MiB
     assert peak128 - static == pytest.approx(2 * (peak64 - static), abs=0.25, rel=1e-3)
+
+
+async def test_a_failing_worker_is_shown_on_screen_and_the_monitor_goes_on(runs_root, fake_run):
+    """A thread worker that raises ends in a WorkerFailed message: an ERROR line in the log pane and a
+    notification, while the other workers keep the screen current."""
+    from vittui.hardware import FakeSource
+    from ui_helpers import HOST
+
+    class Broken(FakeSource):
+        def gpus(self, pids=None):
+            raise RuntimeError("the GPU reading exploded")
+
+    fake_run.started()
+    fake_run.steps(2)
+    app = create_app(runs_root, gpu_source=Broken([], HOST), attach=fake_run.run.name)
+    async with app.run_test(size=SIZE) as pilot:
+        log = app.screen.query_one(LogPane)
+        await wait_for(pilot, lambda: any("sample-hardware failed: RuntimeError: the GPU reading exploded" in line
+                                          for line in log.lines_text), what="the failure in the log")
+        assert any(l.startswith("ERROR") and "sample-hardware failed" in l for l in log.lines_text)
+        assert any("sample-hardware failed" in n.message for n in app._notifications)
+        fake_run.steps(3)
+        await wait_for(pilot, lambda: "step 5/100" in header(app), what="events still read")
+
+
+async def test_the_estimate_runs_in_a_worker_thread(runs_root, fake_run, no_gpu, monkeypatch):
+    """The planner's estimate reaches the pane from a thread worker (a message), not from the event loop."""
+    import threading
+
+    import vittui.planning.memory as memory
+
+    threads = []
+    real = memory.estimate
+
+    def recording(*args, **kwargs):
+        threads.append(threading.current_thread())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(memory, "estimate", recording)
+    fake_run.started()
+    app = create_app(runs_root, gpu_source=no_gpu, attach=fake_run.run.name)
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.screen.query_one(GpuPane)
+        await wait_for(pilot, lambda: "estimate: peak" in pane.text, what="estimate shown")
+        assert threads and all(t is not threading.main_thread() for t in threads)
+
+
+async def test_an_idle_monitor_redraws_nothing(runs_root, fake_run, no_gpu, monkeypatch):
+    """With no new events and the same hardware readings, the timer's flushes hand the widgets what they
+    already show: the header is not repainted, the hardware pane not rebuilt and no plot redrawn."""
+    import functools
+
+    counts = {"header": 0, "gpu": 0, "flush": 0}
+
+    def counting(name, method):
+        @functools.wraps(method)  # Textual passes a watcher as many values as its signature takes
+        def wrapper(self, *args):
+            counts[name] += 1
+            return method(self, *args)
+        return wrapper
+
+    monkeypatch.setattr(RunHeader, "render", counting("header", RunHeader.render))
+    monkeypatch.setattr(GpuPane, "watch_data", counting("gpu", GpuPane.watch_data))
+    monkeypatch.setattr(MonitorScreen, "flush", counting("flush", MonitorScreen.flush))
+    fake_run.started()
+    fake_run.steps(10)  # ends with an eval: every plot draws the replayed history at once
+    fake_run.set_state("finished")
+    app = create_app(runs_root, gpu_source=no_gpu, attach=fake_run.run.name)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        pane = screen.query_one(GpuPane)
+        plots = list(screen.query(MetricPlot))
+        await wait_for(pilot, lambda: screen.replayed and screen.state == "finished" and "estimate: peak" in pane.text
+                       and "worker RSS" in pane.text and all(p.series and p.series[0].xs[-1] == 10 for p in plots),
+                       what="settled")
+        await wait_for(pilot, lambda: "FINISHED" in screen_text(app), what="painted")
+        before = (dict(counts), [p.draws for p in plots])
+        await wait_for(pilot, lambda: counts["flush"] >= before[0]["flush"] + 6, what="six more flushes")
+        assert (counts["header"], counts["gpu"]) == (before[0]["header"], before[0]["gpu"])
+        assert [p.draws for p in plots] == before[1]
+        fake_run.steps(1)
+        await wait_for(pilot, lambda: counts["header"] > before[0]["header"], what="a new step repaints the header")

@@ -192,14 +192,36 @@ async def test_runs_screen_lists_runs_and_enter_reattaches_with_history(runs_roo
     b.close()
 
 
-async def test_start_without_launcher_reports_instead_of_crashing(runs_root, no_gpu, monkeypatch):
-    monkeypatch.setitem(sys.modules, "vittui.runs.launcher", None)
-    app = create_app(runs_root, gpu_source=no_gpu)
+async def test_start_in_an_unusable_runs_folder_reports_instead_of_crashing(tmp_path, no_gpu):
+    """The launcher cannot make the run directory (a file stands where the runs folder should be): ctrl+s
+    says why, the setup screen stays, and ctrl+s is offered again."""
+    blocked = tmp_path / "runs-is-a-file"
+    blocked.write_text("not a folder")
+    app = create_app(blocked, gpu_source=no_gpu)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: not app.screen.starting)
-        assert isinstance(app.screen, SetupScreen)
-        assert any("could not start" in n.message for n in app._notifications)
+        await wait_for(pilot, lambda: any("could not start" in n.message for n in app._notifications),
+                       what="the failure said")
+        assert isinstance(app.screen, SetupScreen) and not app.screen.starting
+        assert app.screen.check_action("start", ()) is True
+        assert blocked.read_text() == "not a folder"
+
+
+async def test_the_next_setup_screen_starts_from_the_recipe_chosen(runs_root, fake_run, no_gpu):
+    """The setup screen tells the app its recipe (a message up); a later setup screen starts from it."""
+    app = create_app(runs_root, gpu_source=no_gpu)
+    async with app.run_test(size=SIZE) as pilot:
+        await type_into(pilot, app, "data.batch_size", "48")
+        assert app.screen.recipe.data.batch_size == 48
+        first = app.screen
+        app.attach(fake_run.path)
+        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="monitor")
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen), what="setup again")
+        assert app.screen is not first and app.screen.recipe.data.batch_size == 48
+        editor = app.screen.query_one(RecipeEditor)
+        await editor.show_section("data")
+        assert editor.field("data.batch_size").control.value == "48"
 
 
 def test_first_frame_without_torch(tmp_path):

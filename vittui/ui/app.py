@@ -12,6 +12,8 @@ from functools import partial
 from pathlib import Path
 from typing import Iterable
 
+from textual import on
+from textual.actions import parse as parse_action
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -19,6 +21,7 @@ from textual.screen import Screen
 from vittui import recipe as R
 from vittui.hardware import GpuSource, NvmlSource
 from vittui.runs.store import RunDir
+from vittui.ui.messages import RecipeChosen
 from vittui.ui.runstate import is_live
 from vittui.ui.screens.setup import SetupScreen
 
@@ -94,6 +97,11 @@ class VittuiApp(App[str]):
                 self.recipe = R.Recipe()
         return SetupScreen(self.recipe, self.preset)
 
+    @on(RecipeChosen)
+    def remember_recipe(self, message: RecipeChosen) -> None:
+        """The setup screen's latest recipe: the next setup screen starts from it."""
+        self.recipe = message.recipe
+
     def resolve_run(self, name_or_path: str | Path) -> RunDir | None:
         p = Path(name_or_path)
         for cand in (p, self.runs_root / p):
@@ -135,10 +143,8 @@ class VittuiApp(App[str]):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         for action, title, help_text in getattr(screen, "PALETTE", ()):
-            name = action.split("(", 1)[0]
-            target = self if name.startswith("app.") else screen
-            check = name.split(".", 1)[1] if name.startswith("app.") else name
-            if target.check_action(check, ()):
+            namespace, name, params = parse_action(action)
+            if (self if namespace == "app" else screen).check_action(name, params):
                 yield SystemCommand(title, help_text, partial(screen.run_action, action))
 
 

@@ -1,66 +1,148 @@
-"""Messages that cross from thread workers to the event loop (and from widgets up to screens)."""
+"""Messages: how a thread worker hands its result to the event loop (every worker ends in `post_message`
+of one of these; no worker calls into the event loop any other way), and how a screen tells the app what
+it chose.
+
+Dataclasses (Textual's `Message.__post_init__` is there for them). The types that need numpy or the
+planner are imported for annotations only: the setup screen imports this module before its first frame."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
 from textual.message import Message
 
-from vittui.hardware import GpuSnapshot, HostSnapshot
-from vittui.runs.events import Event
-from vittui.runs.store import RunStatus
+if TYPE_CHECKING:
+    from vittui.analysis.evaluate import EvalReport
+    from vittui.deploy.compare import Comparison
+    from vittui.hardware import GpuSnapshot, HostSnapshot
+    from vittui.planning.memory import MemoryEstimate
+    from vittui.recipe import Recipe
+    from vittui.runs.events import Event
+    from vittui.runs.store import RunDir, RunStatus
+    from vittui.ui.probeview import LoadedProbe
+    from vittui.ui.widgets.runs_table import RunRow
 
 
+class Latest(Message):
+    """A message of which only the newest matters: one still queued is replaced by the next."""
+
+    def can_replace(self, message: Message) -> bool:
+        return type(message) is type(self)
+
+
+# --- errors --------------------------------------------------------------------------------------
+@dataclass
+class WorkerFailed(Message):
+    """A thread worker raised (`where` is the worker's name): shown on screen, never a dead app."""
+
+    where: str
+    error: str
+
+
+# --- the monitor's workers -----------------------------------------------------------------------
+@dataclass
 class EventsArrived(Message):
     """A batch of events tailed from events.jsonl; `initial` marks the history read on attach.
 
     Never replaced: the plots need every point."""
 
-    def __init__(self, events: list[Event], initial: bool = False) -> None:
-        super().__init__()
-        self.events = events
-        self.initial = initial
+    events: list[Event]
+    initial: bool = False
 
 
-class RunStateChanged(Message):
-    """The run's state (launcher.run_state) and status.json; only the latest matters."""
+@dataclass
+class RunStateChanged(Latest):
+    """The run's state (launcher.run_state) and status.json."""
 
-    def __init__(self, state: str, status: RunStatus | None) -> None:
-        super().__init__()
-        self.state = state
-        self.status = status
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, RunStateChanged)
+    state: str
+    status: RunStatus | None
 
 
-class HardwareSampled(Message):
+@dataclass
+class HardwareSampled(Latest):
     """One GPU + host reading; high rate and only the latest is drawn."""
 
-    def __init__(self, gpus: list[GpuSnapshot], host: HostSnapshot, available: bool, reason: str) -> None:
-        super().__init__()
-        self.gpus = gpus
-        self.host = host
-        self.available = available
-        self.reason = reason
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, HardwareSampled)
+    gpus: list[GpuSnapshot]
+    host: HostSnapshot
+    available: bool
+    reason: str
 
 
-class WorkerFailed(Message):
-    """A thread worker hit an error: shown on screen, never a dead app."""
-
-    def __init__(self, where: str, error: str) -> None:
-        super().__init__()
-        self.where = where
-        self.error = error
-
-
+@dataclass
 class ProbeLoaded(Message):
-    """An attention probe file read (and its rollout computed) by a thread worker; `probe` is a
-    `vittui.ui.probeview.LoadedProbe`, or None with `error` set."""
+    """An attention probe file read (and its rollout computed) off the event loop, or `error` why not."""
 
-    def __init__(self, path: str, probe: object | None, error: str = "") -> None:
-        super().__init__()
-        self.path = path
-        self.probe = probe
-        self.error = error
+    path: str
+    probe: LoadedProbe | None
+    error: str = ""
+
+
+# --- setup and monitor ---------------------------------------------------------------------------
+@dataclass
+class MemoryEstimated(Latest):
+    """The planner's estimate for a recipe, or `error` when it cannot size it."""
+
+    estimate: MemoryEstimate | None
+    error: str = ""
+
+
+@dataclass
+class RunLaunched(Message):
+    """The launcher started a worker for the setup screen's recipe."""
+
+    run: RunDir
+
+
+@dataclass
+class LaunchFailed(Message):
+    """The launcher could not start the run (the runs folder not writable, the worker would not spawn)."""
+
+    error: str
+
+
+@dataclass
+class RecipeChosen(Message):
+    """Up from the setup screen to the app: the recipe a new setup screen starts from."""
+
+    recipe: Recipe
+
+
+# --- runs, report, compare -----------------------------------------------------------------------
+@dataclass
+class RunsScanned(Latest):
+    """Every run in the runs folder, newest first."""
+
+    rows: list[RunRow]
+
+
+@dataclass
+class ReportRead(Message):
+    """report.json read: None when there is none yet (`error` says why when it could not be read)."""
+
+    report: EvalReport | None
+    error: str = ""
+
+
+@dataclass
+class EvalOutput(Message):
+    """One line of `vittui eval`'s output (never replaced: every line is shown)."""
+
+    line: str
+
+
+@dataclass
+class EvalFinished(Message):
+    """`vittui eval` exited with `rc` (-1 and `error` when it could not start)."""
+
+    rc: int
+    error: str = ""
+
+
+@dataclass
+class RunsCompared(Message):
+    """The runs lined up for the compare screen with its table rows, or `error` why not."""
+
+    comparison: Comparison | None
+    rows: list[list[str]] = field(default_factory=list)
+    error: str = ""

@@ -61,9 +61,10 @@ def load(run_dir: str | Path, rel_path: str) -> LoadedProbe:
     if a.ndim != 5:
         raise ValueError(f"{rel_path}: expected attention (L, B, H, T, T), got shape {a.shape}")
     prefix = 1 if p.num_prefix_tokens is None else int(p.num_prefix_tokens)
-    grid = tuple(p.grid) if p.grid is not None else infer_grid(a.shape[-1] - prefix)
+    gh, gw = p.grid if p.grid is not None else infer_grid(a.shape[-1] - prefix)
+    grid = (int(gh), int(gw))
     roll = rollout_map(a, prefix, grid).astype(np.float32)
-    return LoadedProbe(path=rel_path, step=p.step, attention=a, images=p.images, grid=grid,  # type: ignore[arg-type]
+    return LoadedProbe(path=rel_path, step=p.step, attention=a, images=p.images, grid=grid,
                        patch_size=p.patch_size, prefix=prefix, rollout=roll)
 
 

@@ -11,10 +11,11 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from vittui.ui.history import smooth
+from vittui.ui.messages import RunsCompared
+from vittui.ui.screens.base import VittuiScreen
 from vittui.ui.screens.modals import HelpModal, key_rows
 from vittui.ui.widgets.compare_table import CompareTable
 from vittui.ui.widgets.metric_plot import MetricPlot, Series
@@ -35,7 +36,7 @@ def visible_fields(differing: dict) -> list[str]:
     return [k for k in differing if k not in HIDDEN_FIELDS]
 
 
-class CompareScreen(Screen):
+class CompareScreen(VittuiScreen):
     BINDINGS = [
         Binding("x", "cycle_x", "X axis"),
         Binding("escape", "back", "Back"),
@@ -68,14 +69,15 @@ class CompareScreen(Screen):
             cmp = compare_runs(self.run_paths)
             rows = table_rows(cmp)
         except Exception as e:  # noqa: BLE001 - shown on screen
-            self.app.call_from_thread(self._error, f"{type(e).__name__}: {e}")
+            self.post_message(RunsCompared(None, error=f"{type(e).__name__}: {e}"))
             return
-        self.app.call_from_thread(self._show, cmp, rows)
+        self.post_message(RunsCompared(cmp, rows))
 
-    def _error(self, text: str) -> None:
-        self.query_one("#compare-title", Static).update(f"ERROR cannot compare: {text}")
-
-    def _show(self, cmp, rows: list[list[str]]) -> None:
+    def on_runs_compared(self, message: RunsCompared) -> None:
+        cmp, rows = message.comparison, message.rows
+        if cmp is None:
+            self.query_one("#compare-title", Static).update(f"ERROR cannot compare: {message.error}")
+            return
         self.comparison = cmp
         fields = visible_fields(cmp.differing_fields)
         rows = [r for r in rows if not (len(r) > 1 and r[0] in HIDDEN_FIELDS)]

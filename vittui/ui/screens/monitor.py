@@ -1,32 +1,33 @@
 """The monitor: one run, live. A thread worker tails events.jsonl and posts batches; another samples
-the GPU/host. Handlers fold events into a RunHistory; a timer pushes it down to the widgets at most
-four times a second however fast events come. Attaching to a long run replays the whole file."""
+the GPU/host; a third sizes the run's recipe with the planner. Handlers fold events into a RunHistory; a
+timer pushes it down to the widgets at most four times a second however fast events come, and each plot
+redraws at its own capped rate. Attaching to a long run replays the whole file."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from textual import work
+from textual.actions import parse as parse_action
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.screen import Screen
+from textual.reactive import var
 from textual.widgets import Footer
-from textual.worker import Worker, WorkerState, get_current_worker
+from textual.worker import get_current_worker
 
 from vittui.hardware import process_tree
 from vittui.runs import control
-from vittui.runs.events import ControlAck, EventTail, Status, replay_stride
+from vittui.runs.events import EventTail, Status, replay_stride
 from vittui.runs.store import RunDir, RunStatus
 from vittui.ui.history import RunHistory, smooth
-from vittui.ui.messages import EventsArrived, HardwareSampled, RunStateChanged
-from vittui.ui.probeview import LoadedProbe, Selection
+from vittui.ui.messages import EventsArrived, HardwareSampled, MemoryEstimated, RunStateChanged, WorkerFailed
 from vittui.ui.runstate import is_live, run_state
+from vittui.ui.screens.base import VittuiScreen
 from vittui.ui.screens.modals import ConfirmModal, HelpModal, QuitModal, key_rows
-from vittui.ui.screens.monitor_insight import InsightPanes
-from vittui.ui.widgets.attention_pane import AttentionPane
 from vittui.ui.widgets.gpu_pane import GpuPane, GpuPaneData
-from vittui.ui.widgets.grad_pane import GradPane
+from vittui.ui.widgets.insight_panes import InsightPanes
 from vittui.ui.widgets.log_pane import LogPane
 from vittui.ui.widgets.metric_plot import MetricPlot, Series
 from vittui.ui.widgets.run_header import HeaderData, RunHeader
@@ -41,7 +42,7 @@ HARDWARE_EVERY_S = 1.0
 INITIAL_CHUNK = 8 << 20  # bytes per batch while replaying history
 
 
-class MonitorScreen(InsightPanes, Screen):
+class MonitorScreen(VittuiScreen):
     # Most needed first: on a narrow terminal the footer shows the head of this list (? lists all).
     BINDINGS = [
         Binding("space", "pause", "Pause"),
@@ -60,15 +61,7 @@ class MonitorScreen(InsightPanes, Screen):
         Binding("n", "app.setup", "New run", show=False),
         Binding("left_square_bracket", "smoothing(-1)", "Less smoothing", show=False),
         Binding("right_square_bracket", "smoothing(1)", "More smoothing", show=False),
-        Binding("l", "layer(1)", "Next layer", show=False),
-        Binding("L", "layer(-1)", "Previous layer", show=False),
-        Binding("h", "head(1)", "Next head", show=False),
-        Binding("H", "head(-1)", "Previous head", show=False),
-        Binding("o", "rollout", "Rollout on/off", show=False),
-        Binding("i", "image(1)", "Next probe image", show=False),
-        Binding("I", "image(-1)", "Previous probe image", show=False),
-        Binding("less_than_sign", "probe_step(-1)", "Older probe", show=False),
-        Binding("greater_than_sign", "probe_step(1)", "Newer probe", show=False),
+        *InsightPanes.forwarded_bindings("insight"),  # l/L h/H o i/I < >, wherever the focus is
     ]
     # (action, title, help) listed in the command palette when check_action allows them
     PALETTE = [
@@ -83,7 +76,7 @@ class MonitorScreen(InsightPanes, Screen):
         ("smoothing(1)", "More smoothing", "Increase the loss EMA smoothing"),
         ("smoothing(-1)", "Less smoothing", "Decrease the loss EMA smoothing"),
         ("toggle_insight", "Attention and gradients", "Show or hide the attention and gradient panes"),
-        ("rollout", "Attention rollout on/off", "Rollout through all layers, or one layer and head"),
+        ("insight('rollout')", "Attention rollout on/off", "Rollout through all layers, or one layer and head"),
         ("report", "Evaluation report", "The report of a finished or stopped run (offers to evaluate)"),
         ("help", "Help", "Keys of this screen"),
     ]
@@ -91,25 +84,31 @@ class MonitorScreen(InsightPanes, Screen):
                   "Attention: l/L layer, h/H head, o rollout, i/I image, < and > older/newer probe; a shows or "
                   "hides the attention and gradient panes (on a narrow terminal they take the plots' place).")
 
+    state: var[str] = var("starting", init=False, bindings=True)
+    """The run's state as last seen (launcher.run_state, Status events); the keys follow it."""
+    pending: var[str] = var("", init=False, bindings=True)
+    """"pausing…" and the like between a command and its effect; that key is off meanwhile."""
+    smoothing_index: var[int] = var(2, init=False)
+    """Which of SMOOTHING_LEVELS the loss plot uses ([ and ])."""
+    hardware: var[GpuPaneData] = var(GpuPaneData, init=False)
+    """The latest GPU/host reading, with torch's numbers and the planner's estimate beside it."""
+    # What each plot shows: setting one redraws that plot, the same value again draws nothing. `flush`
+    # decides when a changed value is due.
+    loss_shown: var[tuple[int, float, int]] = var((-1, -1.0, -1), init=False)
+    """(series version, smoothing, evaluations) in the loss plot."""
+    lr_shown: var[int] = var(-1, init=False)
+    """Series version in the lr plot."""
+    evals_shown: var[int] = var(-1, init=False)
+    """Evaluations in the accuracy plot."""
+
     def __init__(self, run: RunDir) -> None:
         super().__init__(classes="monitor")
         self.run = run
         self.history = RunHistory()
-        self.state: str = "starting"
         self.status: RunStatus | None = None
-        self.pending = ""
-        self.smoothing_index = 2
-        self._dirty = True
-        self._hw_dirty = False
-        self._drawn: dict[str, object] = {}  # what each plot last drew (counts, smoothing, time)
-        self._hw = GpuPaneData()
         self._pids: tuple[int, ...] = ()
+        self._loss_at = self._lr_at = float("-inf")  # when the loss and lr plots were drawn (time.monotonic)
         self.replayed = False  # the whole history has been read once
-        self.selection = Selection()
-        self.probe_index: int | None = None  # None: follow the newest probe
-        self.probes: dict[str, LoadedProbe] = {}  # path -> loaded probe (a few, newest used last)
-        self.probe_errors: dict[str, str] = {}
-        self._loading: str | None = None
 
     # --- layout ----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -118,9 +117,7 @@ class MonitorScreen(InsightPanes, Screen):
             yield MetricPlot("loss", id="plot-loss")
             yield MetricPlot("accuracy", empty="no eval yet", id="plot-acc")
             yield MetricPlot("lr", id="plot-lr")
-        with Horizontal(id="insight"):
-            yield AttentionPane(id="attention-pane")
-            yield GradPane(id="grad-pane")
+        yield InsightPanes(self.run.path, id="insight")
         with Horizontal(id="panes"):
             yield GpuPane(id="gpu-pane")
             yield LogPane(id="log-pane")
@@ -132,23 +129,15 @@ class MonitorScreen(InsightPanes, Screen):
         if self.status:
             self.state = run_state(self.run)
             self._pids = (self.status.pid,) if self.status.pid else ()
+        self.flush()  # the empty plots and panes say what they wait for until the history arrives
         self.set_interval(REDRAW_S, self.flush)
         self.tail_events()
         self.sample_hardware()
-        self._estimate()
+        self.estimate_memory(self.run.recipe_path)
 
-    def _estimate(self) -> None:
-        """The planner's memory estimate for this run's recipe (pure Python, no torch; a few ms)."""
-        try:
-            from vittui.planning.memory import estimate
-            from vittui.recipe import load
-
-            est = estimate(load(self.run.recipe_path))
-        except Exception:  # noqa: BLE001 - an estimate is a courtesy; a recipe it cannot size shows none
-            return
-        self._hw.estimate_peak, self._hw.estimate_activations = est.peak, est.activations
-        self._hw_dirty = True
-        self.flush()
+    @property
+    def insight(self) -> InsightPanes:
+        return self.query_one(InsightPanes)
 
     @property
     def smoothing(self) -> float:
@@ -186,7 +175,7 @@ class MonitorScreen(InsightPanes, Screen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="hardware", name="sample-hardware")
     def sample_hardware(self) -> None:
         worker = get_current_worker()
-        source = self.app.gpu_source  # type: ignore[attr-defined]
+        source = self.vittui_app.gpu_source
         while not worker.is_cancelled:
             pids = list(dict.fromkeys([*self._pids, *process_tree(self._pids)]))
             gpus = source.gpus(pids or None)
@@ -197,62 +186,109 @@ class MonitorScreen(InsightPanes, Screen):
                     return
                 time.sleep(0.1)
 
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.state == WorkerState.ERROR:
-            err = event.worker.error
-            self.query_one(LogPane).add("error", f"{event.worker.name} failed: {err!r}")
-            self.notify(f"{event.worker.name} failed: {err}", severity="error")
-
     # --- messages from workers -------------------------------------------------------------------
+    def on_worker_failed(self, message: WorkerFailed) -> None:
+        self.query_one(LogPane).add("error", f"{message.where} failed: {message.error}")
+
     def on_events_arrived(self, message: EventsArrived) -> None:
         events = message.events
         self.history.feed(events)
         self.query_one(LogPane).add_events(events)
         for ev in events:
             if isinstance(ev, Status):
-                self._set_state(ev.state)
-            elif isinstance(ev, ControlAck) and ev.command in ("pause", "resume", "stop"):
-                pass  # the Status event that follows settles the state
-        self._dirty = True
+                self.state = ev.state
         if message.initial and not events and not self.replayed:
             self.replayed = True
             if self.status is None and self.history.state:
-                self._set_state(self.history.state)
+                self.state = self.history.state
             self.flush()  # the rebuilt history shows at once
 
     def on_run_state_changed(self, message: RunStateChanged) -> None:
         self.status = message.status
         if message.status and message.status.pid:
             self._pids = (message.status.pid,)
-        self._set_state(message.state)
+        self.state = message.state
 
     def on_hardware_sampled(self, message: HardwareSampled) -> None:
-        self._hw.sampled = True
-        self._hw.available = message.available
-        self._hw.reason = message.reason
-        self._hw.gpus = message.gpus
-        self._hw.host = message.host
-        self._hw_dirty = True
+        self.hardware = replace(self.hardware, sampled=True, available=message.available, reason=message.reason,
+                                gpus=message.gpus, host=message.host)
 
-    def _set_state(self, state: str) -> None:
-        if state == self.state:
-            return
-        self.state = state
-        if (self.pending.startswith("paus") and state == "paused") or (
-            self.pending.startswith("resum") and state == "running"
-        ) or (self.pending.startswith("stop") and state in ("stopping", "stopped")) or not is_live(state):
+    def on_memory_estimated(self, message: MemoryEstimated) -> None:
+        # an estimate is a courtesy: a recipe the planner cannot size shows none
+        if (est := message.estimate) is not None:
+            self.hardware = replace(self.hardware, estimate_peak=est.peak, estimate_activations=est.activations)
+
+    # --- what changes redraws --------------------------------------------------------------------
+    def watch_state(self, state: str) -> None:
+        pending = self.pending
+        if (pending.startswith("paus") and state == "paused") or (
+            pending.startswith("resum") and state == "running"
+        ) or (pending.startswith("stop") and state in ("stopping", "stopped")) or not is_live(state):
             self.pending = ""
-        self._dirty = True
-        self.refresh_bindings()
         self._draw_header()  # a state change (paused, running) shows at once, not at the next tick
 
+    def watch_pending(self) -> None:
+        self._draw_header()
+
+    def watch_smoothing_index(self) -> None:
+        self.flush()  # a key press redraws at once
+
+    def watch_hardware(self, data: GpuPaneData) -> None:
+        self.query_one(GpuPane).data = data
+
+    def watch_loss_shown(self) -> None:
+        h = self.history
+        self._plot("#plot-loss", [
+            Series(f"train (ema {self.smoothing:g})", h.steps, smooth(h.loss, self.smoothing)),
+            Series("val", h.eval_steps, h.eval_loss, marker="o"),
+        ])
+        self._loss_at = time.monotonic()
+
+    def watch_lr_shown(self) -> None:
+        h = self.history
+        self._plot("#plot-lr", [Series("lr", h.steps, h.lr)])
+        self._lr_at = time.monotonic()
+
+    def watch_evals_shown(self) -> None:
+        h = self.history
+        self._plot("#plot-acc", [
+            Series("top-1", h.eval_steps, h.top1, marker="*"),
+            Series("top-5", h.eval_steps, h.top5, marker="+"),
+        ])
+
+    def _plot(self, selector: str, series: list[Series]) -> None:
+        plot = self.query_one(selector, MetricPlot)
+        plot.set_series(series)
+        plot.redraw()
+
     # --- drawing (capped rate) -------------------------------------------------------------------
+    def flush(self) -> None:
+        """Hand the history down to the widgets (every REDRAW_S, and at once after a replay or a key).
+
+        The header and the panes redraw when what they show changed. The accuracy plot redraws at an
+        eval; the loss plot at most every PLOT_S and the lr plot (a smooth schedule) every LR_PLOT_S, both
+        at once when an eval or the smoothing changed what they show."""
+        h = self.history
+        self._draw_header()
+        last = h.last_step
+        if last is not None:
+            self.hardware = replace(self.hardware, torch_allocated=last.torch_allocated,
+                                    torch_reserved=last.torch_reserved)
+        now, version, evals = time.monotonic(), h.series.version, len(h.eval_steps)
+        loss = (version, self.smoothing, evals)
+        if loss[1:] != self.loss_shown[1:] or now - self._loss_at >= PLOT_S:
+            self.loss_shown = loss
+        if evals != self.evals_shown or now - self._lr_at >= LR_PLOT_S:
+            self.lr_shown = version
+        self.evals_shown = evals
+        insight = self.insight
+        insight.probes = tuple(h.probes)
+        insight.grad_flow = h.grad_flow
+
     def _draw_header(self) -> None:
-        if not self.is_mounted:
-            return
         h = self.history
         last = h.last_step
-        self.query_one(RunHeader).show(HeaderData(
+        self.query_one(RunHeader).data = HeaderData(
             name=self.run.name,
             state=self.state,
             pending=self.pending,
@@ -265,64 +301,7 @@ class MonitorScreen(InsightPanes, Screen):
             step_time=last.step_time if last else None,
             best_top1=h.best_top1,
             smoothing=self.smoothing,
-        ))
-
-    def flush(self) -> None:
-        if self._hw_dirty:
-            self._hw_dirty = False
-            last = self.history.last_step
-            self._hw.torch_allocated = last.torch_allocated if last else None
-            self._hw.torch_reserved = last.torch_reserved if last else None
-            self.query_one(GpuPane).show(self._hw)
-        if not self._dirty:
-            return
-        self._dirty = False
-        h = self.history
-        last = h.last_step
-        self._draw_header()
-        # Each plot redraws only when what it shows changed: accuracy at an eval, the attention and
-        # gradient panes at a probe, loss at most once a second and lr (a smooth schedule) every
-        # LR_PLOT_S; a plot that is due later leaves the screen dirty so a later flush draws it.
-        drawn, now = self._drawn, time.monotonic()
-        version = h.series.version
-        evals_changed = drawn.get("evals") != len(h.eval_steps)
-        asked = drawn.get("smoothing") != self.smoothing  # a key press redraws at once
-        loss_stale = drawn.get("loss_v") != version or asked or evals_changed
-        lr_stale = drawn.get("lr_v") != version
-        xs = None
-        if loss_stale and (asked or evals_changed or now - drawn.get("loss_t", 0.0) >= PLOT_S):
-            xs = h.steps
-            plot = self.query_one("#plot-loss", MetricPlot)
-            plot.set_series([
-                Series(f"train (ema {self.smoothing:g})", xs, smooth(h.loss, self.smoothing)),
-                Series("val", h.eval_steps, h.eval_loss, marker="o"),
-            ])
-            plot.redraw()
-            drawn.update(loss_v=version, smoothing=self.smoothing, loss_t=now)
-            loss_stale = False
-        if lr_stale and (evals_changed or now - drawn.get("lr_t", 0.0) >= LR_PLOT_S):
-            plot = self.query_one("#plot-lr", MetricPlot)
-            plot.set_series([Series("lr", h.steps if xs is None else xs, h.lr)])
-            plot.redraw()
-            drawn.update(lr_v=version, lr_t=now)
-            lr_stale = False
-        if loss_stale or lr_stale:
-            self._dirty = True
-        if evals_changed:
-            self.query_one("#plot-acc", MetricPlot).set_series([
-                Series("top-1", h.eval_steps, h.top1, marker="*"),
-                Series("top-5", h.eval_steps, h.top5, marker="+"),
-            ])
-            self.query_one("#plot-acc", MetricPlot).redraw()
-            drawn["evals"] = len(h.eval_steps)
-        insight = (len(h.probes), id(h.grad_flow))
-        if drawn.get("insight") != insight:
-            self.show_insight()
-            drawn["insight"] = insight
-        if self._hw.sampled and last is not None:
-            self._hw.torch_allocated = last.torch_allocated
-            self._hw.torch_reserved = last.torch_reserved
-            self.query_one(GpuPane).show(self._hw)
+        )
 
     def action_report(self) -> None:
         from vittui.ui.screens.report import ReportScreen
@@ -346,8 +325,9 @@ class MonitorScreen(InsightPanes, Screen):
             return is_live(state)
         if action == "report":
             return not is_live(state)
-        if action in ("layer", "head", "rollout", "image", "probe_step"):
-            return True if self.history.probes else None
+        if action == "insight":  # a key of the insight panes: they decide
+            _, name, params = parse_action(str(parameters[0]) if parameters else "")
+            return self.insight.check_action(name, params)
         return True
 
     def _send(self, command: str, pending: str = "", **args) -> None:
@@ -359,9 +339,6 @@ class MonitorScreen(InsightPanes, Screen):
         self.query_one(LogPane).add("note", f"sent {command} (id {cmd.id})")
         if pending:
             self.pending = pending
-            self._dirty = True
-            self.refresh_bindings()
-            self.flush()
 
     def action_pause(self) -> None:
         self._send("pause", "pausing…")
@@ -406,8 +383,12 @@ class MonitorScreen(InsightPanes, Screen):
 
     def action_smoothing(self, delta: int) -> None:
         self.smoothing_index = max(0, min(len(SMOOTHING_LEVELS) - 1, self.smoothing_index + delta))
-        self._dirty = True
-        self.flush()
+
+    async def action_insight(self, action: str) -> None:
+        await self.insight.run_action(action)
+
+    def action_toggle_insight(self) -> None:
+        self.toggle_class("-insight" if self.has_class("-narrow") else "-no-insight")
 
     def action_help(self) -> None:
         self.app.push_screen(HelpModal(f"Monitor - {self.run.name}", key_rows(self), self.HELP_NOTES))

@@ -15,11 +15,13 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import Screen
+from textual.reactive import var
 from textual.widgets import Footer, RichLog, Static
 from textual.worker import get_current_worker
 
 from vittui.runs.store import RunDir
+from vittui.ui.messages import EvalFinished, EvalOutput, ReportRead
+from vittui.ui.screens.base import VittuiScreen
 from vittui.ui.screens.modals import HelpModal, key_rows
 from vittui.ui.widgets.confusion_grid import ConfusionGrid
 from vittui.ui.widgets.report_tables import ReportTables
@@ -41,7 +43,7 @@ def eval_command(run_path: Path) -> list[str]:
     return [sys.executable, "-m", "vittui.cli", "eval", str(Path(run_path).resolve())]
 
 
-class ReportScreen(Screen):
+class ReportScreen(VittuiScreen):
     BINDINGS = [
         Binding("escape", "back", "Back"),
         Binding("e", "evaluate", "Evaluate"),
@@ -49,12 +51,15 @@ class ReportScreen(Screen):
     ]
     PALETTE = [("evaluate", "Evaluate run", "Run `vittui eval` on this run and show the report")]
 
+    loaded: var[bool] = var(False, bindings=True)
+    """report.json has been read once (found or not): e is offered from then on."""
+    evaluating: var[bool] = var(False, bindings=True)
+    """`vittui eval` is running: e is off until it ends."""
+
     def __init__(self, run: RunDir) -> None:
         super().__init__(classes="report")
         self.run = run
         self.report = None
-        self.loaded = False
-        self.evaluating = False
         self.eval_rc: int | None = None
         self.eval_lines: list[str] = []
 
@@ -77,35 +82,35 @@ class ReportScreen(Screen):
         self.load()
 
     # --- workers ---------------------------------------------------------------------------------
-    @work(thread=True, exclusive=True, exit_on_error=False, group="report-read")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="report-read", name="read-report")
     def load(self) -> None:
         try:
             report, error = read_report(self.run.path), ""
         except Exception as e:  # noqa: BLE001 - a broken file is shown, not raised
             report, error = None, f"{type(e).__name__}: {e}"
-        self.app.call_from_thread(self._show, report, error)
+        self.post_message(ReportRead(report, error))
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="report-eval")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="report-eval", name="eval")
     def run_eval(self) -> None:
         worker = get_current_worker()
         cmd = eval_command(self.run.path)
-        self.app.call_from_thread(self._eval_line, "$ " + " ".join(cmd))
+        self.post_message(EvalOutput("$ " + " ".join(cmd)))
         try:
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
         except OSError as e:
-            self.app.call_from_thread(self._eval_done, -1, f"could not start: {e}")
+            self.post_message(EvalFinished(-1, f"could not start: {e}"))
             return
         assert proc.stdout is not None
         for line in proc.stdout:
             if worker.is_cancelled:
                 proc.terminate()
                 break
-            self.app.call_from_thread(self._eval_line, line.rstrip("\n"))
-        rc = proc.wait()
-        self.app.call_from_thread(self._eval_done, rc, "")
+            self.post_message(EvalOutput(line.rstrip("\n")))
+        self.post_message(EvalFinished(proc.wait()))
 
-    # --- on the event loop -----------------------------------------------------------------------
-    def _show(self, report, error: str) -> None:
+    # --- messages from the workers ----------------------------------------------------------------
+    def on_report_read(self, message: ReportRead) -> None:
+        report, error = message.report, message.error
         self.report, self.loaded = report, True
         status = self.query_one("#report-status", Static)
         body = self.query_one("#report-body")
@@ -123,17 +128,19 @@ class ReportScreen(Screen):
             self.query_one(ConfusionGrid).show(report.class_names, report.confusion)
             for tables in self.query(ReportTables):
                 tables.show(report)
-        self.refresh_bindings()
+
+    def on_eval_output(self, message: EvalOutput) -> None:
+        self._eval_line(message.line)
 
     def _eval_line(self, line: str) -> None:
         self.eval_lines.append(line)
         self.query_one("#eval-log", RichLog).write(line)
 
-    def _eval_done(self, rc: int, error: str) -> None:
+    def on_eval_finished(self, message: EvalFinished) -> None:
         self.evaluating = False
-        self.eval_rc = rc
-        if error:
-            self._eval_line(error)
+        self.eval_rc = rc = message.rc
+        if message.error:
+            self._eval_line(message.error)
         if rc == 0:
             self._eval_line("evaluation finished")
             self.query_one("#eval-log").display = False
@@ -141,7 +148,6 @@ class ReportScreen(Screen):
         else:
             self.query_one("#report-status", Static).update(
                 f"ERROR vittui eval exited with {rc} - see its output below; e tries again")
-        self.refresh_bindings()
 
     # --- keys ------------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -156,7 +162,6 @@ class ReportScreen(Screen):
         log.clear()
         log.display = True
         self.query_one("#report-status", Static).update(f"evaluating {self.run.name}… (vittui eval, a subprocess)")
-        self.refresh_bindings()
         self.run_eval()
 
     def action_back(self) -> None:

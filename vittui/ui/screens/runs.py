@@ -8,12 +8,14 @@ from pathlib import Path
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
+from textual.reactive import var
 from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
 from vittui import recipe as R
 from vittui.runs.store import list_runs
+from vittui.ui.messages import RunsScanned
+from vittui.ui.screens.base import VittuiScreen
 from vittui.ui.screens.modals import HelpModal, key_rows
 from vittui.ui.widgets.runs_table import RunRow, RunsTable
 
@@ -39,7 +41,7 @@ def scan_runs(runs_root: Path) -> list[RunRow]:
     return rows
 
 
-class RunsScreen(Screen):
+class RunsScreen(VittuiScreen):
     BINDINGS = [
         Binding("enter", "attach", "Attach"),
         Binding("m,space", "mark", "Mark"),
@@ -54,10 +56,12 @@ class RunsScreen(Screen):
                ("compare", "Compare marked runs", "Curves overlaid and the recipe fields that differ"),
                ("report", "Evaluation report", "The report of the run under the cursor")]
 
+    marked: var[list[Path]] = var(list, bindings=True)
+    """The runs marked for comparing, in the order they were marked (compare needs two)."""
+
     def __init__(self, runs_root: Path) -> None:
         super().__init__(classes="runs")
         self.runs_root = runs_root
-        self.marked: list[Path] = []  # in the order they were marked
         self._rows: list[RunRow] = []
 
     def compose(self) -> ComposeResult:
@@ -70,19 +74,18 @@ class RunsScreen(Screen):
         self.query_one(RunsTable).focus()
         self.scan()
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="scan")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="scan", name="scan-runs")
     def scan(self) -> None:
         worker = get_current_worker()
         while not worker.is_cancelled:
-            rows = scan_runs(self.runs_root)
-            self.app.call_from_thread(self._show, rows)
+            self.post_message(RunsScanned(scan_runs(self.runs_root)))
             for _ in range(int(REFRESH_S / 0.1)):
                 if worker.is_cancelled:
                     return
                 time.sleep(0.1)
 
-    def _show(self, rows: list[RunRow]) -> None:
-        self._rows = rows
+    def on_runs_scanned(self, message: RunsScanned) -> None:
+        rows = self._rows = message.rows
         present = {r.path for r in rows}
         self.marked = [p for p in self.marked if p in present]
         self.query_one(RunsTable).show(rows, set(self.marked))
@@ -91,12 +94,12 @@ class RunsScreen(Screen):
         empty.display = not rows
 
     def on_runs_table_chosen(self, message: RunsTable.Chosen) -> None:
-        self.app.attach(message.path)  # type: ignore[attr-defined]
+        self.vittui_app.attach(message.path)
 
     def action_attach(self) -> None:
         table = self.query_one(RunsTable)
         if table.rows_data and 0 <= table.cursor_row < len(table.rows_data):
-            self.app.attach(table.rows_data[table.cursor_row].path)  # type: ignore[attr-defined]
+            self.vittui_app.attach(table.rows_data[table.cursor_row].path)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "compare":
@@ -108,14 +111,10 @@ class RunsScreen(Screen):
         if not (table.rows_data and 0 <= table.cursor_row < len(table.rows_data)):
             return
         path = table.rows_data[table.cursor_row].path
-        if path in self.marked:
-            self.marked.remove(path)
-        else:
-            self.marked.append(path)
+        self.marked = [p for p in self.marked if p != path] if path in self.marked else [*self.marked, path]
         row = table.cursor_row
         table.show(self._rows or table.rows_data, set(self.marked))
         table.move_cursor(row=min(row + 1, len(table.rows_data) - 1))
-        self.refresh_bindings()
 
     def action_compare(self) -> None:
         from vittui.ui.screens.compare import CompareScreen
@@ -135,7 +134,7 @@ class RunsScreen(Screen):
         if len(self.app.screen_stack) > 2:
             self.app.pop_screen()
         else:
-            self.app.action_setup()  # type: ignore[attr-defined]
+            self.vittui_app.action_setup()
 
     def action_help(self) -> None:
         self.app.push_screen(HelpModal("Runs", key_rows(self)))

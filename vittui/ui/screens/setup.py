@@ -4,66 +4,52 @@ preset, read the memory estimator's verdict, start the run."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.screen import Screen
+from textual.reactive import var
 from textual.widgets import Button, Footer, Label, Select, Static
 
 from vittui import recipe as R
-from vittui.runs.store import RunDir
+from vittui.ui.messages import LaunchFailed, MemoryEstimated, RecipeChosen, RunLaunched
+from vittui.ui.screens.base import VittuiScreen
 from vittui.ui.screens.modals import HelpModal, SavePresetModal, key_rows
 from vittui.ui.widgets.model_table import ModelTable
 from vittui.ui.widgets.recipe_editor import RecipeEditor
 
+if TYPE_CHECKING:
+    from vittui.models.catalog import ModelInfo
+    from vittui.planning.memory import MemoryEstimate
 
-def with_model(recipe: R.Recipe, info: Any) -> R.Recipe:
+
+def with_model(recipe: R.Recipe, info: ModelInfo) -> R.Recipe:
     """The recipe with a catalogue model: its id, source and resolution; size overrides cleared."""
     data = R.to_dict(recipe)
     m = data["model"]
-    m["name"] = str(getattr(info, "id", None) or getattr(info, "key"))
-    source = getattr(info, "source", None)
-    if source in R.CHOICES["model.source"]:
-        m["source"] = source
-    resolution = getattr(info, "resolution", None)
-    if isinstance(resolution, int) and resolution > 0:
-        m["img_size"] = resolution
+    m.update(name=info.id, source=info.source, img_size=info.resolution)
     for k in ("patch_size", "depth", "embed_dim", "num_heads", "mlp_ratio"):
         m.pop(k, None)
     return R.from_dict(data)
 
 
-def verdict_text(result: Any) -> str:
-    """What planning.memory.estimate returns, as one line: peak, parameters, step cost, fits or not."""
+def verdict_text(est: MemoryEstimate) -> str:
+    """The planner's estimate as one line: peak, parameters, step cost, fits or not."""
     from vittui.hardware import fmt_bytes
 
-    peak = getattr(result, "peak", None)
-    if isinstance(peak, (int, float)):
-        parts = [f"peak ≈ {fmt_bytes(peak)}"]
-        acts, weights = getattr(result, "activations", None), getattr(result, "weights", None)
-        if isinstance(acts, (int, float)) and isinstance(weights, (int, float)):
-            parts[0] += f" (activations {fmt_bytes(acts)}, weights {fmt_bytes(weights)})"
-        total, trainable = getattr(result, "total_params", None), getattr(result, "trainable_params", None)
-        if isinstance(total, int) and isinstance(trainable, int):
-            parts.append(f"{total / 1e6:.2f} M params" + ("" if trainable == total else f" ({trainable / 1e6:.2f} M trainable)"))
-        flops = getattr(result, "step_flops", None)
-        if isinstance(flops, (int, float)):
-            parts.append(f"{flops / 1e9:.1f} GFLOP/step")
-        fits, free = getattr(result, "fits", None), getattr(result, "gpu_free_bytes", None)
-        if fits is not None and free is not None:
-            parts.append(("fits in " if fits else "does NOT fit in ") + f"{fmt_bytes(free)} free GPU memory")
-        return " · ".join(parts)
-    for attr in ("verdict", "summary", "message"):
-        v = getattr(result, attr, None)
-        if isinstance(v, str) and v:
-            return v
-    return str(result)
+    parts = [f"peak ≈ {fmt_bytes(est.peak)} (activations {fmt_bytes(est.activations)}, "
+             f"weights {fmt_bytes(est.weights)})"]
+    total, trainable = est.total_params, est.trainable_params
+    parts.append(f"{total / 1e6:.2f} M params" + ("" if trainable == total else f" ({trainable / 1e6:.2f} M trainable)"))
+    parts.append(f"{est.step_flops / 1e9:.1f} GFLOP/step")
+    if est.fits is not None and est.gpu_free_bytes is not None:
+        parts.append(("fits in " if est.fits else "does NOT fit in ") + f"{fmt_bytes(est.gpu_free_bytes)} free GPU memory")
+    return " · ".join(parts)
 
 
-class SetupScreen(Screen):
+class SetupScreen(VittuiScreen):
     BINDINGS = [
         Binding("ctrl+s", "start", "Start run"),
         Binding("ctrl+o", "save_preset", "Save preset"),
@@ -81,11 +67,13 @@ class SetupScreen(Screen):
     HELP_NOTES = ("Edit a field and press enter (or leave it): the value is checked like the CLI checks it;\n"
                   "a bad value shows why and the old one stays. Enter on a model row picks it.")
 
+    starting: var[bool] = var(False, bindings=True)
+    """A launch is under way: ctrl+s is off until it lands or fails."""
+
     def __init__(self, recipe: R.Recipe, preset: str | None = None) -> None:
         super().__init__(classes="setup")
         self.recipe = recipe
         self.preset = preset
-        self.starting = False
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="preset-bar"):
@@ -103,7 +91,7 @@ class SetupScreen(Screen):
         yield Footer()
 
     def _user_presets(self) -> list[str]:
-        folder: Path = self.app.user_presets  # type: ignore[attr-defined]
+        folder = self.vittui_app.user_presets
         try:
             return sorted(str(p) for p in folder.glob("*.toml"))
         except OSError:
@@ -111,16 +99,16 @@ class SetupScreen(Screen):
 
     def on_mount(self) -> None:
         # after the first frame: the estimate's thread would share the GIL with the first paint
-        self.call_after_refresh(lambda: self.estimate(self.recipe))
+        self.call_after_refresh(lambda: self.estimate_memory(self.recipe, with_free_gpu=True))
         self.query_one("#model-filter").focus()
 
     # --- recipe changes --------------------------------------------------------------------------
     def set_recipe(self, recipe: R.Recipe, from_editor: bool = False) -> None:
         self.recipe = recipe
-        self.app.recipe = recipe  # type: ignore[attr-defined]
+        self.post_message(RecipeChosen(recipe))  # up to the app: a later setup screen starts from it
         if not from_editor:
             self.query_one(RecipeEditor).set_recipe(recipe)
-        self.estimate(recipe)
+        self.estimate_memory(recipe, with_free_gpu=True)
 
     def on_recipe_editor_changed(self, message: RecipeEditor.Changed) -> None:
         self.set_recipe(message.recipe, from_editor=True)
@@ -129,7 +117,7 @@ class SetupScreen(Screen):
         try:
             recipe = with_model(self.recipe, message.model)
         except R.RecipeError as e:
-            self.notify(f"cannot use {getattr(message.model, 'key', '?')}: {e.message}", severity="error")
+            self.notify(f"cannot use {message.model.key}: {e.message}", severity="error")
             return
         self.set_recipe(recipe)
         self.notify(f"model: {recipe.model.name} ({recipe.model.source}, {recipe.model.img_size}px)")
@@ -149,36 +137,18 @@ class SetupScreen(Screen):
         self.set_recipe(recipe)
         self.notify(f"loaded preset {event.value}")
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "save-preset":
-            self.action_save_preset()
-        elif event.button.id == "start":
-            self.action_start()
+    @on(Button.Pressed, "#save-preset")
+    def _save_pressed(self) -> None:
+        self.action_save_preset()
 
-    # --- estimator (thread: planning may be slow; never torch) ------------------------------------
-    @work(thread=True, exclusive=True, exit_on_error=False, group="estimate")
-    def estimate(self, recipe: R.Recipe) -> None:
-        try:
-            from vittui.planning.memory import estimate
-        except Exception:
-            text = "memory estimate: not available in this install"
-        else:
-            free = None
-            source = self.app.gpu_source  # type: ignore[attr-defined]
-            gpus = source.gpus()
-            if gpus and gpus[0].memory_total is not None and gpus[0].memory_used is not None:
-                free = gpus[0].memory_total - gpus[0].memory_used
-            try:
-                result = estimate(recipe, gpu_free_bytes=free) if free is not None else estimate(recipe)
-            except TypeError:  # an estimator with another signature (or a placeholder)
-                result = None
-            except Exception as e:
-                result = f"failed: {e}"
-            text = "estimate: " + ("not available yet" if result is None else verdict_text(result))
-        self.app.call_from_thread(self._show_verdict, text)
+    @on(Button.Pressed, "#start")
+    def _start_pressed(self) -> None:
+        self.action_start()
 
-    def _show_verdict(self, text: str) -> None:
-        self.query_one("#verdict", Static).update(text)
+    # --- the estimate (a thread worker: see VittuiScreen.estimate_memory) -----------------------------
+    def on_memory_estimated(self, message: MemoryEstimated) -> None:
+        text = verdict_text(message.estimate) if message.estimate is not None else f"failed: {message.error}"
+        self.query_one("#verdict", Static).update("estimate: " + text)
 
     # --- actions ---------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -188,7 +158,7 @@ class SetupScreen(Screen):
 
     def action_save_preset(self) -> None:
         name = self.recipe.run.name or (self.preset and Path(self.preset).stem) or "my-recipe"
-        default = self.app.user_presets / f"{name}.toml"  # type: ignore[attr-defined]
+        default = self.vittui_app.user_presets / f"{name}.toml"
 
         def done(path: Path | None) -> None:
             if path is None:
@@ -207,33 +177,27 @@ class SetupScreen(Screen):
         if self.starting:
             return
         self.starting = True
-        self.refresh_bindings()
         self.notify("starting the worker…")
         self.launch(self.recipe)
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="launch")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="launch", name="launch")
     def launch(self, recipe: R.Recipe) -> None:
-        from vittui.ui.runstate import launch
+        from vittui.runs.launcher import launch
 
-        app = self.app
         try:
-            run = launch(recipe, app.runs_root)  # type: ignore[attr-defined]
-        except ImportError:
-            app.call_from_thread(self._launch_failed, "the launcher is not installed (vittui.runs.launcher)")
+            run = launch(recipe, self.vittui_app.runs_root)
+        except Exception as e:  # noqa: BLE001 - the user is told why, the setup screen stays
+            self.post_message(LaunchFailed(str(e)))
             return
-        except Exception as e:
-            app.call_from_thread(self._launch_failed, str(e))
-            return
-        app.call_from_thread(self._launched, run)
+        self.post_message(RunLaunched(run))
 
-    def _launch_failed(self, why: str) -> None:
+    def on_launch_failed(self, message: LaunchFailed) -> None:
         self.starting = False
-        self.refresh_bindings()
-        self.notify(f"could not start: {why}", severity="error", timeout=8)
+        self.notify(f"could not start: {message.error}", severity="error", timeout=8)
 
-    def _launched(self, run: RunDir) -> None:
+    def on_run_launched(self, message: RunLaunched) -> None:
         self.starting = False
-        self.app.attach(run.path)  # type: ignore[attr-defined]
+        self.vittui_app.attach(message.run.path)
 
     def action_help(self) -> None:
         self.app.push_screen(HelpModal("Setup", key_rows(self), self.HELP_NOTES))

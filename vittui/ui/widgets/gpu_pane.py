@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rich.text import Text
+from textual.reactive import var
 from textual.widgets import Static
 
 from vittui.hardware import GpuSnapshot, HostSnapshot, fmt_bytes, na
@@ -35,21 +36,20 @@ def _pct(used: int | None, total: int | None) -> str:
 class GpuPane(Static):
     can_focus = True
 
+    data: var[GpuPaneData] = var(GpuPaneData, init=False)
+    """What the pane shows (set by the screen). Equal data draws nothing."""
+
     def __init__(self, **kwargs) -> None:
         super().__init__("", **kwargs)
-        self.data = GpuPaneData()
-        self._shown: Text | None = None
         self.border_title = "hardware"
 
-    def show(self, data: GpuPaneData) -> None:
-        # Called at every flush of a live run: repaint only when the text changed, and never re-layout
-        # (the pane's size comes from the stylesheet, not its content) — a layout pass of the whole
-        # monitor was most of the dashboard's CPU per step.
-        self.data = data
-        text = self.build()
-        if text != self._shown:
-            self._shown = text
-            self.update(text, layout=False)
+    def on_mount(self) -> None:
+        self.update(self.build(), layout=False)
+
+    def watch_data(self) -> None:
+        # Never re-layout (the pane's size comes from the stylesheet, not its content): a layout pass of
+        # the whole monitor was most of the dashboard's CPU per step.
+        self.update(self.build(), layout=False)
 
     @property
     def text(self) -> str:

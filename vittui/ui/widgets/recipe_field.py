@@ -6,7 +6,7 @@ the whole recipe and either accepts it or hands back an error and the old value.
 from __future__ import annotations
 
 import typing
-from typing import Any
+from typing import Any, cast
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
@@ -103,7 +103,7 @@ class RecipeField(Vertical):
     # --- attributes down -------------------------------------------------------------------------
     @property
     def control(self) -> Input | Select | Switch:
-        return self.query_one("#control")  # type: ignore[return-value]
+        return cast("Input | Select | Switch", self.query_one("#control"))
 
     @property
     def error(self) -> str:

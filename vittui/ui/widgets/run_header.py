@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rich.text import Text
+from textual.reactive import reactive
 from textual.widget import Widget
 
 from vittui.ui.history import fmt_duration
@@ -36,13 +37,8 @@ class HeaderData:
 class RunHeader(Widget):
     DEFAULT_CSS = "RunHeader { height: 2; }"
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.data = HeaderData()
-
-    def show(self, data: HeaderData) -> None:
-        self.data = data
-        self.refresh()
+    data: reactive[HeaderData] = reactive(HeaderData, init=False)
+    """What the header shows (set by the screen); a new value repaints it, an equal one does not."""
 
     @property
     def text(self) -> str:
