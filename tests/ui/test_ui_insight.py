@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 from ui_helpers import SIZE, screen_text, wait_for
 
-from vittui.analysis.attention import rollout_map, save_probe
+from vittui.analysis.attention_stats import rollout_map
 from vittui.analysis.evaluate import report_from_probs, write_report
 from vittui.analysis.heatmap import ascii_heatmap
 from vittui.runs.events import AttentionProbe, GradFlow
+from vittui.runs.probes import save_probe
 from vittui.ui.app import create_app
 from vittui.ui.screens.monitor import MonitorScreen
 from vittui.ui.screens.report import ReportScreen
