@@ -29,7 +29,7 @@ REPORT = "report.json"
 
 def read_report(run_path: Path):
     """EvalReport from the run's report.json; None if there is none (raises on a broken file)."""
-    from vittui.analysis.evaluate import EvalReport
+    from vittui.analysis.metrics import EvalReport
 
     p = Path(run_path) / REPORT
     if not p.exists():
