@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from vittui.models.catalog import CATALOG_PATH, SPECS, compute_entry, find, load_catalog
+from vittui.models.catalog import CATALOG_PATH, SPECS, find, load_catalog
+from vittui.models.catalog_build import compute_entry
 
 
 def test_catalog_has_the_families_and_sources():
