@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from vittui.cli import main
-from vittui.deploy.compare import compare_runs, format_table, read_run
+from vittui.runs.compare import compare_runs, format_table, read_run
 from vittui.recipe import Recipe, save
 from vittui.runs import events as ev
 from vittui.runs.store import RunDir, RunStatus
@@ -67,7 +67,7 @@ def test_compare_as_a_real_subprocess_json(run_a, run_b, runs_root):
 
 def test_compare_is_pure(run_a, run_b):
     """The dashboard calls it in its own process: no torch, no Textual."""
-    code = ("import sys; from vittui.deploy.compare import compare_runs; "
+    code = ("import sys; from vittui.runs.compare import compare_runs; "
             f"c = compare_runs([{str(run_a)!r}, {str(run_b)!r}]); assert c.differing_fields; "
             "bad = [m for m in ('torch', 'textual', 'timm') if m in sys.modules]; assert not bad, bad")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

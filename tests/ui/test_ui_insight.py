@@ -9,7 +9,7 @@ from ui_helpers import SIZE, screen_text, wait_for
 
 from vittui.analysis.attention_stats import rollout_map
 from vittui.analysis.metrics import report_from_probs, write_report
-from vittui.analysis.heatmap import ascii_heatmap
+from vittui.ui.heatmap import ascii_heatmap
 from vittui.runs.events import AttentionProbe, GradFlow
 from vittui.runs.probes import save_probe
 from vittui.ui.app import create_app

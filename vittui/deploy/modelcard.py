@@ -118,7 +118,7 @@ def _metrics_from_report(rep: dict[str, Any]) -> list[str]:
 
 
 def _metrics_from_events(run_path: Path) -> list[str]:
-    from vittui.deploy.compare import read_run
+    from vittui.runs.compare import read_run
 
     m, _, _ = read_run(run_path)
     lines = ["From the training events (no `report.json`: run `vittui eval RUN` and export again for per-class "

@@ -1,6 +1,6 @@
 """Two or more runs side by side: train loss and val top-1 overlaid on shared axes (x by step, epoch or
 wall time: `x` cycles), and a table of only the recipe fields that differ with each run's best and last
-metrics. The data comes from `vittui.deploy.compare.compare_runs` (pure, no torch), read in a thread
+metrics. The data comes from `vittui.runs.compare.compare_runs` (pure, no torch), read in a thread
 worker."""
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class CompareScreen(Screen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="compare")
     def load(self) -> None:
-        from vittui.deploy.compare import compare_runs, table_rows
+        from vittui.runs.compare import compare_runs, table_rows
 
         try:
             cmp = compare_runs(self.run_paths)
