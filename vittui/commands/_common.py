@@ -14,3 +14,13 @@ def resolve_run(args, name: str):
     from vittui.runs.launcher import resolve_run as _resolve
 
     return _resolve(name, runs_root(args))
+
+
+def load_recipe(args):
+    """The recipe named by `args.preset` (a .toml file or a shipped preset), with the `--set` overrides."""
+    from vittui.recipe import load_preset
+
+    recipe = load_preset(args.preset)
+    if args.set:
+        recipe = recipe.with_overrides(args.set, source="--set")
+    return recipe

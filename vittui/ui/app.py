@@ -76,7 +76,7 @@ class VittuiApp(App[str]):
 
     @staticmethod
     def settle_gc() -> None:
-        """The CLI starts the dashboard with the cyclic GC off (see cli.cmd_dashboard). Turn it back on
+        """The CLI starts the dashboard with the cyclic GC off (see vittui.commands.dashboard). Turn it back on
         with what startup built (Textual, the widgets, the stylesheet) collected once and then frozen, so
         the collections that follow, which run between frames, do not walk it again."""
         if gc.isenabled():
