@@ -199,7 +199,8 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
-def _fmt(x: Any, digits: int = 4) -> str:
+def fmt_value(x: Any, digits: int = 4) -> str:
+    """A number for a table: floats to `digits` places, "–" for None, NaN and infinities."""
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "–"
     if isinstance(x, float):
@@ -210,7 +211,7 @@ def _fmt(x: Any, digits: int = 4) -> str:
 def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for r in rows:
-        out.append("| " + " | ".join(_fmt(v) for v in r) + " |")
+        out.append("| " + " | ".join(fmt_value(v) for v in r) + " |")
     return out
 
 
