@@ -37,9 +37,16 @@ def test_engine_imports_without_textual():
 def test_run_directory_contract_and_planning_need_no_torch():
     mods = loaded_after("import vittui.recipe, vittui.runs.events, vittui.runs.store, vittui.runs.control, "
                         "vittui.runs.launcher, vittui.runs.progress, vittui.runs.probes, vittui.runs.compare, "
+                        "vittui.runs.history, vittui.runs.registry, vittui.runs.step_series, "
                         "vittui.analysis.attention_stats, vittui.analysis.metrics, vittui.planning.memory, "
                         "vittui.planning.select, vittui.models.catalog, vittui.hardware, vittui.cli")
     assert not mods & (TORCH_STACK | {"textual"}), mods & (TORCH_STACK | {"textual"})
+
+
+def test_the_event_fold_is_light():
+    """The fold every view uses (and the terminal line and the run registry on it): no numpy, no plotext."""
+    mods = loaded_after("import vittui.runs.history, vittui.runs.progress, vittui.runs.registry")
+    assert not mods & {"torch", "numpy", "plotext", "textual"}, mods & {"torch", "numpy", "plotext", "textual"}
 
 
 def test_dashboard_first_frame_imports_stay_light():

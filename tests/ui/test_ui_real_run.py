@@ -12,6 +12,7 @@ from ui_helpers import SIZE, wait_for
 from vittui import recipe as R
 from vittui.runs import control
 from vittui.runs.events import Step, read_all
+from vittui.runs import registry
 from vittui.runs.lock import pid_alive
 from vittui.ui.app import create_app
 from vittui.ui.screens.monitor import MonitorScreen
@@ -19,7 +20,6 @@ from vittui.ui.screens.runs import RunsScreen
 from vittui.ui.widgets.metric_plot import MetricPlot
 from vittui.ui.widgets.runs_table import RunsTable
 
-launcher = pytest.importorskip("vittui.runs.launcher")
 pytest.importorskip("vittui.train.worker")
 pytestmark = pytest.mark.anyio
 
@@ -70,7 +70,7 @@ async def test_start_pause_resume_detach_reattach_stop(runs_root, no_gpu):
             await pilot.press("d")
             await wait_for(pilot, lambda: not app.is_running, what="detached")
         assert app.return_value == "detached"
-        assert launcher.run_state(run) == "running"  # detaching leaves the run going
+        assert registry.run_state(run) == "running"  # detaching leaves the run going
 
         app2 = create_app(runs_root, gpu_source=no_gpu)
         async with app2.run_test(size=SIZE) as pilot:
@@ -91,7 +91,7 @@ async def test_start_pause_resume_detach_reattach_stop(runs_root, no_gpu):
             await pilot.press("q")
             await wait_for(pilot, lambda: not app2.is_running)
     finally:
-        if run is not None and launcher.run_state(run) in ("starting", "running", "paused"):
+        if run is not None and registry.run_state(run) in ("starting", "running", "paused"):
             control.send(run.path, "stop")  # never leave a worker training after a failed test
             status = run.read_status()
             deadline = time.monotonic() + 10

@@ -256,11 +256,11 @@ def report_markdown(r: EvalReport) -> str:
 
 def write_report(run_dir: str | Path, report: EvalReport) -> tuple[Path, Path]:
     """Write `report.json` and `report.md` in `run_dir` (atomically); returns their paths."""
-    from vittui.runs.store import atomic_write_text
+    from vittui.runs.store import RunDir, atomic_write_text
 
-    d = Path(run_dir)
-    d.mkdir(parents=True, exist_ok=True)
-    pj, pm = d / "report.json", d / "report.md"
+    run = RunDir(run_dir)
+    run.path.mkdir(parents=True, exist_ok=True)
+    pj, pm = run.report_path, run.report_md_path
     atomic_write_text(pj, report.to_json() + "\n")
     atomic_write_text(pm, report.to_markdown())
     return pj, pm

@@ -11,7 +11,8 @@ def runs_root(args) -> Path:
 
 
 def resolve_run(args, name: str):
-    from vittui.runs.launcher import resolve_run as _resolve
+    """`vittui.runs.registry.resolve_run` in the runs folder these arguments name."""
+    from vittui.runs.registry import resolve_run as _resolve
 
     return _resolve(name, runs_root(args))
 

@@ -21,10 +21,11 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from vittui.runs import control, launcher
+    from vittui.runs import control
+    from vittui.runs.registry import run_state
 
     rd = resolve_run(args, args.run)
-    state = launcher.run_state(rd)
+    state = run_state(rd)
     if state not in ("running", "paused", "starting"):
         print(f"error: run {rd.name} is {state}; nothing is listening for commands", file=sys.stderr)
         return 2

@@ -11,10 +11,9 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from vittui.runs.launcher import summarize
-    from vittui.runs.store import list_runs
+    from vittui.runs.registry import scan_runs
 
-    rows = [summarize(r) for r in list_runs(runs_root(args))]
+    rows = scan_runs(runs_root(args))
     if not rows:
         print(f"no runs in {runs_root(args)}/")
         return 0

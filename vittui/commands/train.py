@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from vittui.commands._common import load_recipe, runs_root
+from vittui.commands._common import load_recipe, resolve_run, runs_root
 
 
 def add_parser(sub) -> None:
@@ -24,13 +24,14 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from vittui.runs import launcher
+    from vittui.runs.registry import is_live, run_state
     from vittui.runs.store import RunDir
 
     root = runs_root(args)
     if args.resume:
-        rd = launcher.resolve_run(args.resume, root)
-        if launcher.run_state(rd) in ("running", "paused", "starting", "stopping"):
-            print(f"error: run {rd.name} is still live (state {launcher.run_state(rd)}); use `vittui attach {rd.name}`",
+        rd = resolve_run(args, args.resume)
+        if is_live(state := run_state(rd)):
+            print(f"error: run {rd.name} is still live (state {state}); use `vittui attach {rd.name}`",
                   file=sys.stderr)
             return 2
         if args.detach or args.gpus > 1 or args.accelerate_config:

@@ -18,8 +18,8 @@ from textual.screen import Screen
 
 from vittui import recipe as R
 from vittui.hardware import GpuSource, NvmlSource
+from vittui.runs.registry import is_live, resolve_run
 from vittui.runs.store import RunDir
-from vittui.ui.runstate import is_live
 from vittui.ui.screens.setup import SetupScreen
 
 
@@ -95,12 +95,10 @@ class VittuiApp(App[str]):
         return SetupScreen(self.recipe, self.preset)
 
     def resolve_run(self, name_or_path: str | Path) -> RunDir | None:
-        p = Path(name_or_path)
-        for cand in (p, self.runs_root / p):
-            run = RunDir(cand)
-            if run.exists():
-                return run
-        return None
+        try:
+            return resolve_run(name_or_path, self.runs_root)
+        except FileNotFoundError:
+            return None
 
     # --- navigation ------------------------------------------------------------------------------
     def attach(self, path: str | Path) -> None:

@@ -14,7 +14,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from vittui.ui.history import smooth
+from vittui.runs.history import smooth
 from vittui.ui.screens.modals import HelpModal, key_rows
 from vittui.ui.widgets.compare_table import CompareTable
 from vittui.ui.widgets.metric_plot import MetricPlot, Series

@@ -17,11 +17,11 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from vittui.hardware import process_tree
 from vittui.runs import control
 from vittui.runs.events import ControlAck, EventTail, Status, replay_stride
+from vittui.runs.history import RunHistory, smooth
+from vittui.runs.registry import is_live, run_state
 from vittui.runs.store import RunDir, RunStatus
-from vittui.ui.history import RunHistory, smooth
 from vittui.ui.messages import EventsArrived, HardwareSampled, RunStateChanged
 from vittui.ui.probeview import LoadedProbe, Selection
-from vittui.ui.runstate import is_live, run_state
 from vittui.ui.screens.modals import ConfirmModal, HelpModal, QuitModal, key_rows
 from vittui.ui.screens.monitor_insight import InsightPanes
 from vittui.ui.widgets.attention_pane import AttentionPane

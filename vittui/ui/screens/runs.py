@@ -12,31 +12,11 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
-from vittui import recipe as R
-from vittui.runs.store import list_runs
+from vittui.runs.registry import RunSummary, scan_runs
 from vittui.ui.screens.modals import HelpModal, key_rows
-from vittui.ui.widgets.runs_table import RunRow, RunsTable
+from vittui.ui.widgets.runs_table import RunsTable
 
 REFRESH_S = 2.0
-
-
-def scan_runs(runs_root: Path) -> list[RunRow]:
-    rows = []
-    from vittui.ui.runstate import run_state
-
-    for run in reversed(list_runs(runs_root)):  # newest first
-        status = run.read_status()
-        try:
-            model = R.load(run.recipe_path).model.name
-        except Exception:
-            model = "?"
-        updated = time.strftime("%m-%d %H:%M", time.localtime(status.updated)) if status else "-"
-        rows.append(RunRow(
-            path=run.path, name=run.name, state=run_state(run),
-            step=status.step if status else 0, total=status.total_steps if status else 0,
-            best_top1=status.best_top1 if status else None, model=model, updated=updated,
-        ))
-    return rows
 
 
 class RunsScreen(Screen):
@@ -58,7 +38,7 @@ class RunsScreen(Screen):
         super().__init__(classes="runs")
         self.runs_root = runs_root
         self.marked: list[Path] = []  # in the order they were marked
-        self._rows: list[RunRow] = []
+        self._rows: list[RunSummary] = []
 
     def compose(self) -> ComposeResult:
         yield Static(f"runs in {self.runs_root}", id="runs-title")
@@ -74,14 +54,14 @@ class RunsScreen(Screen):
     def scan(self) -> None:
         worker = get_current_worker()
         while not worker.is_cancelled:
-            rows = scan_runs(self.runs_root)
+            rows = scan_runs(self.runs_root)[::-1]  # newest first
             self.app.call_from_thread(self._show, rows)
             for _ in range(int(REFRESH_S / 0.1)):
                 if worker.is_cancelled:
                     return
                 time.sleep(0.1)
 
-    def _show(self, rows: list[RunRow]) -> None:
+    def _show(self, rows: list[RunSummary]) -> None:
         self._rows = rows
         present = {r.path for r in rows}
         self.marked = [p for p in self.marked if p in present]

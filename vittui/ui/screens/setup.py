@@ -213,7 +213,7 @@ class SetupScreen(Screen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="launch")
     def launch(self, recipe: R.Recipe) -> None:
-        from vittui.ui.runstate import launch
+        from vittui.runs.launcher import launch
 
         app = self.app
         try:

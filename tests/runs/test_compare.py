@@ -37,8 +37,8 @@ def test_compare_metrics_and_curves_come_from_the_events(run_a, run_b):
         assert metrics.last_train_loss == steps[-1].loss
 
 
-def test_compare_table_cli_in_process(run_a, run_b, runs_root, capsys):
-    assert main(["--runs-dir", str(runs_root), "compare", "a", "b"]) == 0
+def test_compare_table_cli_in_process(run_a, run_b, trained_root, capsys):
+    assert main(["--runs-dir", str(trained_root), "compare", "a", "b"]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert lines[0].split() == ["a", "b"]
@@ -53,9 +53,9 @@ def test_compare_table_cli_in_process(run_a, run_b, runs_root, capsys):
     assert "state" in out and out.count("finished") == 2
 
 
-def test_compare_as_a_real_subprocess_json(run_a, run_b, runs_root):
+def test_compare_as_a_real_subprocess_json(run_a, run_b, trained_root):
     exe = [sys.executable, "-m", "vittui.cli"]
-    proc = subprocess.run(exe + ["--runs-dir", str(runs_root), "compare", "a", str(run_b), "--json"],
+    proc = subprocess.run(exe + ["--runs-dir", str(trained_root), "compare", "a", str(run_b), "--json"],
                           capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
@@ -74,13 +74,13 @@ def test_compare_is_pure(run_a, run_b):
     assert proc.returncode == 0, proc.stderr
 
 
-def test_compare_bad_input_exit_2(run_a, runs_root, capsys):
-    assert main(["--runs-dir", str(runs_root), "compare", "a"]) == 2
-    assert main(["--runs-dir", str(runs_root), "compare", "a", "no-such-run"]) == 2
+def test_compare_bad_input_exit_2(run_a, trained_root, capsys):
+    assert main(["--runs-dir", str(trained_root), "compare", "a"]) == 2
+    assert main(["--runs-dir", str(trained_root), "compare", "a", "no-such-run"]) == 2
     assert "no-such-run" in capsys.readouterr().err
 
 
-def test_identical_recipes_say_so(run_a, runs_root):
+def test_identical_recipes_say_so(run_a, trained_root):
     cmp = compare_runs([run_a, run_a])
     assert cmp.differing_fields == {}
     assert "identical" in format_table(cmp)
