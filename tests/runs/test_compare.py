@@ -5,10 +5,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from fake_events import AFTER, BEFORE, fake_run, started, step
 
 from vittui.cli import main
 from vittui.runs.compare import compare_runs, format_table, read_run
-from vittui.recipe import Recipe, save
 from vittui.runs import events as ev
 from vittui.runs.store import RunDir, RunStatus
 
@@ -86,51 +86,20 @@ def test_identical_recipes_say_so(run_a, trained_root):
     assert "identical" in format_table(cmp)
 
 
-def _fake_run(root: Path, events: list[ev.Event]) -> Path:
-    run = RunDir(root / "fake").create()
-    save(Recipe(), run.recipe_path)
-    run.write_status(RunStatus(state="finished", step=6))
-    w = ev.EventWriter(run.events_path)
-    for e in events:
-        w.write(e)
-    w.close()
-    return run.path
-
-
-def _started(resumed: int = 0, t: float = 0.0) -> ev.RunStarted:
-    return ev.RunStarted(name="fake", model="m", params_total=1, params_trainable=1, num_classes=2,
-                         classes=["x", "y"], train_size=8, val_size=4, steps_per_epoch=2, total_steps=6,
-                         device="cpu", resumed_from_step=resumed, t=t)
-
-
-def _step(s: int, loss: float, t: float) -> ev.Step:
-    return ev.Step(step=s, epoch=s / 2, loss=loss, lr=0.1, grad_norm=1.0, images_per_s=1.0, data_time=0.0,
-                   step_time=0.1, t=t)
-
-
-def _eval(s: int, top1: float, t: float) -> ev.Eval:
-    return ev.Eval(step=s, epoch=s / 2, loss=1.0 / top1, top1=top1, top5=100.0, t=t)
-
-
 def test_resumed_history_keeps_the_steps_as_they_finally_went(tmp_path):
-    events = [_started(t=100.0), _step(1, 9.0, 101), _step(2, 8.0, 102), _eval(2, 40.0, 102.5),
-              _step(3, 7.0, 103), _step(4, 6.0, 104), _eval(4, 90.0, 104.5),  # lost: resumed from step 2
-              _started(resumed=2, t=200.0), _step(3, 5.0, 201), _step(4, 4.0, 202), _eval(4, 60.0, 202.5),
-              _step(5, 3.0, 203), _step(6, 2.0, 204), _eval(6, 70.0, 204.5),
-              ev.Finished(step=6, best_top1=70.0, wall_time=9.0, t=205)]
-    m, c, _ = read_run(_fake_run(tmp_path, events))
+    m, c, _ = read_run(fake_run(tmp_path, BEFORE + AFTER).path)  # resumed from step 2 after reaching 4
     assert c.train_step == [1, 2, 3, 4, 5, 6]
     assert c.train_loss == [9.0, 8.0, 5.0, 4.0, 3.0, 2.0]
     assert c.val_step == [2, 4, 6] and c.val_top1 == [40.0, 60.0, 70.0]
     assert c.train_time[0] == pytest.approx(1.0) and c.train_time[-1] == pytest.approx(104.0)
     assert m.best.top1 == 70.0 and m.best.step == 6  # the lost 90% is not the best any more
     assert m.last.top1 == 70.0 and m.best_loss == pytest.approx(1 / 70.0)
-    assert m.wall_time == 9.0 and m.steps == 6
+    assert m.wall_time == 9.0 and m.steps == 6 and m.total_steps == 8
 
 
 def test_status_fallback_without_eval_events(tmp_path):
-    path = _fake_run(tmp_path, [_started(), _step(1, 2.0, 1.0)])
-    run = RunDir(path)
+    run = fake_run(tmp_path, [started(), step(1, 2.0, 1.0)])
+    path = run.path
     run.write_status(RunStatus(state="finished", step=1, best_top1=55.0, last_top1=50.0))
     m, _, _ = read_run(path)
     assert m.best_top1 == 55.0 and m.last_top1 == 50.0

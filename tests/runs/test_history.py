@@ -5,6 +5,7 @@ import math
 import random
 
 import pytest
+from fake_events import AFTER, BEFORE, fake_run, started, step
 
 from vittui.runs import events as ev
 from vittui.runs.history import RunHistory, smooth
@@ -121,37 +122,6 @@ def test_probes_stay_bounded_newest_whole_and_the_start_kept():
 
 
 # ---- the rule for resumed runs, on a hand-written events file ------------------------------------------------
-def _started(resumed: int = 0, t: float = 0.0) -> ev.RunStarted:
-    return ev.RunStarted(name="fake", model="m", params_total=1, params_trainable=1, num_classes=2,
-                         classes=["x", "y"], train_size=8, val_size=4, steps_per_epoch=2, total_steps=8,
-                         device="cpu", resumed_from_step=resumed, t=t)
-
-
-def _step(s: int, loss: float, t: float) -> ev.Step:
-    return ev.Step(step=s, epoch=s / 2, loss=loss, lr=0.1 * s, grad_norm=1.0, images_per_s=10.0 * s,
-                   data_time=0.0, step_time=0.1, t=t)
-
-
-def _eval(s: int, top1: float, t: float) -> ev.Eval:
-    return ev.Eval(step=s, epoch=s / 2, loss=1.0 / top1, top1=top1, top5=100.0, t=t)
-
-
-def _probe(s: int, t: float) -> ev.AttentionProbe:
-    return ev.AttentionProbe(step=s, path=f"attention/{s}.npz", entropy=[[0.5]], distance=[[1.0]],
-                             diversity=[0.1], t=t)
-
-
-BEFORE = [_started(t=100.0), _step(1, 9.0, 101), _step(2, 8.0, 102), _eval(2, 40.0, 102.5), _probe(2, 102.6),
-          _step(3, 7.0, 103), _step(4, 6.0, 104), _eval(4, 90.0, 104.5), _probe(4, 104.6),
-          ev.GradFlow(step=4, names=["b0"], attn=[1.0], mlp=[1.0], t=104.7),
-          ev.Fault(fault="nan", step=4, message="loss is nan", t=104.8),
-          ev.Log(level="warning", message="killed", step=4, t=104.9)]
-# the worker died after step 4; its last checkpoint was at step 2, and the resumed worker redoes 3 and 4
-AFTER = [_started(resumed=2, t=200.0), _step(3, 5.0, 201), _step(4, 4.0, 202), _eval(4, 60.0, 202.5),
-         _step(5, 3.0, 203), _step(6, 2.0, 204), _eval(6, 70.0, 204.5),
-         ev.Status(state="finished", step=6, t=204.9), ev.Finished(step=6, best_top1=70.0, wall_time=9.0, t=205)]
-
-
 def test_a_resume_rewinds_to_its_checkpoint_and_keeps_what_happened():
     h = RunHistory()
     h.feed(BEFORE)
@@ -178,7 +148,7 @@ def test_a_resume_rewinds_to_its_checkpoint_and_keeps_what_happened():
 
 
 def test_repeated_steps_without_a_resume_event_follow_the_same_rule():
-    old_log = [_started(t=100.0), *BEFORE[1:9], _step(3, 5.0, 201)]  # no RunStarted(resumed_from_step=2)
+    old_log = [started(t=100.0), *BEFORE[1:9], step(3, 5.0, 201)]  # no RunStarted(resumed_from_step=2)
     h = RunHistory()
     h.feed(old_log)
     assert h.steps == [1, 2, 3] and h.loss == [9.0, 8.0, 5.0]
@@ -196,20 +166,6 @@ def test_a_resumed_run_read_back_with_sampled_steps_keeps_every_eval_exact(tmp_p
     assert h.eval_steps == [2, 4, 6] and h.top1 == [40.0, 60.0, 70.0] and h.step == 6 and h.best_top1 == 70.0
 
 
-def _run_dir(root, events):
-    from vittui.recipe import Recipe, save
-    from vittui.runs.store import RunDir, RunStatus
-
-    run = RunDir(root / "fake").create()
-    save(Recipe(), run.recipe_path)
-    run.write_status(RunStatus(state="finished", step=6, total_steps=8))
-    w = ev.EventWriter(run.events_path)
-    for e in events:
-        w.write(e)
-    w.close()
-    return run
-
-
 def test_the_monitor_the_terminal_and_compare_agree_on_one_file(tmp_path):
     import io
 
@@ -217,7 +173,7 @@ def test_the_monitor_the_terminal_and_compare_agree_on_one_file(tmp_path):
     from vittui.runs.compare import read_run
     from vittui.runs.progress import Progress
 
-    run = _run_dir(tmp_path, BEFORE + AFTER)
+    run = fake_run(tmp_path, BEFORE + AFTER)
     monitor = _replay(run.events_path, 1)  # what the monitor screen folds, batch by batch
     prog = Progress()
     prog.feed_all(ev.read_all(run.events_path))
