@@ -213,10 +213,10 @@ class SetupScreen(Screen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="launch")
     def launch(self, recipe: R.Recipe) -> None:
-        from vittui.runs.launcher import launch
-
         app = self.app
         try:
+            from vittui.runs.launcher import launch
+
             run = launch(recipe, app.runs_root)  # type: ignore[attr-defined]
         except ImportError:
             app.call_from_thread(self._launch_failed, "the launcher is not installed (vittui.runs.launcher)")
