@@ -7,11 +7,11 @@ in-process — measured side by side, alternating A/B.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -22,10 +22,8 @@ from vittui.runs import events as ev  # noqa: E402
 
 
 def status(run) -> dict:
-    try:
-        return json.loads((run.path / "status.json").read_text())
-    except (FileNotFoundError, ValueError):
-        return {}
+    status = run.read_status()
+    return asdict(status) if status else {}
 
 
 def detached(recipe, root: Path, name: str):

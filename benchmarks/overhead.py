@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import cpu_seconds, demo_recipe, load_note, median  # noqa: E402
 
 from vittui.runs import events as ev  # noqa: E402
+from vittui.runs.store import RunDir, RunStatus  # noqa: E402
 
 K0 = 5  # steps dropped from the front (first-iteration warmup)
 # How often the harness looks at a vittui run (events, status, the worker's CPU). It was 0.05 s: on
@@ -52,15 +53,13 @@ def rate(times: list[float], batch: int, k0: int = K0) -> float:
 
 
 def vittui_step_times(run_path: Path) -> list[float]:
-    steps = [e for e in ev.read_all(Path(run_path) / "events.jsonl") if isinstance(e, ev.Step)]
+    steps = [e for e in ev.read_all(RunDir(run_path).events_path) if isinstance(e, ev.Step)]
     return [s.t for s in steps]
 
 
 def status_state(run_path: Path) -> str:
-    try:
-        return json.loads((Path(run_path) / "status.json").read_text()).get("state", "")
-    except (FileNotFoundError, ValueError):
-        return ""
+    status = RunDir(run_path).read_status()
+    return status.state if status else ""
 
 
 DONE = ("finished", "failed", "stopped")
@@ -91,8 +90,8 @@ class CpuSampler:
     def _tick(self) -> None:
         if not self.pid:
             try:
-                self.pid = int(json.loads((self.run_path / "status.json").read_text()).get("pid") or 0)
-            except (OSError, ValueError):
+                self.pid = (RunDir(self.run_path).read_status() or RunStatus()).pid
+            except OSError:
                 pass
         self.steps += sum(isinstance(e, ev.Step) for e in self.tail.poll())
         if self.pid and self.first is None and self.steps > K0:
@@ -125,7 +124,7 @@ def run_vittui(recipe, root: Path, name: str, *, dashboard: bool = True, timeout
             sampler.tick()
             time.sleep(HARNESS_TICK_S)
     if status_state(run.path) != "finished":
-        log = (run.path / "worker.log").read_text()[-2000:] if (run.path / "worker.log").exists() else ""
+        log = run.log_path.read_text()[-2000:] if run.log_path.exists() else ""
         raise RuntimeError(f"run {run.name} ended {status_state(run.path)!r}:\n{log}")
     cpu_w, cpu_ui = sampler.per_image(recipe.data.batch_size)
     return {"times": vittui_step_times(run.path), "cpu": cpu_w + (cpu_ui if dashboard else 0.0), "cpu_ui": cpu_ui,
@@ -350,7 +349,6 @@ def dashboard_alone(seconds: float, step_every: float = 0.15) -> float:
     import threading
 
     from vittui.runs import launcher
-    from vittui.runs.store import RunStatus
 
     root = Path(tempfile.mkdtemp(prefix="vittui-bench-dash-"))
     run = launcher.prepare_run(demo_recipe(), root, "fake")

@@ -187,7 +187,7 @@ CHILD = r"""
 import json, sys, time
 mode, path = sys.argv[1], sys.argv[2]
 from vittui.runs import events as ev
-from vittui.ui.history import RunHistory
+from vittui.runs.history import RunHistory
 from vittui.ui.screens.monitor import INITIAL_CHUNK
 def hwm():  # peak RSS of this process in KiB (VmHWM is reset at exec; ru_maxrss is not)
     for line in open("/proc/self/status"):

@@ -62,3 +62,23 @@ def cli(tmp_path):
 
     run.root = tmp_path / "runs"
     return run
+
+
+# ---- tiny finished runs shared by every folder that reads them (tests/trained.py) --------------------------
+@pytest.fixture(scope="session")
+def trained_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("trained-runs")
+
+
+@pytest.fixture(scope="session")
+def run_a(trained_root):
+    from trained import train_tiny
+
+    return train_tiny(trained_root, "a", [])
+
+
+@pytest.fixture(scope="session")
+def run_b(trained_root):
+    from trained import B_CHANGES, train_tiny
+
+    return train_tiny(trained_root, "b", [f"{k}={v}" for k, v in B_CHANGES.items()])

@@ -5,6 +5,8 @@ import pytest
 import torch
 
 from vittui.analysis import attention as A
+from vittui.analysis import attention_stats as S
+from vittui.runs import probes as P
 from vittui.runs.events import AttentionProbe, decode
 
 
@@ -35,10 +37,10 @@ def random_attn(*shape, seed=0):
 def test_entropy_of_uniform_is_ln_n():
     t = 17
     a = np.full((3, t, t), 1.0 / t)
-    np.testing.assert_allclose(A.entropy(a), [math.log(t)] * 3, atol=1e-6)
-    np.testing.assert_allclose(A.entropy(a, normalize=True), [1.0] * 3, atol=1e-6)
+    np.testing.assert_allclose(S.entropy(a), [math.log(t)] * 3, atol=1e-6)
+    np.testing.assert_allclose(S.entropy(a, normalize=True), [1.0] * 3, atol=1e-6)
     # torch input gives the same numbers
-    np.testing.assert_allclose(A.entropy(torch.from_numpy(a)), [math.log(t)] * 3, atol=1e-6)
+    np.testing.assert_allclose(S.entropy(torch.from_numpy(a)), [math.log(t)] * 3, atol=1e-6)
 
 
 def test_entropy_matches_reference_and_one_hot_is_zero():
@@ -48,8 +50,8 @@ def test_entropy_matches_reference_and_one_hot_is_zero():
         for h in range(3):
             rows = [-sum(p * math.log(p) for p in a[i, h, q] if p > 0) for q in range(5)]
             ref[i, h] = sum(rows) / 5
-    np.testing.assert_allclose(A.entropy(a), ref, atol=1e-6)
-    np.testing.assert_allclose(A.entropy(np.eye(5)[None]), [0.0], atol=1e-12)
+    np.testing.assert_allclose(S.entropy(a), ref, atol=1e-6)
+    np.testing.assert_allclose(S.entropy(np.eye(5)[None]), [0.0], atol=1e-12)
 
 
 def mirrored_one_hot(gh, gw, di, dj, prefix=1):
@@ -68,7 +70,7 @@ def mirrored_one_hot(gh, gw, di, dj, prefix=1):
 @pytest.mark.parametrize("di,dj,expected_patches", [(0, 1, 1.0), (1, 0, 1.0), (3, 4, 5.0), (1, 1, math.sqrt(2))])
 def test_one_hot_distance_equals_offset_in_pixels(di, dj, expected_patches):
     a = mirrored_one_hot(8, 8, di, dj)
-    got = A.mean_distance(a[None], (8, 8), 16)
+    got = S.mean_distance(a[None], (8, 8), 16)
     np.testing.assert_allclose(got, [expected_patches * 16], atol=1e-6)
 
 
@@ -78,7 +80,7 @@ def test_self_attention_distance_is_zero_and_prefix_is_dropped():
     a[:, 0] = 0.5  # half the attention on CLS: dropped and renormalised away
     a[np.arange(2, 2 + n), np.arange(2, 2 + n)] = 0.5
     a[:2, 1] = 0.5
-    assert A.mean_distance(a, (4, 4), 8, num_prefix_tokens=2) == pytest.approx(0.0, abs=1e-12)
+    assert S.mean_distance(a, (4, 4), 8, num_prefix_tokens=2) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_mean_distance_matches_reference_loop():
@@ -93,13 +95,13 @@ def test_mean_distance_matches_reference_loop():
             qi, qj = divmod(q, gw)
             total += sum(w[k] * math.hypot((qi - k // gw) * ps, (qj - k % gw) * ps) for k in range(gh * gw))
         ref.append(total / (gh * gw))
-    np.testing.assert_allclose(A.mean_distance(a, (gh, gw), ps), ref, atol=1e-6)
+    np.testing.assert_allclose(S.mean_distance(a, (gh, gw), ps), ref, atol=1e-6)
 
 
 def test_rollout_of_identity_is_identity():
     t = 5
     a = np.broadcast_to(np.eye(t), (3, 2, t, t))
-    np.testing.assert_allclose(A.rollout(a), np.eye(t), atol=1e-12)
+    np.testing.assert_allclose(S.rollout(a), np.eye(t), atol=1e-12)
 
 
 def test_rollout_matches_hand_written_loop():
@@ -114,18 +116,18 @@ def test_rollout_matches_hand_written_loop():
         for r in range(t):
             m[r] /= m[r].sum()
         result = m @ result
-    got = A.rollout(a)
+    got = S.rollout(a)
     np.testing.assert_allclose(got, result, atol=1e-6)
     np.testing.assert_allclose(got.sum(-1), np.ones(t), atol=1e-9)
     # batched form agrees per image; rollout_map is the CLS row on the grid
     batched = np.stack([a, random_attn(layers, heads, t, t, seed=2)], axis=1)
-    np.testing.assert_allclose(A.rollout(batched)[0], result, atol=1e-9)
-    np.testing.assert_allclose(A.rollout_map(a, 1, (2, 2)), result[0, 1:].reshape(2, 2), atol=1e-9)
+    np.testing.assert_allclose(S.rollout(batched)[0], result, atol=1e-9)
+    np.testing.assert_allclose(S.rollout_map(a, 1, (2, 2)), result[0, 1:].reshape(2, 2), atol=1e-9)
 
 
 def test_cls_attention_shape_and_values():
     a = random_attn(2, 17, 17)
-    m = A.cls_attention(a, 1)
+    m = S.cls_attention(a, 1)
     assert m.shape == (2, 4, 4)
     np.testing.assert_allclose(m[1], a[1, 0, 1:].reshape(4, 4))
 
@@ -133,15 +135,15 @@ def test_cls_attention_shape_and_values():
 def test_head_diversity_and_layer_similarity():
     a = random_attn(2, 5, 5)
     same = np.stack([a[0], a[0]])
-    assert A.head_diversity(same) == pytest.approx(1.0, abs=1e-9)
+    assert S.head_diversity(same) == pytest.approx(1.0, abs=1e-9)
     v0, v1 = a[0].ravel(), a[1].ravel()
     ref = v0 @ v1 / (np.linalg.norm(v0) * np.linalg.norm(v1))
-    assert A.head_diversity(a) == pytest.approx(ref, abs=1e-9)
+    assert S.head_diversity(a) == pytest.approx(ref, abs=1e-9)
     # disjoint one-hot heads are orthogonal
     eye, rev = np.eye(4), np.eye(4)[::-1]
-    assert A.head_diversity(np.stack([eye, rev])) == pytest.approx(0.0, abs=1e-12)
+    assert S.head_diversity(np.stack([eye, rev])) == pytest.approx(0.0, abs=1e-12)
     layers = np.stack([a, a, a[::-1] ** 2])
-    sims = A.layer_similarity(layers)
+    sims = S.layer_similarity(layers)
     assert len(sims) == 2 and sims[0] == pytest.approx(1.0)
     m2 = a.mean(0).ravel()
     m3 = (a[::-1] ** 2).mean(0).ravel()
@@ -149,26 +151,26 @@ def test_head_diversity_and_layer_similarity():
 
 
 def test_flags_thresholds():
-    assert A.flags([0.5], [], [[0.5, 0.5]]) == []
-    f = A.flags([0.97, 0.2], [0.995], [[0.5, 0.6], [0.99, 0.5]])
+    assert S.flags([0.5], [], [[0.5, 0.5]]) == []
+    f = S.flags([0.97, 0.2], [0.995], [[0.5, 0.6], [0.99, 0.5]])
     assert any("layer 0: heads collapsed" in s for s in f)
     assert any("layers 0-1" in s for s in f)
     assert any("layer 1: heads 0 near-uniform" in s for s in f)
     # an all-uniform layer reports only that, not collapse too
-    f = A.flags([0.999], [], [[0.99, 0.995]])
-    assert f == [f"layer 0: all heads near-uniform (normalised entropy > {A.UNIFORM_ENTROPY})"]
+    f = S.flags([0.999], [], [[0.99, 0.995]])
+    assert f == [f"layer 0: all heads near-uniform (normalised entropy > {S.UNIFORM_ENTROPY})"]
 
 
 def test_summarize_uniform_and_one_hot():
     t = 17
     uniform = np.full((2, 3, 2, t, t), 1.0 / t)
-    s = A.summarize(uniform, (4, 4), 8)
+    s = S.summarize(uniform, (4, 4), 8)
     assert np.allclose(s.entropy, 1.0)
     assert len(s.diversity) == 2 and len(s.layer_similarity) == 1
     assert any("near-uniform" in f for f in s.flags)
     one_hot = mirrored_one_hot(4, 4, 0, 1)
     a = np.broadcast_to(one_hot, (2, 1, 2, t, t))
-    s = A.summarize(a, (4, 4), 8)
+    s = S.summarize(a, (4, 4), 8)
     np.testing.assert_allclose(s.distance, [[8.0, 8.0], [8.0, 8.0]], atol=1e-9)
 
 
@@ -239,9 +241,9 @@ def test_save_load_probe_and_event(tmp_path):
     images = torch.rand(3, 3, 32, 32)
     mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
     normed = (images - 0.5) / 0.25
-    rel = A.save_probe(att_dir, 40, a, normed, grid=(4, 4), patch_size=8, num_prefix_tokens=1, mean=mean, std=std)
+    rel = P.save_probe(att_dir, 40, a, normed, grid=(4, 4), patch_size=8, num_prefix_tokens=1, mean=mean, std=std)
     assert rel == "attention/step-00000040.npz"
-    p = A.load_probe(rel, run_dir=tmp_path)
+    p = P.load_probe(rel, run_dir=tmp_path)
     assert p.step == 40 and p.grid == (4, 4) and p.patch_size == (8, 8) and p.num_prefix_tokens == 1
     np.testing.assert_allclose(p.attention, a.numpy(), atol=1e-3)
     assert p.images.dtype == np.uint8 and p.images.shape == (3, 32, 32, 3)
@@ -249,11 +251,11 @@ def test_save_load_probe_and_event(tmp_path):
     assert np.abs(p.images.astype(int) - expected.astype(int)).max() <= 1
     # the images are written once
     mtime = (att_dir / "images.npz").stat().st_mtime_ns
-    A.save_probe(att_dir, 80, a, torch.zeros(3, 3, 32, 32))
+    P.save_probe(att_dir, 80, a, torch.zeros(3, 3, 32, 32))
     assert (att_dir / "images.npz").stat().st_mtime_ns == mtime
 
-    s = A.summarize(a, (4, 4), 8)
-    ev = A.make_event(40, rel, s)
+    s = S.summarize(a, (4, 4), 8)
+    ev = P.make_event(40, rel, s)
     assert isinstance(ev, AttentionProbe)
     back = decode(ev.to_json())
     assert back.path == rel and back.entropy == s.entropy and back.diversity == s.diversity
@@ -276,8 +278,8 @@ def test_register_tokens_are_prefix_tokens():
     attn, summary, _ = A.probe(model, x)
     assert attn.shape == (2, 1, 2, 21, 21)
     assert A.geometry(model, x.shape, 21) == ((4, 4), (8, 8), 5)
-    assert A.cls_attention(attn[0], 5).shape == (2, 4, 4)
-    assert A.rollout_map(attn, 5).shape == (1, 4, 4)
+    assert S.cls_attention(attn[0], 5).shape == (2, 4, 4)
+    assert S.rollout_map(attn, 5).shape == (1, 4, 4)
     # the summary's distance, worked out here: the 5 prefix tokens (CLS + 4 registers) dropped, each patch
     # query's weights over the 16 patches renormalised, distances in pixels between 8 px patch centres
     a = attn.detach().double().numpy()[:, 0]  # (L, H, T, T), one image
@@ -300,5 +302,5 @@ def test_summary_distance_of_a_known_map():
         a[0, 0, prefix + q, prefix + i * 2 + (1 - j)] = 0.5  # same row, other column
         a[0, 1, prefix + q, prefix + (1 - i) * 2 + (1 - j)] = 0.5  # diagonally across
     np.testing.assert_allclose(a.sum(axis=-1), 1.0)
-    summary = A.summarize(a, (2, 2), 8, num_prefix_tokens=prefix)
+    summary = S.summarize(a, (2, 2), 8, num_prefix_tokens=prefix)
     np.testing.assert_allclose(summary.distance, [[8.0, 8.0 * math.sqrt(2)]], atol=1e-9)

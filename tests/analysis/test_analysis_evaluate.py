@@ -6,6 +6,7 @@ import torch
 from sklearn import metrics as skm
 
 from vittui.analysis import evaluate as E
+from vittui.analysis import metrics as M
 
 
 def tiny_timm(num_classes=10):
@@ -43,26 +44,26 @@ def ref_ece(conf, correct, n_bins=15):
 def test_ece_perfectly_calibrated_is_zero():
     conf = [0.5] * 2 + [0.75] * 4 + [0.9] * 10 + [1.0] * 5
     correct = [1, 0] + [1, 1, 1, 0] + [1] * 9 + [0] + [1] * 5
-    assert E.expected_calibration_error(conf, correct) == pytest.approx(0.0, abs=1e-12)
+    assert M.expected_calibration_error(conf, correct) == pytest.approx(0.0, abs=1e-12)
     rng = np.random.default_rng(0)
     c = rng.uniform(0.1, 1.0, 200_000)
     ok = rng.random(c.size) < c
-    assert E.expected_calibration_error(c, ok) < 0.01
+    assert M.expected_calibration_error(c, ok) < 0.01
 
 
 def test_ece_known_miscalibration():
     conf = [0.9] * 10 + [0.65] * 10
     correct = [1] * 6 + [0] * 4 + [1] * 6 + [0] * 4
     # half the samples at 0.9 with 60% right, half at 0.65 with 60% right
-    assert E.expected_calibration_error(conf, correct) == pytest.approx(0.5 * 0.3 + 0.5 * 0.05, abs=1e-9)
+    assert M.expected_calibration_error(conf, correct) == pytest.approx(0.5 * 0.3 + 0.5 * 0.05, abs=1e-9)
     rng = np.random.default_rng(1)
     c = rng.random(500)
     ok = rng.random(500) < 0.5
-    assert E.expected_calibration_error(c, ok) == pytest.approx(ref_ece(list(c), list(ok)), abs=1e-9)
+    assert M.expected_calibration_error(c, ok) == pytest.approx(ref_ece(list(c), list(ok)), abs=1e-9)
 
 
 def test_reliability_table_rows():
-    rows = E.reliability_table([0.05, 0.9, 0.95, 0.0], [1, 1, 0, 0])
+    rows = M.reliability_table([0.05, 0.9, 0.95, 0.0], [1, 1, 0, 0])
     assert len(rows) == 15 and rows[0]["lo"] == 0.0 and rows[-1]["hi"] == 1.0
     assert rows[0]["count"] == 2 and rows[0]["accuracy"] == 0.5 and rows[0]["confidence"] == pytest.approx(0.025)
     assert rows[13]["count"] == 1 and rows[14]["count"] == 1  # 0.9 -> (0.867, 0.933], 0.95 -> last bin
@@ -77,9 +78,9 @@ def test_confusion_and_per_class_match_sklearn():
     y = rng.integers(0, 5, 300)
     p = np.where(rng.random(300) < 0.6, y, rng.integers(0, 4, 300))  # class 4 never predicted wrongly
     p[p == 4] = 3  # and never predicted at all: precision 0 by convention
-    cm = E.confusion_matrix(y, p, 5)
+    cm = M.confusion_matrix(y, p, 5)
     np.testing.assert_array_equal(cm, skm.confusion_matrix(y, p, labels=range(5)))
-    m = E.per_class_metrics(y, p, 5)
+    m = M.per_class_metrics(y, p, 5)
     pr, rc, f1, sup = skm.precision_recall_fscore_support(y, p, labels=range(5), zero_division=0)
     np.testing.assert_allclose(m["precision"], pr, atol=1e-12)
     np.testing.assert_allclose(m["recall"], rc, atol=1e-12)
@@ -93,17 +94,17 @@ def test_topk_and_auc_match_sklearn():
     probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     y = rng.integers(0, 7, 200)
     for k in (1, 3, 5):
-        assert E.topk_accuracy(probs, y, k) == pytest.approx(skm.top_k_accuracy_score(y, probs, k=k, labels=range(7)))
+        assert M.topk_accuracy(probs, y, k) == pytest.approx(skm.top_k_accuracy_score(y, probs, k=k, labels=range(7)))
     scores = np.round(rng.random(300), 1)  # many ties
     labels = rng.integers(0, 2, 300)
-    assert E.roc_auc(scores, labels == 1) == pytest.approx(skm.roc_auc_score(labels, scores), abs=1e-12)
-    assert E.roc_auc([0.1, 0.2], [True, True]) is None
+    assert M.roc_auc(scores, labels == 1) == pytest.approx(skm.roc_auc_score(labels, scores), abs=1e-12)
+    assert M.roc_auc([0.1, 0.2], [True, True]) is None
 
 
 def test_binary_clinical_counts():
     s = [0.9, 0.8, 0.3, 0.6, 0.2, 0.1, 0.5]
     y = [1, 1, 1, 0, 0, 0, 0]
-    b = E.binary_clinical(s, y, threshold=0.5)
+    b = M.binary_clinical(s, y, threshold=0.5)
     # predicted positive: 0.9, 0.8, 0.6, 0.5 -> tp 2, fp 2; negative: 0.3 (fn), 0.2, 0.1 (tn)
     assert (b["tp"], b["fp"], b["tn"], b["fn"]) == (2, 2, 2, 1)
     assert b["sensitivity"] == pytest.approx(2 / 3)
@@ -137,10 +138,10 @@ def test_evaluate_tiny_model(tmp_path):
     report.robustness = E.robustness(model, loader, max_batches=1)
     assert len(report.robustness) == 1 + 9 and report.robustness[0]["corruption"] == "clean"
 
-    pj, pm = E.write_report(tmp_path, report)
+    pj, pm = M.write_report(tmp_path, report)
     d = json.loads(pj.read_text())
     assert d["top1"] == report.top1 and d["class_names"][3] == "c3"
-    assert E.EvalReport.from_dict(d).confusion == report.confusion
+    assert M.EvalReport.from_dict(d).confusion == report.confusion
     md = pm.read_text()
     for heading in ("## Summary", "## Per class", "## Confusion matrix", "## Reliability", "## Robustness",
                     "## Throughput"):

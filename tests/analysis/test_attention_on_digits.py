@@ -38,10 +38,11 @@ def stroke_background_ratio(rollout_cls: np.ndarray, image: np.ndarray, patch: i
 
 
 def test_rollout_concentrates_on_strokes_after_a_short_demo_run(tmp_path):
-    from vittui.analysis.attention import load_probe, rollout_map
+    from vittui.analysis.attention_stats import rollout_map
     from vittui.recipe import load_preset
     from vittui.runs import events as ev
     from vittui.runs.launcher import prepare_run
+    from vittui.runs.probes import load_probe
     from vittui.train.loop import train
 
     recipe = load_preset("demo-digits").with_overrides({

@@ -50,7 +50,7 @@ def test_known_facts():
 
 def test_loading_does_not_import_torch():
     code = ("import sys; from vittui.models.catalog import load_catalog, find; "
-            "from vittui.models.select import recommend; from vittui.planning import estimate; "
+            "from vittui.planning.select import recommend; from vittui.planning import estimate; "
             "load_catalog(); recommend(500, 5, 'high', 8.0, None); "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

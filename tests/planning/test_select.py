@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vittui.models.select import choose_strategy, recommend
+from vittui.planning.select import choose_strategy, recommend
 
 
 def test_tiny_similar_data_recommends_a_linear_probe_first():
@@ -51,7 +51,7 @@ def test_strategy_table_and_bad_input():
 
 
 def test_small_data_full_finetune_prefers_a_small_model():
-    from vittui.models.select import recommend
+    from vittui.planning.select import recommend
 
     recs = recommend(5000, 4, "low", gpu_mem_gb=24, latency_ms=20)
     assert recs[0].strategy == "full_finetune"

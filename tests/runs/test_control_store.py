@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from vittui.recipe import Recipe
-from vittui.runs import control, launcher, lock
+from vittui.runs import control, launcher, lock, registry
 from vittui.runs.store import RunDir, RunStatus, new_run_name
 
 
@@ -89,8 +89,8 @@ def test_run_state_reports_lost_when_the_worker_is_gone(tmp_path):
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     run.write_status(RunStatus(state="running", pid=child.pid))
-    assert launcher.run_state(run) == "lost"
+    assert registry.run_state(run) == "lost"
     run.write_status(RunStatus(state="running", pid=os.getpid()))
-    assert launcher.run_state(run) == "running"
+    assert registry.run_state(run) == "running"
     run.write_status(RunStatus(state="finished", pid=0))
-    assert launcher.run_state(run) == "finished"
+    assert registry.run_state(run) == "finished"

@@ -180,7 +180,7 @@ def test_control_point_unit():
 
 
 def test_attention_and_gradient_probes_are_written(tmp_path, tiny_recipe):
-    from vittui.analysis.attention import load_probe
+    from vittui.runs.probes import load_probe
 
     r = tiny_recipe.with_overrides(["run.probe_every=4", "schedule.max_steps=8"])
     run = prepare_run(r, tmp_path, "t")

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from ui_helpers import SIZE, screen_text, wait_for
 
-from vittui.analysis.attention import save_probe
-from vittui.analysis.evaluate import report_from_probs, write_report
+from vittui.analysis.metrics import report_from_probs, write_report
 from vittui.runs.events import AttentionProbe, GradFlow
+from vittui.runs.probes import save_probe
 from vittui.ui.app import create_app
 from vittui.ui.screens.monitor import MonitorScreen
 from vittui.ui.screens.report import ReportScreen

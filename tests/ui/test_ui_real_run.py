@@ -13,7 +13,7 @@ from ui_helpers import SIZE, wait_for
 
 import vittui.train.worker  # noqa: F401  (an ImportError here fails the test, never skips it)
 from vittui import recipe as R
-from vittui.runs import control, launcher
+from vittui.runs import control, registry
 from vittui.runs.events import CheckpointSaved, ControlAck, Step, read_all
 from vittui.runs.lock import pid_alive
 from vittui.ui.app import create_app
@@ -77,7 +77,7 @@ async def test_start_pause_resume_detach_reattach_stop(runs_root, no_gpu):
             await pilot.press("d")
             await wait_for(pilot, lambda: not app.is_running, what="detached")
         assert app.return_value == "detached"
-        assert launcher.run_state(run) == "running"  # detaching leaves the run going
+        assert registry.run_state(run) == "running"  # detaching leaves the run going
 
         app2 = create_app(runs_root, gpu_source=no_gpu)
         async with app2.run_test(size=SIZE) as pilot:

@@ -255,7 +255,7 @@ def test_first_frame_without_torch(tmp_path):
 
 
 async def test_cyclic_gc_is_back_on_after_the_first_frame(runs_root, no_gpu, monkeypatch):
-    """The CLI starts the dashboard with the collector off (cli.cmd_dashboard); the app must turn it back on."""
+    """The CLI starts the dashboard with the collector off (vittui.commands.dashboard); the app must turn it back on."""
     import gc
 
     import vittui.ui.app as ui_app

@@ -1,2 +1,3 @@
-"""One module per headless subcommand; each exposes `add_parser(sub)` and imports heavy libraries
-only inside the function that runs the command."""
+"""One module per subcommand; each exposes `add_parser(sub)` and `run(args)` and imports heavy libraries
+only inside `run`. `dashboard` is what runs with no subcommand, so it has only `run`; `vittui.cli` parses
+the arguments and dispatches here."""

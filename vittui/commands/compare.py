@@ -16,7 +16,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from vittui.deploy.compare import compare_runs, format_table
+    from vittui.runs.compare import compare_runs, format_table
 
     if len(args.runs) < 2:
         print("error: compare needs at least two runs", file=sys.stderr)

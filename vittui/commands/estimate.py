@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from vittui.commands._common import load_recipe
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("estimate", help="memory (weights, grads, optimizer, activations) and step cost of a recipe")
@@ -32,11 +34,8 @@ def gpu_free_bytes() -> int | None:
 
 def run(args) -> int:
     from vittui.planning.memory import estimate
-    from vittui.recipe import load_preset
 
-    recipe = load_preset(args.preset)
-    if args.set:
-        recipe = recipe.with_overrides(args.set, source="--set")
+    recipe = load_recipe(args)
     free = parse_size(args.gpu_mem) if args.gpu_mem else gpu_free_bytes()
     est = estimate(recipe, num_classes=args.classes, gpu_free_bytes=free)
     print(f"{args.preset}: batch {recipe.data.batch_size}, {recipe.compute.precision}, "

@@ -19,7 +19,8 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     import torch
 
-    from vittui.analysis.evaluate import evaluate, robustness, throughput, write_report
+    from vittui.analysis.evaluate import evaluate, robustness, throughput
+    from vittui.analysis.metrics import write_report
     from vittui.data.sources import build_data
     from vittui.train.restore import restore
 

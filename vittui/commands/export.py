@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from vittui.commands._common import load_recipe
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -23,11 +25,8 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from vittui.planning.codegen import export_script
-    from vittui.recipe import load_preset
 
-    recipe = load_preset(args.preset)
-    if args.set:
-        recipe = recipe.with_overrides(args.set, source="--set")
+    recipe = load_recipe(args)
     name = Path(str(args.preset)).stem
     text = export_script(recipe, preset=name)
     if args.output == "-":

@@ -17,7 +17,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from vittui.commands.estimate import parse_size
-    from vittui.models.select import recommend
+    from vittui.planning.select import recommend
 
     gpu_gb = parse_size(args.gpu_mem) / (1 << 30) if args.gpu_mem else None
     recs = recommend(args.images, args.classes, args.similarity, gpu_mem_gb=gpu_gb, latency_ms=args.latency_ms,

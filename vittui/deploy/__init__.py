@@ -1,4 +1,3 @@
-"""After training: compare runs (`compare`, pure, no torch), predict on images (`predict`), export a trained
-model for deployment (`export`) with a model card (`modelcard`).
-
-Only `compare` is imported by the dashboard; the others import torch inside their functions."""
+"""After training: predict on images (`predict`), export a trained model for deployment (`export`) with a
+model card (`modelcard`). These need torch; the dashboard never imports them (comparing runs is
+`vittui.runs.compare`)."""

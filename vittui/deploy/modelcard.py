@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from vittui.runs import events as ev
+from vittui.runs.store import RunDir
 
 
 def _pct(x: Any) -> str:
@@ -118,7 +119,7 @@ def _metrics_from_report(rep: dict[str, Any]) -> list[str]:
 
 
 def _metrics_from_events(run_path: Path) -> list[str]:
-    from vittui.deploy.compare import read_run
+    from vittui.runs.compare import read_run
 
     m, _, _ = read_run(run_path)
     lines = ["From the training events (no `report.json`: run `vittui eval RUN` and export again for per-class "
@@ -140,8 +141,9 @@ def model_card(result, recipe, run_path: str | Path) -> str:
     """The card's Markdown for an `ExportResult` of the run at `run_path`."""
     from vittui.recipe import dumps
 
-    run_path = Path(run_path)
-    started = next((e for e in ev.read_all(run_path / "events.jsonl") if isinstance(e, ev.RunStarted)), None)
+    run = RunDir(run_path)
+    run_path = run.path
+    started = next((e for e in ev.read_all(run.events_path) if isinstance(e, ev.RunStarted)), None)
     pre = _json(result.out_dir / "preprocess.json")
     classes = result.classes
     m, d, a, reg = recipe.model, recipe.data, recipe.adapt, recipe.regularize
@@ -190,7 +192,7 @@ def model_card(result, recipe, run_path: str | Path) -> str:
                  + (f", cutmix {recipe.augment.cutmix:g}" if recipe.augment.cutmix else "")])
     lines += _table(["", ""], rows)
     lines += ["", "## Metrics", ""]
-    report = _json(run_path / "report.json")
+    report = _json(run.report_path)
     lines += _metrics_from_report(report) if report else _metrics_from_events(run_path)
     lines += ["", "## Export check", ""]
     if result.max_abs_diff is not None:

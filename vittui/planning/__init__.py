@@ -1,4 +1,5 @@
-"""Planning: memory and speed estimates for a Recipe (no torch at import), and the harness that checks them."""
+"""Planning: memory and speed estimates for a Recipe and the model selector (no torch), the script export
+(`codegen`), and the harness that checks the estimates (`measure`, torch)."""
 
 from vittui.planning.memory import MemoryEstimate, ModelDims, estimate
 

@@ -12,8 +12,8 @@ import time
 
 from vittui.runs import control
 from vittui.runs.events import EventTail, replay_stride
-from vittui.runs.launcher import run_state
 from vittui.runs.progress import Progress
+from vittui.runs.registry import run_state
 from vittui.runs.store import RunDir
 
 KEYS = {"p": "pause", "r": "resume", "s": "stop", "c": "checkpoint", "e": "eval"}
@@ -23,8 +23,7 @@ DONE = ("finished", "stopped", "failed", "lost")
 def attach_headless(run: RunDir, out=sys.stdout, inp=sys.stdin, poll: float = 0.2) -> int:
     tail = EventTail(run.events_path)
     prog = Progress()
-    for e in tail.poll(step_stride=replay_stride(tail)):  # a long run's steps sampled, as the dashboard does
-        prog.feed(e)
+    prog.feed_all(tail.poll(step_stride=replay_stride(tail)))  # a long run's steps sampled, as the dashboard does
     history = prog.take_lines()
     out.write(f"run {run.name}: {run_state(run)}, step {prog.step}/{prog.total_steps or '?'}, "
               f"{len(history)} notable events\n")
@@ -38,8 +37,7 @@ def attach_headless(run: RunDir, out=sys.stdout, inp=sys.stdin, poll: float = 0.
     old = _cbreak(inp) if tty else None
     try:
         while True:
-            for e in tail.poll():
-                prog.feed(e)
+            prog.feed_all(tail.poll())
             for line in prog.take_lines():
                 out.write("\r\033[K" + line + "\n" if tty else line + "\n")
             out.write(("\r\033[K" + prog.line()) if tty else "")

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vittui.runs.store import RunDir
+
 COMMANDS = ("pause", "resume", "stop", "checkpoint", "eval", "set")
 KNOBS = ("lr_scale", "eval_every", "probe_every")
 
@@ -42,7 +44,7 @@ def send(run_path: str | Path, command: str, **args: Any) -> Command:
     """Append one command; a single O_APPEND write, so concurrent senders never interleave."""
     validate(command, args)
     cmd = Command(command, args)
-    path = Path(run_path) / "commands.jsonl"
+    path = RunDir(run_path).commands_path
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         os.write(fd, (json.dumps(asdict(cmd)) + "\n").encode())

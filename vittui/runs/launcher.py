@@ -1,4 +1,4 @@
-"""Start workers and tell how runs are doing, without importing torch.
+"""Start workers, without importing torch (how runs are doing: `runs/registry.py`).
 
 A detached worker is a process of its own in a new session: closing the terminal (SIGHUP) or the
 launching process exiting leaves it training. Several GPUs or machines go through `accelerate launch`.
@@ -9,13 +9,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from vittui.recipe import Recipe, save
-from vittui.runs import events as ev
-from vittui.runs.lock import lock_holder_alive, pid_alive
-from vittui.runs.store import LIVE_STATES, RunDir, RunStatus, new_run_name
+from vittui.runs.store import RunDir, RunStatus, new_run_name
 
 
 def prepare_run(recipe: Recipe, runs_root: str | Path, name: str | None = None) -> RunDir:
@@ -77,55 +74,3 @@ def launch(recipe: Recipe, runs_root: str | Path, name: str | None = None, *, gp
 def resume(run: RunDir, *, gpus: int = 0, accelerate_config: str | None = None,
            env: dict[str, str] | None = None) -> subprocess.Popen:
     return spawn(worker_command(run, resume=True, gpus=gpus, accelerate_config=accelerate_config), run, env)
-
-
-def run_state(run: RunDir) -> str:
-    """The state a person should see: status.json's, or `lost` when it claims to be live but no
-    worker process is behind it (killed, machine rebooted)."""
-    status = run.read_status()
-    if status is None:
-        return "lost"
-    if status.state in LIVE_STATES:
-        if lock_holder_alive(run.lock_path) or pid_alive(status.pid):
-            return status.state
-        return "lost"
-    return status.state
-
-
-@dataclass
-class RunSummary:
-    name: str
-    path: Path
-    state: str
-    step: int
-    total_steps: int
-    epoch: float
-    best_top1: float | None
-    last_top1: float | None
-    model: str
-    updated: float
-
-
-def summarize(run: RunDir) -> RunSummary:
-    status = run.read_status() or RunStatus()
-    model = ""
-    try:
-        from vittui.recipe import load
-
-        model = load(run.recipe_path).model.name
-    except Exception:  # noqa: BLE001 - a broken recipe must not hide the run from the list
-        model = "?"
-    return RunSummary(run.name, run.path, run_state(run), status.step, status.total_steps, status.epoch,
-                      status.best_top1, status.last_top1, model, status.updated)
-
-
-def resolve_run(name_or_path: str, runs_root: str | Path) -> RunDir:
-    p = Path(name_or_path)
-    for cand in (p, Path(runs_root) / name_or_path):
-        if (cand / "recipe.toml").exists():
-            return RunDir(cand)
-    raise FileNotFoundError(f"no run named {name_or_path!r} (looked in {Path(runs_root)}/ and at the path itself)")
-
-
-def history(run: RunDir) -> list[ev.Event]:
-    return ev.read_all(run.events_path)

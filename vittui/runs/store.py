@@ -7,8 +7,11 @@
       commands.jsonl   control commands from any process
       worker.log       the worker's stdout and stderr when detached
       worker.lock      pid and start time of the worker that owns the run
-      checkpoints/     step-N/ folders, `last` and `best` pointers
+      checkpoints/     step-N/ folders, `last` and `best` pointers (their layout: train/checkpoint.py)
       attention/       probe arrays
+      report.json      `vittui eval`'s report (and report.md, the same for people)
+
+Every other module reaches these through `RunDir`'s properties, never by spelling a name.
 
 Everything is created owner-only: a run may hold private data and its control file must not be
 writable by other users.
@@ -108,6 +111,14 @@ class RunDir:
         return self.path / "worker.lock"
 
     @property
+    def report_path(self) -> Path:
+        return self.path / "report.json"
+
+    @property
+    def report_md_path(self) -> Path:
+        return self.path / "report.md"
+
+    @property
     def checkpoints(self) -> Path:
         return self.path / "checkpoints"
 
@@ -164,5 +175,5 @@ def list_runs(runs_root: str | Path) -> list[RunDir]:
     root = Path(runs_root)
     if not root.is_dir():
         return []
-    runs = [RunDir(p) for p in root.iterdir() if p.is_dir() and (p / "recipe.toml").exists()]
-    return sorted(runs, key=lambda r: (r.path / "recipe.toml").stat().st_mtime)
+    runs = [RunDir(p) for p in root.iterdir() if p.is_dir() and RunDir(p).exists()]
+    return sorted(runs, key=lambda r: r.recipe_path.stat().st_mtime)

@@ -165,9 +165,9 @@ def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = 
     last_top1: float | None = None
     rng_to_restore = None
     if resume:
-        found = ckpt.find(run_path / "checkpoints", "last")
+        found = ckpt.find(out.run.checkpoints, "last")
         if found is None:
-            raise ckpt.CheckpointError(f"nothing to resume: no checkpoint in {run_path / 'checkpoints'}")
+            raise ckpt.CheckpointError(f"nothing to resume: no checkpoint in {out.run.checkpoints}")
         state = ckpt.load_state(found)
         ckpt.load_weights(raw_model, found)
         if ema is not None and (found / "ema.safetensors").exists():
@@ -213,7 +213,7 @@ def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = 
         }
         if acc.scaler is not None:
             state["scaler"] = acc.scaler.state_dict()
-        path = ckpt.save(run_path / "checkpoints", pos.step, model=raw_model,
+        path = ckpt.save(out.run.checkpoints, pos.step, model=raw_model,
                          ema=ema.module if ema is not None else None, state=state,
                          keep_last=recipe.run.keep_last, best=is_best, metric=last_top1)
         out.emit(ev.CheckpointSaved(step=pos.step, path=str(path.relative_to(run_path)), best=is_best,
@@ -261,7 +261,7 @@ def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = 
 
         try:
             with torch.random.fork_rng(devices=[]):
-                _, _, event = probe(raw_model, probe_images, run_path / "attention", pos.step,
+                _, _, event = probe(raw_model, probe_images, out.run.attention, pos.step,
                                     mean=recipe.data.mean, std=recipe.data.std)
         except Exception as e:  # noqa: BLE001 - an exotic model must not kill the run for a plot
             out.log("warning", f"attention probe off: {type(e).__name__}: {e}")

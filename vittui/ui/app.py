@@ -20,9 +20,9 @@ from textual.screen import Screen
 
 from vittui import recipe as R
 from vittui.hardware import GpuSource, NvmlSource
+from vittui.runs.registry import is_live, resolve_run
 from vittui.runs.store import RunDir
 from vittui.ui.messages import RecipeChosen
-from vittui.ui.runstate import is_live
 from vittui.ui.screens.setup import SetupScreen
 
 
@@ -79,7 +79,7 @@ class VittuiApp(App[str]):
 
     @staticmethod
     def settle_gc() -> None:
-        """The CLI starts the dashboard with the cyclic GC off (see cli.cmd_dashboard). Turn it back on
+        """The CLI starts the dashboard with the cyclic GC off (see vittui.commands.dashboard). Turn it back on
         with what startup built (Textual, the widgets, the stylesheet) collected once and then frozen, so
         the collections that follow, which run between frames, do not walk it again."""
         if gc.isenabled():
@@ -103,12 +103,10 @@ class VittuiApp(App[str]):
         self.recipe = message.recipe
 
     def resolve_run(self, name_or_path: str | Path) -> RunDir | None:
-        p = Path(name_or_path)
-        for cand in (p, self.runs_root / p):
-            run = RunDir(cand)
-            if run.exists():
-                return run
-        return None
+        try:
+            return resolve_run(name_or_path, self.runs_root)
+        except FileNotFoundError:
+            return None
 
     # --- navigation ------------------------------------------------------------------------------
     def attach(self, path: str | Path) -> None:

@@ -13,15 +13,15 @@ from typing import TYPE_CHECKING
 from textual.message import Message
 
 if TYPE_CHECKING:
-    from vittui.analysis.evaluate import EvalReport
-    from vittui.deploy.compare import Comparison
+    from vittui.analysis.metrics import EvalReport
+    from vittui.runs.compare import Comparison
     from vittui.hardware import GpuSnapshot, HostSnapshot
     from vittui.planning.memory import MemoryEstimate
     from vittui.recipe import Recipe
     from vittui.runs.events import Event
     from vittui.runs.store import RunDir, RunStatus
     from vittui.ui.probeview import LoadedProbe
-    from vittui.ui.widgets.runs_table import RunRow
+    from vittui.runs.registry import RunSummary
 
 
 class Latest(Message):
@@ -53,7 +53,7 @@ class EventsArrived(Message):
 
 @dataclass
 class RunStateChanged(Latest):
-    """The run's state (launcher.run_state) and status.json."""
+    """The run's state (runs.registry.run_state) and status.json."""
 
     state: str
     status: RunStatus | None
@@ -113,7 +113,7 @@ class RecipeChosen(Message):
 class RunsScanned(Latest):
     """Every run in the runs folder, newest first."""
 
-    rows: list[RunRow]
+    rows: list[RunSummary]
 
 
 @dataclass

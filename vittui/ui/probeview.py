@@ -53,8 +53,9 @@ class Selection:
 
 
 def load(run_dir: str | Path, rel_path: str) -> LoadedProbe:
-    """Read a probe written by `vittui.analysis.attention.save_probe` and precompute its rollout."""
-    from vittui.analysis.attention import infer_grid, load_probe, rollout_map
+    """Read a probe written by `vittui.runs.probes.save_probe` and precompute its rollout."""
+    from vittui.analysis.attention_stats import infer_grid, rollout_map
+    from vittui.runs.probes import load_probe
 
     p = load_probe(rel_path, run_dir)
     a = p.attention

@@ -1,6 +1,6 @@
 """Two or more runs side by side: train loss and val top-1 overlaid on shared axes (x by step, epoch or
 wall time: `x` cycles), and a table of only the recipe fields that differ with each run's best and last
-metrics. The data comes from `vittui.deploy.compare.compare_runs` (pure, no torch), read in a thread
+metrics. The data comes from `vittui.runs.compare.compare_runs` (pure, no torch), read in a thread
 worker."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Footer, Static
 
-from vittui.ui.history import smooth
+from vittui.runs.history import smooth
 from vittui.ui.messages import RunsCompared
 from vittui.ui.screens.base import VittuiScreen
 from vittui.ui.screens.modals import HelpModal, key_rows
@@ -63,7 +63,7 @@ class CompareScreen(VittuiScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="compare")
     def load(self) -> None:
-        from vittui.deploy.compare import compare_runs, table_rows
+        from vittui.runs.compare import compare_runs, table_rows
 
         try:
             cmp = compare_runs(self.run_paths)

@@ -20,10 +20,10 @@ from textual.worker import get_current_worker
 from vittui.hardware import process_tree
 from vittui.runs import control
 from vittui.runs.events import EventTail, Status, replay_stride
+from vittui.runs.history import RunHistory, smooth
+from vittui.runs.registry import is_live, run_state
 from vittui.runs.store import RunDir, RunStatus
-from vittui.ui.history import RunHistory, smooth
 from vittui.ui.messages import EventsArrived, HardwareSampled, MemoryEstimated, RunStateChanged, WorkerFailed
-from vittui.ui.runstate import is_live, run_state
 from vittui.ui.screens.base import VittuiScreen
 from vittui.ui.screens.modals import ConfirmModal, HelpModal, QuitModal, key_rows
 from vittui.ui.widgets.gpu_pane import GpuPane, GpuPaneData

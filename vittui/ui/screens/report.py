@@ -26,14 +26,12 @@ from vittui.ui.screens.modals import HelpModal, key_rows
 from vittui.ui.widgets.confusion_grid import ConfusionGrid
 from vittui.ui.widgets.report_tables import ReportTables
 
-REPORT = "report.json"
-
 
 def read_report(run_path: Path):
     """EvalReport from the run's report.json; None if there is none (raises on a broken file)."""
-    from vittui.analysis.evaluate import EvalReport
+    from vittui.analysis.metrics import EvalReport
 
-    p = Path(run_path) / REPORT
+    p = RunDir(run_path).report_path
     if not p.exists():
         return None
     return EvalReport.from_dict(json.loads(p.read_text(encoding="utf-8")))
@@ -117,9 +115,9 @@ class ReportScreen(VittuiScreen):
         if report is None:
             body.display = False
             if error:
-                status.update(f"ERROR cannot read {REPORT}: {error}")
+                status.update(f"ERROR cannot read {self.run.report_path.name}: {error}")
             elif not self.evaluating:
-                status.update(f"no {REPORT} yet - press e to run `vittui eval {self.run.name}` "
+                status.update(f"no {self.run.report_path.name} yet - press e to run `vittui eval {self.run.name}` "
                               "(per-class, confusion, calibration, robustness, speed; takes a while)")
         else:
             body.display = True

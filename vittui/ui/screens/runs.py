@@ -12,33 +12,13 @@ from textual.reactive import var
 from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
-from vittui import recipe as R
-from vittui.runs.store import list_runs
+from vittui.runs.registry import RunSummary, scan_runs
 from vittui.ui.messages import RunsScanned
 from vittui.ui.screens.base import VittuiScreen
 from vittui.ui.screens.modals import HelpModal, key_rows
-from vittui.ui.widgets.runs_table import RunRow, RunsTable
+from vittui.ui.widgets.runs_table import RunsTable
 
 REFRESH_S = 2.0
-
-
-def scan_runs(runs_root: Path) -> list[RunRow]:
-    rows = []
-    from vittui.ui.runstate import run_state
-
-    for run in reversed(list_runs(runs_root)):  # newest first
-        status = run.read_status()
-        try:
-            model = R.load(run.recipe_path).model.name
-        except Exception:
-            model = "?"
-        updated = time.strftime("%m-%d %H:%M", time.localtime(status.updated)) if status else "-"
-        rows.append(RunRow(
-            path=run.path, name=run.name, state=run_state(run),
-            step=status.step if status else 0, total=status.total_steps if status else 0,
-            best_top1=status.best_top1 if status else None, model=model, updated=updated,
-        ))
-    return rows
 
 
 class RunsScreen(VittuiScreen):
@@ -62,7 +42,7 @@ class RunsScreen(VittuiScreen):
     def __init__(self, runs_root: Path) -> None:
         super().__init__(classes="runs")
         self.runs_root = runs_root
-        self._rows: list[RunRow] = []
+        self._rows: list[RunSummary] = []
 
     def compose(self) -> ComposeResult:
         yield Static(f"runs in {self.runs_root}", id="runs-title")
@@ -78,7 +58,7 @@ class RunsScreen(VittuiScreen):
     def scan(self) -> None:
         worker = get_current_worker()
         while not worker.is_cancelled:
-            self.post_message(RunsScanned(scan_runs(self.runs_root)))
+            self.post_message(RunsScanned(scan_runs(self.runs_root)[::-1]))  # newest first
             for _ in range(int(REFRESH_S / 0.1)):
                 if worker.is_cancelled:
                     return

@@ -17,7 +17,7 @@ from rich.style import Style
 from rich.text import Text
 from textual.widgets import Static
 
-from vittui.analysis.heatmap import HALF_BLOCK, ascii_heatmap, halfblock_cells, image_cells
+from vittui.ui.heatmap import HALF_BLOCK, ascii_heatmap, halfblock_cells, image_cells
 from vittui.runs.events import AttentionProbe
 from vittui.ui.probeview import LoadedProbe, Selection, attention_map, image_of, luminance
 

@@ -1,5 +1,5 @@
 """The comparison table: one column per run, one row per recipe field that differs (and only those), then
-each run's best and last metrics. Rows come from `vittui.deploy.compare.table_rows`; the run's name is the
+each run's best and last metrics. Rows come from `vittui.runs.compare.table_rows`; the run's name is the
 column header, so `run.name` is left out of the fields."""
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from typing import Sequence
 
 from textual_plotext import PlotextPlot
 
-from vittui.ui.history import downsample
+from vittui.ui.curves import downsample
 
 
 @dataclass

@@ -12,13 +12,11 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
+from vittui.analysis.metrics import fmt_value
+
 
 def fmt(x: Any, digits: int = 3) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "–"
-    if isinstance(x, float):
-        return f"{x:.{digits}f}"
-    return str(x)
+    return fmt_value(x, digits)
 
 
 def pct(x: Any) -> str:

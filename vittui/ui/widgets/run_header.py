@@ -10,7 +10,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from vittui.ui.history import fmt_duration
+from vittui.runs.history import fmt_duration
 
 STATE_STYLE = {
     "running": "bold green", "starting": "bold cyan", "paused": "bold yellow", "stopping": "bold yellow",

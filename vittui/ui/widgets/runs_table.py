@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from rich.text import Text
 from textual.message import Message
 from textual.widgets import DataTable
 
-
-@dataclass
-class RunRow:
-    path: Path
-    name: str
-    state: str
-    step: int
-    total: int
-    best_top1: float | None
-    model: str
-    updated: str
+from vittui.runs.registry import RunSummary
 
 
 def _pct(v: float | None) -> str:
@@ -36,21 +25,21 @@ class RunsTable(DataTable):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
-        self.rows_data: list[RunRow] = []
+        self.rows_data: list[RunSummary] = []
         self.marked: set[Path] = set()
 
     def on_mount(self) -> None:
         self.add_columns("mark", "run", "state", "step", "best top-1", "model", "updated")
 
-    def show(self, rows: list[RunRow], marked: set[Path] | None = None) -> None:
+    def show(self, rows: list[RunSummary], marked: set[Path] | None = None) -> None:
         keep = self.cursor_row
         self.rows_data = rows
         if marked is not None:
             self.marked = set(marked)
         self.clear()
         for r in rows:
-            step = f"{r.step}/{r.total}" if r.total else str(r.step)
-            self.add_row(Text("[x]" if r.path in self.marked else "[ ]"), Text(r.name), r.state, step, _pct(r.best_top1), r.model, r.updated, key=str(r.path))
+            step = f"{r.step}/{r.total_steps}" if r.total_steps else str(r.step)
+            self.add_row(Text("[x]" if r.path in self.marked else "[ ]"), Text(r.name), r.state, step, _pct(r.best_top1), r.model, r.updated_text, key=str(r.path))
         if rows:
             self.move_cursor(row=min(max(keep, 0), len(rows) - 1))
 

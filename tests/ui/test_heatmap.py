@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from vittui.analysis.heatmap import (HALF_BLOCK, RAMP, ascii_heatmap, colormap, grayscale_cells, halfblock_cells,
-                                     image_cells, resample)
+from vittui.ui.heatmap import (HALF_BLOCK, RAMP, ascii_heatmap, colormap, grayscale_cells, halfblock_cells,
+                               image_cells, resample)
 
 
 def test_shading_is_monotone_and_fills_the_asked_size():

@@ -4,8 +4,8 @@ curves (train loss, val top-1) against step, epoch and wall time.
 Pure: reads `recipe.toml`, `events.jsonl` and `status.json` of each run directory, imports neither torch
 nor Textual, so the dashboard can call `compare_runs` from its own process.
 
-Events of a resumed run repeat the steps between the last checkpoint and the interruption; the curves
-keep the history as the run finally went (a resume from step R drops what was logged after R before).
+The events are folded by `runs/history.py`, the fold every view uses; a resumed run's curves and metrics
+are the run as it finally went (its rule for resumed runs).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from typing import Any, Sequence
 
 from vittui.recipe import Recipe, diff, field_keys, get, load
 from vittui.runs import events as ev
+from vittui.runs.history import RunHistory, fmt_duration
+from vittui.runs.registry import run_state
 from vittui.runs.store import RunDir
 
 
@@ -127,60 +129,34 @@ def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
-def _truncate_from(steps: list[int], step: int, *series: list) -> None:
-    """Drop points at or after `step` (a resumed run repeating steps it had already logged)."""
-    while steps and steps[-1] >= step:
-        steps.pop()
-        for s in series:
-            s.pop()
+def _point(e: ev.Eval) -> EvalPoint:
+    return EvalPoint(e.step, e.epoch, e.top1, e.top5, e.loss, e.ema_top1)
 
 
 def read_run(run_path: str | Path) -> tuple[RunMetrics, Curves, Recipe]:
-    """Metrics and curves of one run from its directory; FileNotFoundError if it is not a run."""
+    """Metrics and curves of one run from its directory; FileNotFoundError if it is not a run.
+
+    A view of the run's `RunHistory` with every step kept (a resumed run as it finally went)."""
     run = RunDir(run_path)
     if not run.exists():
-        raise FileNotFoundError(f"{run.path} is not a run directory (no recipe.toml)")
+        raise FileNotFoundError(f"{run.path} is not a run directory (no {run.recipe_path.name})")
     recipe = load(run.recipe_path)
-    events = ev.read_all(run.events_path)
+    h = RunHistory(columns=("epoch", "t", "loss"), max_buckets=None)
+    h.feed(ev.read_all(run.events_path))
     status = run.read_status()
-    c = Curves()
-    evals: list[EvalPoint] = []
-    t0: float | None = None
-    total_steps, wall, model, steps = 0, None, recipe.model.name, 0
-    for e in events:
-        if t0 is None:
-            t0 = e.t
-        if isinstance(e, ev.RunStarted):
-            total_steps = e.total_steps or total_steps
-            model = e.model or model
-            if e.resumed_from_step:  # what was logged after the checkpoint it resumes from is redone
-                _truncate_from(c.train_step, e.resumed_from_step + 1, c.train_epoch, c.train_time, c.train_loss)
-                _truncate_from(c.val_step, e.resumed_from_step + 1, c.val_epoch, c.val_time, c.val_top1,
-                               c.val_loss)
-                evals = [p for p in evals if p.step <= e.resumed_from_step]
-        elif isinstance(e, ev.Step):
-            _truncate_from(c.train_step, e.step, c.train_epoch, c.train_time, c.train_loss)
-            c.train_step.append(e.step)
-            c.train_epoch.append(e.epoch)
-            c.train_time.append(e.t - t0)
-            c.train_loss.append(e.loss)
-            steps = max(steps, e.step)
-        elif isinstance(e, ev.Eval):
-            c.val_step.append(e.step)
-            c.val_epoch.append(e.epoch)
-            c.val_time.append(e.t - t0)
-            c.val_top1.append(e.top1)
-            c.val_loss.append(e.loss)
-            evals.append(EvalPoint(e.step, e.epoch, e.top1, e.top5, e.loss, e.ema_top1))
-        elif isinstance(e, ev.Finished):
-            wall = e.wall_time
-            steps = max(steps, e.step)
-    best = None
-    for p in evals:
-        if _finite(p.top1) and (best is None or p.top1 >= best.top1):
-            best = p
+    t0 = h.first_t or 0.0
+    c = Curves(
+        train_step=[int(x) for x in h.steps], train_epoch=h.series.ys("epoch"),
+        train_time=[t - t0 for t in h.series.ys("t")], train_loss=h.loss,
+        val_step=h.eval_steps, val_epoch=[e.epoch for e in h.evals], val_time=[e.t - t0 for e in h.evals],
+        val_top1=h.top1, val_loss=h.eval_loss,
+    )
+    evals = [_point(e) for e in h.evals]
+    best = _point(h.best_eval) if h.best_eval else None
     last = evals[-1] if evals else None
     losses = [p.loss for p in evals if _finite(p.loss)]
+    steps = max(h.step, h.finished.step if h.finished else 0)
+    total_steps = h.total_steps
     if status is not None:
         steps = max(steps, status.step)
         total_steps = total_steps or status.total_steps
@@ -189,11 +165,10 @@ def read_run(run_path: str | Path) -> tuple[RunMetrics, Curves, Recipe]:
             best = EvalPoint(status.step, status.epoch, status.best_top1, float("nan"), float("nan"))
         if last is None and status.last_top1 is not None:
             last = EvalPoint(status.step, status.epoch, status.last_top1, float("nan"), float("nan"))
-    from vittui.runs.launcher import run_state
-
     metrics = RunMetrics(
-        name=run.name, path=str(run.path), state=run_state(run), model=model, steps=steps,
-        total_steps=total_steps, wall_time=wall, best=best, last=last,
+        name=run.name, path=str(run.path), state=run_state(run),
+        model=(h.started.model if h.started else "") or recipe.model.name, steps=steps,
+        total_steps=total_steps, wall_time=h.finished.wall_time if h.finished else None, best=best, last=last,
         best_loss=min(losses) if losses else None,
         last_train_loss=c.train_loss[-1] if c.train_loss else None,
         ema=recipe.regularize.ema,
@@ -242,12 +217,7 @@ def _num(x: float | None, digits: int = 4) -> str:
 def _duration(s: float | None) -> str:
     if s is None or not _finite(s):
         return "-"
-    if s < 60:
-        return f"{s:.1f}s"
-    s = int(round(s))
-    h, rem = divmod(s, 3600)
-    m, sec = divmod(rem, 60)
-    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+    return f"{s:.1f}s" if s < 60 else fmt_duration(s)
 
 
 def table_rows(cmp: Comparison) -> list[list[str]]:

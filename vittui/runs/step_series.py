@@ -5,7 +5,8 @@ Points fold into buckets of `width` consecutive steps (width 1 until the series 
 the mean of what fell into it. When there are `2 * max_buckets` buckets, neighbours merge and the width
 doubles: the whole run stays in view at a resolution finer than any terminal plot can draw, and a short
 run keeps every step exactly. Non-finite values (a NaN loss) are left out of a bucket's mean and shown
-as a gap only where a bucket holds nothing else.
+as a gap only where a bucket holds nothing else. `max_buckets=None` never merges: every step exactly
+(what `vittui compare` reports).
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from typing import Sequence
 
 
 class StepSeries:
-    def __init__(self, columns: Sequence[str], max_buckets: int = 1024):
+    def __init__(self, columns: Sequence[str], max_buckets: int | None = 1024):
         self.columns = tuple(columns)
-        self.max_buckets = max(2, max_buckets)
+        self.max_buckets = None if max_buckets is None else max(2, max_buckets)
         self.width = 1  # steps per bucket
         self.points = 0  # points folded in, over the whole run
         self.version = 0  # bumps on every change: the screen redraws when it moved
@@ -55,7 +56,7 @@ class StepSeries:
                 c[-1] += 1
         self.points += 1
         self.version += 1
-        if len(self._first) >= 2 * self.max_buckets:
+        if self.max_buckets is not None and len(self._first) >= 2 * self.max_buckets:
             self._merge()
 
     def cut(self, step: int) -> None:

@@ -5,10 +5,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from fake_events import AFTER, BEFORE, fake_run, started, step
 
 from vittui.cli import main
-from vittui.deploy.compare import compare_runs, format_table, read_run
-from vittui.recipe import Recipe, save
+from vittui.runs.compare import compare_runs, format_table, read_run
 from vittui.runs import events as ev
 from vittui.runs.store import RunDir, RunStatus
 
@@ -45,8 +45,8 @@ def best_eval(run) -> dict:
     return max(evals, key=lambda e: e["top1"])
 
 
-def test_compare_table_cli_in_process(run_a, run_b, runs_root, capsys):
-    assert main(["--runs-dir", str(runs_root), "compare", "a", "b"]) == 0
+def test_compare_table_cli_in_process(run_a, run_b, trained_root, capsys):
+    assert main(["--runs-dir", str(trained_root), "compare", "a", "b"]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert lines[0].split() == ["a", "b"]
@@ -62,9 +62,9 @@ def test_compare_table_cli_in_process(run_a, run_b, runs_root, capsys):
     assert "state" in out and out.count("finished") == 2
 
 
-def test_compare_as_a_real_subprocess_json(run_a, run_b, runs_root):
+def test_compare_as_a_real_subprocess_json(run_a, run_b, trained_root):
     exe = [sys.executable, "-m", "vittui.cli"]
-    proc = subprocess.run(exe + ["--runs-dir", str(runs_root), "compare", "a", str(run_b), "--json"],
+    proc = subprocess.run(exe + ["--runs-dir", str(trained_root), "compare", "a", str(run_b), "--json"],
                           capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
@@ -77,70 +77,39 @@ def test_compare_as_a_real_subprocess_json(run_a, run_b, runs_root):
 
 def test_compare_is_pure(run_a, run_b):
     """The dashboard calls it in its own process: no torch, no Textual."""
-    code = ("import sys; from vittui.deploy.compare import compare_runs; "
+    code = ("import sys; from vittui.runs.compare import compare_runs; "
             f"c = compare_runs([{str(run_a)!r}, {str(run_b)!r}]); assert c.differing_fields; "
             "bad = [m for m in ('torch', 'textual', 'timm') if m in sys.modules]; assert not bad, bad")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
 
 
-def test_compare_bad_input_exit_2(run_a, runs_root, capsys):
-    assert main(["--runs-dir", str(runs_root), "compare", "a"]) == 2
-    assert main(["--runs-dir", str(runs_root), "compare", "a", "no-such-run"]) == 2
+def test_compare_bad_input_exit_2(run_a, trained_root, capsys):
+    assert main(["--runs-dir", str(trained_root), "compare", "a"]) == 2
+    assert main(["--runs-dir", str(trained_root), "compare", "a", "no-such-run"]) == 2
     assert "no-such-run" in capsys.readouterr().err
 
 
-def test_identical_recipes_say_so(run_a, runs_root):
+def test_identical_recipes_say_so(run_a, trained_root):
     cmp = compare_runs([run_a, run_a])
     assert cmp.differing_fields == {}
     assert "identical" in format_table(cmp)
 
 
-def _fake_run(root: Path, events: list[ev.Event]) -> Path:
-    run = RunDir(root / "fake").create()
-    save(Recipe(), run.recipe_path)
-    run.write_status(RunStatus(state="finished", step=6))
-    w = ev.EventWriter(run.events_path)
-    for e in events:
-        w.write(e)
-    w.close()
-    return run.path
-
-
-def _started(resumed: int = 0, t: float = 0.0) -> ev.RunStarted:
-    return ev.RunStarted(name="fake", model="m", params_total=1, params_trainable=1, num_classes=2,
-                         classes=["x", "y"], train_size=8, val_size=4, steps_per_epoch=2, total_steps=6,
-                         device="cpu", resumed_from_step=resumed, t=t)
-
-
-def _step(s: int, loss: float, t: float) -> ev.Step:
-    return ev.Step(step=s, epoch=s / 2, loss=loss, lr=0.1, grad_norm=1.0, images_per_s=1.0, data_time=0.0,
-                   step_time=0.1, t=t)
-
-
-def _eval(s: int, top1: float, t: float) -> ev.Eval:
-    return ev.Eval(step=s, epoch=s / 2, loss=1.0 / top1, top1=top1, top5=100.0, t=t)
-
-
 def test_resumed_history_keeps_the_steps_as_they_finally_went(tmp_path):
-    events = [_started(t=100.0), _step(1, 9.0, 101), _step(2, 8.0, 102), _eval(2, 40.0, 102.5),
-              _step(3, 7.0, 103), _step(4, 6.0, 104), _eval(4, 90.0, 104.5),  # lost: resumed from step 2
-              _started(resumed=2, t=200.0), _step(3, 5.0, 201), _step(4, 4.0, 202), _eval(4, 60.0, 202.5),
-              _step(5, 3.0, 203), _step(6, 2.0, 204), _eval(6, 70.0, 204.5),
-              ev.Finished(step=6, best_top1=70.0, wall_time=9.0, t=205)]
-    m, c, _ = read_run(_fake_run(tmp_path, events))
+    m, c, _ = read_run(fake_run(tmp_path, BEFORE + AFTER).path)  # resumed from step 2 after reaching 4
     assert c.train_step == [1, 2, 3, 4, 5, 6]
     assert c.train_loss == [9.0, 8.0, 5.0, 4.0, 3.0, 2.0]
     assert c.val_step == [2, 4, 6] and c.val_top1 == [40.0, 60.0, 70.0]
     assert c.train_time[0] == pytest.approx(1.0) and c.train_time[-1] == pytest.approx(104.0)
     assert m.best.top1 == 70.0 and m.best.step == 6  # the lost 90% is not the best any more
     assert m.last.top1 == 70.0 and m.best_loss == pytest.approx(1 / 70.0)
-    assert m.wall_time == 9.0 and m.steps == 6
+    assert m.wall_time == 9.0 and m.steps == 6 and m.total_steps == 8
 
 
 def test_status_fallback_without_eval_events(tmp_path):
-    path = _fake_run(tmp_path, [_started(), _step(1, 2.0, 1.0)])
-    run = RunDir(path)
+    run = fake_run(tmp_path, [started(), step(1, 2.0, 1.0)])
+    path = run.path
     run.write_status(RunStatus(state="finished", step=1, best_top1=55.0, last_top1=50.0))
     m, _, _ = read_run(path)
     assert m.best_top1 == 55.0 and m.last_top1 == 50.0

@@ -1,0 +1,60 @@
+"""`vittui ctl RUN pause|resume|stop|checkpoint|eval|set [--lr-scale X] [--wait S]`: send a command to a
+live run through its `commands.jsonl`, optionally waiting for the worker's acknowledgement."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from vittui.commands._common import resolve_run
+
+
+def add_parser(sub) -> None:
+    c = sub.add_parser("ctl", help="send a command to a live run")
+    c.add_argument("run")
+    c.add_argument("command", choices=["pause", "resume", "stop", "checkpoint", "eval", "set"])
+    c.add_argument("--lr-scale", type=float)
+    c.add_argument("--eval-every", type=int)
+    c.add_argument("--probe-every", type=int)
+    c.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="wait for the acknowledgement")
+    c.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from vittui.runs import control
+    from vittui.runs.registry import run_state
+
+    rd = resolve_run(args, args.run)
+    state = run_state(rd)
+    if state not in ("running", "paused", "starting"):
+        print(f"error: run {rd.name} is {state}; nothing is listening for commands", file=sys.stderr)
+        return 2
+    knobs = {k: v for k, v in (("lr_scale", args.lr_scale), ("eval_every", args.eval_every),
+                               ("probe_every", args.probe_every)) if v is not None}
+    command = args.command
+    if command == "set" and not knobs:
+        print("error: `ctl set` needs --lr-scale, --eval-every or --probe-every", file=sys.stderr)
+        return 2
+    cmd = control.send(rd.path, command, **(knobs if command in ("set", "resume") else {}))
+    if args.wait:
+        ack = wait_for_ack(rd, cmd.id, timeout=args.wait)
+        if ack is None:
+            print(f"sent {command} to {rd.name}; no acknowledgement within {args.wait:g}s", file=sys.stderr)
+            return 1
+        print(f"{command} took effect at step {ack.step}" + (f" ({ack.detail})" if ack.detail else ""))
+    else:
+        print(f"sent {command} to {rd.name}")
+    return 0
+
+
+def wait_for_ack(run, command_id: str, timeout: float):
+    from vittui.runs.events import ControlAck, EventTail
+
+    tail = EventTail(run.events_path)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for e in tail.poll():
+            if isinstance(e, ControlAck) and e.id == command_id:
+                return e
+        time.sleep(0.05)
+    return None

@@ -1,0 +1,25 @@
+"""`vittui runs`: every run in the runs folder with its live state, step and metrics."""
+
+from __future__ import annotations
+
+from vittui.commands._common import runs_root
+
+
+def add_parser(sub) -> None:
+    r = sub.add_parser("runs", help="list runs with their live state")
+    r.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from vittui.runs.registry import scan_runs
+
+    rows = scan_runs(runs_root(args))
+    if not rows:
+        print(f"no runs in {runs_root(args)}/")
+        return 0
+    print(f"{'NAME':<28} {'STATE':<9} {'STEP':>13} {'BEST':>7} {'LAST':>7}  MODEL")
+    for r in rows:
+        best = f"{r.best_top1:.2f}" if r.best_top1 is not None else "-"
+        last = f"{r.last_top1:.2f}" if r.last_top1 is not None else "-"
+        print(f"{r.name:<28} {r.state:<9} {f'{r.step}/{r.total_steps}':>13} {best:>7} {last:>7}  {r.model}")
+    return 0

@@ -1,0 +1,98 @@
+"""`vittui train PRESET [--set k=v]… [--detach] [--gpus N]` or `vittui train --resume RUN`: train in the
+foreground with a progress line, or start a detached worker."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from vittui.commands._common import load_recipe, resolve_run, runs_root
+
+
+def add_parser(sub) -> None:
+    t = sub.add_parser("train", help="train a recipe (foreground, or --detach)")
+    t.add_argument("preset", nargs="?", help="recipe .toml or shipped preset name (e.g. demo-digits)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. optim.lr=3e-4")
+    t.add_argument("--name", help="run name (default from the recipe)")
+    t.add_argument("--detach", action="store_true", help="start a background worker and return")
+    t.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint")
+    t.add_argument("--gpus", type=int, default=0, help="train on N GPUs through accelerate launch")
+    t.add_argument("--accelerate-config", help="accelerate config file (several machines)")
+    t.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from vittui.runs import launcher
+    from vittui.runs.registry import is_live, run_state
+    from vittui.runs.store import RunDir
+
+    root = runs_root(args)
+    if args.resume:
+        rd = resolve_run(args, args.resume)
+        if is_live(state := run_state(rd)):
+            print(f"error: run {rd.name} is still live (state {state}); use `vittui attach {rd.name}`",
+                  file=sys.stderr)
+            return 2
+        if args.detach or args.gpus > 1 or args.accelerate_config:
+            proc = launcher.resume(rd, gpus=args.gpus, accelerate_config=args.accelerate_config)
+            print(f"resuming {rd.name} detached (pid {proc.pid}); log: {rd.log_path}")
+            return 0
+        return _foreground(rd, resume=True)
+    if not args.preset:
+        print("error: vittui train needs a PRESET (a .toml file or a shipped preset name) or --resume RUN",
+              file=sys.stderr)
+        return 2
+    recipe = load_recipe(args)
+    if not recipe.run.output_dir == "runs" and not args.runs_dir:
+        root = Path(recipe.run.output_dir)
+    if args.detach or args.gpus > 1 or args.accelerate_config:
+        rd = launcher.launch(recipe, root, args.name, gpus=args.gpus, accelerate_config=args.accelerate_config)
+        print(f"started {rd.name} detached; follow it with `vittui attach {rd.name}` (log: {rd.log_path})")
+        return 0
+    rd = launcher.prepare_run(recipe, root, args.name)
+    print(f"run {rd.name} in {rd.path}")
+    return _foreground(RunDir(rd.path), resume=False)
+
+
+def _foreground(rd, resume: bool) -> int:
+    from vittui.runs.store import RunDir
+    from vittui.train.worker import run_worker
+
+    printer = _printer()
+    rc = run_worker(rd.path, resume=resume, on_event=printer, interactive=True)
+    status = RunDir(rd.path).read_status()
+    if status is not None:
+        best = f"{status.best_top1:.2f}%" if status.best_top1 is not None else "n/a"
+        last = f"{status.last_top1:.2f}%" if status.last_top1 is not None else "n/a"
+        print(f"{rd.name}: {status.state} at step {status.step}; val top-1 {last} (best {best})")
+    return rc
+
+
+def _printer(stream=sys.stdout):
+    """Event sink for a terminal: a rewritten progress line on a tty, plain lines otherwise."""
+    from vittui.runs.events import Eval, Finished, Step
+    from vittui.runs.progress import Progress
+
+    prog = Progress()
+    tty = stream.isatty()
+    last = [0.0]
+
+    def on_event(e) -> None:
+        prog.feed(e)
+        kept = prog.take_lines()
+        if kept:
+            if tty:
+                stream.write("\r\033[K")
+            for line in kept:
+                stream.write(line + "\n")
+        now = time.monotonic()
+        if isinstance(e, (Step, Eval, Finished)) and (tty and now - last[0] > 0.1 or isinstance(e, Finished)):
+            last[0] = now
+            stream.write(("\r\033[K" if tty else "") + prog.line() + ("" if tty and not isinstance(e, Finished) else "\n"))
+        elif isinstance(e, Step) and not tty and prog.total_steps and e.step % max(prog.total_steps // 20, 1) == 0:
+            stream.write(prog.line() + "\n")
+        stream.flush()
+
+    on_event.progress = prog  # type: ignore[attr-defined]
+    return on_event

@@ -1,0 +1,235 @@
+"""A run's history, folded from its events: the one reader of `events.jsonl` that every view uses — the
+monitor (plots, header, insight panes), `vittui attach` and the foreground `vittui train` line
+(`runs/progress.py`), `vittui compare` and the model card (`runs/compare.py`), and the coming queue.
+
+No torch, no numpy, no Textual: the dashboard's first frame stays light.
+
+**Resumed runs, one rule.** A resumed worker logs `RunStarted(resumed_from_step=K)` and then redoes the
+steps after its checkpoint at K. At that event the history rewinds to K: the steps, evaluations, probes
+and gradient snapshot logged after K are dropped — that stretch was redone, and the redone one is what
+the run became — and the run is no longer finished. What happened to the run is kept: faults, warnings,
+skipped images (and the logs a view keeps itself). The ETA's timing window starts again (a new process
+runs at its own speed). A Step at or before the last one with no such event before it (a log written
+without `resumed_from_step`) rewinds the same way, to the step before it.
+
+Per-step values sit in a `StepSeries`: bounded for the monitor (a million steps cost what two thousand
+do), exact for compare (`max_buckets=None`). Feeding the file back — every line, or with Step lines
+sampled as the monitor and `attach` do on re-attach — rebuilds every eval, probe and log exactly, the
+last steps exactly, and the curves at the resolution a plot draws.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from operator import attrgetter
+from typing import Iterable, Sequence
+
+from vittui.runs.events import (
+    AttentionProbe, DataSkipped, Eval, Event, Fault, Finished, GradFlow, Log, RunStarted, Status, Step,
+)
+from vittui.runs.step_series import StepSeries
+
+RECENT = 64  # steps whose timestamps (and losses) the ETA and the progress line read (a window of 50)
+MAX_PROBES = 1024  # attention probes kept for scrubbing (each carries per-layer, per-head stats)
+KEEP_PROBES = 256  # the newest, always all of them; older ones are halved each time the cap is hit
+STEP_COLUMNS = ("loss", "lr")  # the Step fields the monitor plots
+
+
+class RunHistory:
+    def __init__(self, columns: Sequence[str] = STEP_COLUMNS, max_buckets: int | None = 1024) -> None:
+        """`columns`: the Step fields kept per step (in `series`); `max_buckets=None` keeps every step."""
+        self.started: RunStarted | None = None  # the latest (a resume logs another)
+        self.first_t: float | None = None  # the first event's time: curves against wall time start there
+        self.last_step: Step | None = None
+        self.finished: Finished | None = None
+        self.state: str | None = None  # from the latest Status event
+        self.series = StepSeries(columns, max_buckets)
+        self.recent: deque[tuple[int, float, float]] = deque(maxlen=RECENT)  # (step, t, loss), exact
+        self.evals: list[Eval] = []
+        self.best_eval: Eval | None = None  # highest finite top-1, the latest on ties
+        self.probes: list[AttentionProbe] = []  # by step; bounded (MAX_PROBES)
+        self.grad_flow: GradFlow | None = None  # the latest
+        self.resumes: list[int] = []  # the step each resume went back to
+        self.faults = 0
+        self.warnings = 0
+        self.skipped = 0  # unreadable images, as the worker last counted them
+        self.count = 0  # events fed
+        get = attrgetter(*columns)
+        self._values = get if len(self.series.columns) > 1 else (lambda e: (get(e),))
+
+    def feed(self, events: Iterable[Event]) -> None:
+        for e in events:
+            self.count += 1
+            if self.first_t is None:
+                self.first_t = e.t
+            if isinstance(e, Step):
+                if self.last_step is not None and e.step <= self.last_step.step:
+                    self.rewind(e.step - 1)  # repeated steps with no resume logged: the same rule
+                self.series.add(e.step, self._values(e))
+                self.recent.append((e.step, e.t, e.loss))
+                self.last_step = e
+            elif isinstance(e, Eval):
+                self.evals.append(e)
+                if _better(e, self.best_eval):
+                    self.best_eval = e
+            elif isinstance(e, RunStarted):
+                if self.started is not None or e.resumed_from_step:
+                    self.rewind(e.resumed_from_step)
+                    self.recent.clear()
+                if e.resumed_from_step:
+                    self.resumes.append(e.resumed_from_step)
+                self.started = e
+            elif isinstance(e, Status):
+                self.state = e.state
+            elif isinstance(e, Finished):
+                self.finished = e
+            elif isinstance(e, Fault):
+                self.faults += 1
+            elif isinstance(e, Log) and e.level in ("warning", "error"):
+                self.warnings += 1
+            elif isinstance(e, DataSkipped):
+                self.skipped = e.count
+            elif isinstance(e, AttentionProbe):
+                if self.probes and e.step <= self.probes[-1].step:  # probed again: the new one replaces
+                    self.probes = [p for p in self.probes if p.step < e.step]
+                self.probes.append(e)
+                if len(self.probes) > MAX_PROBES:  # bounded: the newest kept whole, older ones thinned
+                    self.probes = self.probes[:-KEEP_PROBES:2] + self.probes[-KEEP_PROBES:]
+            elif isinstance(e, GradFlow):
+                self.grad_flow = e
+
+    def rewind(self, step: int) -> None:
+        """Forget what was logged after `step` (the rule for resumed runs: see the module's docstring)."""
+        self.series.cut(step + 1)
+        while self.recent and self.recent[-1][0] > step:
+            self.recent.pop()
+        if self.last_step is not None and self.last_step.step > step:
+            self.last_step = None
+        if self.evals and self.evals[-1].step > step:
+            self.evals = [e for e in self.evals if e.step <= step]
+            self.best_eval = None
+            for e in self.evals:
+                if _better(e, self.best_eval):
+                    self.best_eval = e
+        if self.probes and self.probes[-1].step > step:
+            self.probes = [p for p in self.probes if p.step <= step]
+        if self.grad_flow is not None and self.grad_flow.step > step:
+            self.grad_flow = None
+        self.finished = None
+
+    # --- derived -------------------------------------------------------------------------------
+    @property
+    def steps(self) -> list[float]:
+        return self.series.xs()
+
+    @property
+    def loss(self) -> list[float]:
+        return self.series.ys("loss")
+
+    @property
+    def lr(self) -> list[float]:
+        return self.series.ys("lr")
+
+    @property
+    def last_eval(self) -> Eval | None:
+        return self.evals[-1] if self.evals else None
+
+    @property
+    def eval_steps(self) -> list[int]:
+        return [e.step for e in self.evals]
+
+    @property
+    def eval_loss(self) -> list[float]:
+        return [e.loss for e in self.evals]
+
+    @property
+    def top1(self) -> list[float]:
+        return [e.top1 for e in self.evals]
+
+    @property
+    def top5(self) -> list[float]:
+        return [e.top5 for e in self.evals]
+
+    @property
+    def best_top1(self) -> float | None:
+        """The worker's word once it finished (its best checkpoint), else the best evaluation so far."""
+        if self.finished is not None and self.finished.best_top1 is not None:
+            return self.finished.best_top1
+        return self.best_eval.top1 if self.best_eval else None
+
+    @property
+    def step(self) -> int:
+        if self.last_step is not None:
+            return self.last_step.step
+        return self.started.resumed_from_step if self.started else 0
+
+    @property
+    def epoch(self) -> float:
+        if self.last_step is not None:
+            return self.last_step.epoch
+        return self.step / self.started.steps_per_epoch if self.started and self.started.steps_per_epoch else 0.0
+
+    @property
+    def total_steps(self) -> int:
+        return self.started.total_steps if self.started else 0
+
+    @property
+    def epochs(self) -> int:
+        return -(-self.total_steps // max(self.started.steps_per_epoch, 1)) if self.started else 0
+
+    def seconds_per_step(self, window: int = 50) -> float | None:
+        """From event timestamps (not the wall clock), so a replayed history gives the same ETA."""
+        r = self.recent
+        n = min(window, len(r) - 1)
+        if n < 1:
+            return None
+        dt = r[-1][1] - r[-1 - n][1]
+        ds = r[-1][0] - r[-1 - n][0]
+        if ds <= 0 or dt <= 0:
+            return None
+        return dt / ds
+
+    def eta_seconds(self) -> float | None:
+        total = self.total_steps
+        sps = self.seconds_per_step()
+        if not total or sps is None:
+            return None
+        return max(0, total - self.step) * sps
+
+    def recent_loss(self, smoothing: float = 0.9) -> float | None:
+        """The training loss now: the last steps' losses smoothed as the loss plot smooths them."""
+        ys = smooth([r[2] for r in self.recent], smoothing)
+        return ys[-1] if ys and math.isfinite(ys[-1]) else None
+
+
+def _better(e: Eval, best: Eval | None) -> bool:
+    return math.isfinite(e.top1) and (best is None or e.top1 >= best.top1)
+
+
+def smooth(values: Sequence[float], smoothing: float) -> list[float]:
+    """TensorBoard-style debiased EMA; smoothing 0 returns the values; NaN/inf points are skipped."""
+    if smoothing <= 0:
+        return list(values)
+    out: list[float] = []
+    acc, weight = 0.0, 0.0
+    last = math.nan
+    for v in values:
+        if v is None or not math.isfinite(v):
+            out.append(last)
+            continue
+        acc = smoothing * acc + (1 - smoothing) * v
+        weight = smoothing * weight + (1 - smoothing)
+        last = acc / weight
+        out.append(last)
+    return out
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """`mm:ss`, `h:mm:ss` past the hour; `--:--` when there is nothing to show (None, NaN, inf, negative)."""
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return "--:--"
+    s = int(round(seconds))
+    h, rem = divmod(s, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
