@@ -71,7 +71,7 @@ def _model_source(recipe: Recipe) -> str:
     m = recipe.model
     if m.source in ("timm", "hf"):
         return m.source
-    from vittui.models.build import resolve_source  # imports timm lazily
+    from vittui.models.resolve import resolve_source  # no torch; imports timm lazily
 
     return resolve_source(m.name, m.source)
 
