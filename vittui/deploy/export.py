@@ -71,7 +71,7 @@ class ExportResult:
 
 def preprocess_config(recipe, classes: list[str]) -> dict[str, Any]:
     """What a deployment must do to an image before the model: the run's evaluation transform, spelled out."""
-    from vittui.data.transforms import _three
+    from vittui.recipe import three_channels
 
     size = int(recipe.model.img_size)
     interpolation = "bilinear" if recipe.augment.interpolation == "random" else recipe.augment.interpolation
@@ -85,8 +85,8 @@ def preprocess_config(recipe, classes: list[str]) -> dict[str, Any]:
         "crop_pct": 1.0,
         "interpolation": interpolation,
         "rescale": 1.0 / 255.0,
-        "mean": list(_three(recipe.data.mean)),
-        "std": list(_three(recipe.data.std)),
+        "mean": list(three_channels(recipe.data.mean)),
+        "std": list(three_channels(recipe.data.std)),
         "input_name": "pixel_values",
         "output_name": "logits",
         "output": "logits; softmax over the last axis gives class probabilities",

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from vittui.models.hf import HFClassifier
-from vittui.models.structure import block_index_map, block_names, is_hf, unwrap
 from vittui.models.errors import ModelError
+from vittui.models.structure import block_index_map, block_names, is_hf, unwrap
 from vittui.recipe import AdaptSection
 
 
