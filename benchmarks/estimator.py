@@ -20,7 +20,8 @@ import time
 import torch
 
 from vittui.planning.measure import measure_step
-from vittui.planning.memory import estimate, fmt_bytes
+from vittui.hardware import fmt_bytes
+from vittui.planning.memory import estimate
 from vittui.recipe import Recipe
 
 SHAPES = {

@@ -39,7 +39,9 @@ def test_run_directory_contract_and_planning_need_no_torch():
                         "vittui.runs.launcher, vittui.runs.progress, vittui.runs.probes, vittui.runs.compare, "
                         "vittui.runs.history, vittui.runs.registry, vittui.runs.step_series, "
                         "vittui.analysis.attention_stats, vittui.analysis.metrics, vittui.planning.memory, "
-                        "vittui.planning.select, vittui.models.catalog, vittui.hardware, vittui.cli")
+                        "vittui.planning.select, vittui.models.catalog, vittui.hardware, vittui.cli, "
+                        "vittui.models.structure, vittui.models.resolve, vittui.models.build, vittui.models.fetch, "
+                        "vittui.planning.dims, vittui.planning.block_memory, vittui.planning.codegen")
     assert not mods & (TORCH_STACK | {"textual"}), mods & (TORCH_STACK | {"textual"})
 
 

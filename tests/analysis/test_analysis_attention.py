@@ -215,14 +215,11 @@ def test_extract_hf_and_wrapped():
     torch.testing.assert_close(a.sum(-1), torch.ones(2, 2, 2, 17), atol=1e-5, rtol=0)
     assert model.config._attn_implementation == before
 
-    class Wrapper(torch.nn.Module):
-        def __init__(self, hf):
-            super().__init__()
-            self.hf = hf
+    from vittui.models.hf import HFClassifier
 
-    b = A.extract_attention(Wrapper(model), x)
+    b = A.extract_attention(HFClassifier(model), x)
     torch.testing.assert_close(a, b)
-    assert A.num_prefix_tokens(Wrapper(model)) == 1
+    assert A.num_prefix_tokens(HFClassifier(model)) == 1
 
 
 def test_extract_peft_timm():

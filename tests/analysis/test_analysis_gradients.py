@@ -62,12 +62,9 @@ def test_grad_flow_discovers_blocks_and_hf_branches():
     assert ev.other["head"] == pytest.approx(ref_norm(model.classifier.parameters()), rel=1e-5)
     assert ev.other["embed"] == pytest.approx(ref_norm(model.vit.embeddings.parameters()), rel=1e-5)
 
-    class Wrapper(torch.nn.Module):
-        def __init__(self, hf):
-            super().__init__()
-            self.hf = hf
+    from vittui.models.hf import HFClassifier
 
-    assert [n for n, _ in find_blocks(Wrapper(model))] == ["vit.layers.0", "vit.layers.1"]
+    assert [n for n, _ in find_blocks(HFClassifier(model))] == ["vit.layers.0", "vit.layers.1"]
 
 
 def test_branch_names():

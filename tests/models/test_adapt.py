@@ -7,13 +7,9 @@ import pytest
 import torch
 
 from vittui.models.adapt import ParamReport, apply_adaptation, head_names, lora_targets, param_report
-from vittui.models.build import (
-    build_model,
-    is_hf,
-    save_pretrained_local,
-    transformer_blocks,
-    unwrap,
-)
+from vittui.models.build import build_model
+from vittui.models.structure import is_hf, transformer_blocks, unwrap
+from vittui.models.weights import save_pretrained_local
 from vittui.models.errors import ModelError
 from vittui.recipe import AdaptSection, ModelSection
 

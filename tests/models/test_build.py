@@ -8,20 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from vittui.models.build import (
-    HFClassifier,
-    block_index_map,
-    block_index_of,
-    build_model,
-    is_hf,
-    load_report,
-    resolve_source,
-    save_pretrained_local,
-    set_grad_checkpointing,
-    transformer_blocks,
-    unwrap,
-)
+from vittui.models.build import build_model
+from vittui.models.checkpointing import set_grad_checkpointing
 from vittui.models.errors import ModelError
+from vittui.models.hf import HFClassifier
+from vittui.models.resolve import resolve_source
+from vittui.models.structure import block_index_map, block_index_of, is_hf, transformer_blocks, unwrap
+from vittui.models.weights import load_report, save_pretrained_local
 
 from vittui.recipe import ModelSection
 

@@ -117,7 +117,7 @@ def test_estimator_dims_reproduce_params_and_flops(key):
     """The analytic counts the estimator uses agree with what was counted on meta."""
     from dataclasses import replace
 
-    from vittui.planning.memory import ModelDims
+    from vittui.planning.dims import ModelDims
 
     info = find(key)
     dims = replace(ModelDims.from_info(info), params_known=None)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vittui.planning.memory import GIB, ModelDims, dims_for, estimate
+from vittui.planning.dims import ModelDims, dims_for
+from vittui.planning.memory import GIB, estimate
 from vittui.recipe import Recipe
 
 TINY = {"model.name": "vit_tiny_patch16_224", "model.img_size": 32, "model.patch_size": 4, "model.depth": 3,

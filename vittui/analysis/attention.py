@@ -4,7 +4,8 @@ one call the training loop makes (extract, summarise, save).
 `extract_attention` returns a torch tensor (L, B, H, T, T) of probabilities (rows sum to 1): L layers,
 B images, H heads, T tokens (prefix tokens first: CLS, then any registers; then patches in row-major
 order). The statistics are in `vittui.analysis.attention_stats` (numpy), the probe files in
-`vittui.runs.probes`.
+`vittui.runs.probes`; `unwrap`, `is_hf`, `num_prefix_tokens` and `patch_size_of` come from
+`vittui.models.structure` (importable from here too).
 """
 
 from __future__ import annotations
@@ -13,50 +14,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from vittui.analysis.attention_stats import infer_grid, summarize
-from vittui.runs.probes import make_event, pair, save_probe
-
-
-def unwrap(model: Any) -> Any:
-    """The network that holds the layers: strips peft wrappers (`get_base_model()`) and project wrappers
-    that keep a transformers model in `.hf`, in any nesting."""
-    for _ in range(8):
-        inner = None
-        if hasattr(model, "get_base_model") and callable(model.get_base_model):
-            inner = model.get_base_model()
-        elif hasattr(model, "hf") and model.hf is not None and model.hf is not model:
-            inner = model.hf
-        if inner is None or inner is model:
-            return model
-        model = inner
-    return model
-
-
-def is_hf(model: Any) -> bool:
-    """True for a transformers model (duck-typed so this module never imports transformers)."""
-    config = getattr(model, "config", None)
-    return config is not None and hasattr(config, "_attn_implementation") and hasattr(model, "forward")
-
-
-def num_prefix_tokens(model: Any) -> int:
-    """Tokens before the patches: CLS (if any) plus register/distillation tokens."""
-    m = unwrap(model)
-    if hasattr(m, "num_prefix_tokens"):
-        return int(m.num_prefix_tokens)
-    config = getattr(m, "config", None)
-    if config is not None:
-        return 1 + int(getattr(config, "num_register_tokens", 0) or 0)
-    return 1
-
-
-def patch_size_of(model: Any) -> tuple[int, int]:
-    m = unwrap(model)
-    pe = getattr(m, "patch_embed", None)
-    if pe is not None and getattr(pe, "patch_size", None) is not None:
-        return pair(pe.patch_size)
-    config = getattr(m, "config", None)
-    if config is not None and getattr(config, "patch_size", None) is not None:
-        return pair(config.patch_size)
-    raise ValueError(f"cannot tell the patch size of {type(m).__name__}")
+from vittui.models.structure import is_hf, num_prefix_tokens, patch_size_of, unwrap
+from vittui.runs.probes import make_event, save_probe
 
 
 def geometry(model: Any, images_shape: Sequence[int], tokens: int | None = None
@@ -166,3 +125,6 @@ def probe(model: Any, images: Any, run_attention_dir: str | Path | None = None, 
                          num_prefix_tokens=prefix, mean=mean, std=std)
         event = make_event(step, rel, summary)
     return attn, summary, event
+
+
+__all__ = ["extract_attention", "geometry", "probe", "unwrap", "is_hf", "num_prefix_tokens", "patch_size_of"]

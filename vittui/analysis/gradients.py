@@ -16,7 +16,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from vittui.analysis.attention import unwrap
+from vittui.models.structure import unwrap
 
 VANISHING_RATIO = 100.0  # a block whose norm is below median / this is "vanishing"
 EXPLODING_RATIO = 100.0  # a block whose norm is above median * this is "exploding"

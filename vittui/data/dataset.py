@@ -96,7 +96,7 @@ class ImageDataset(Dataset):
                             self.classes, self.transform, self.loader_transform)
 
 
-class _Tagged(Dataset):
+class TaggedDataset(Dataset):
     """What the loader iterates: `(identifier or None, item)` so the collate can name skipped items."""
 
     def __init__(self, dataset: ImageDataset):

@@ -4,7 +4,8 @@
 loaders, the class names, the train class counts and (for training) a timm Mixup.
 
 The pieces live beside this module: `readers` decodes images (unreadable ones are skipped, see
-`dataset`), `samplers` fixes each epoch's order for resume, `splits` cuts a val set off the train set.
+`dataset`), `samplers` fixes each epoch's order for resume, `splits` cuts a val set off the train set;
+`imagefolder` and `hf_datasets` read those sources, `medmnist` names the MedMNIST classes.
 The loader's own generator (which seeds worker processes) is seeded from `run.seed`; augmentation
 randomness in the main process follows torch's global RNG, which the training loop seeds and checkpoints.
 """
@@ -12,7 +13,6 @@ randomness in the main process follows torch's global RNG, which the training lo
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -21,43 +21,24 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from vittui.data.dataset import ImageDataset, SkipCollate, _Tagged
+from vittui.data.dataset import ImageDataset, SkipCollate, TaggedDataset
 from vittui.data.errors import DataError
-from vittui.data.readers import IMAGE_EXTENSIONS, ArrayReader, FileReader, HFReader
+from vittui.data.hf_datasets import hf_split
+from vittui.data.imagefolder import imagefolder_split
+from vittui.data.medmnist import MEDMNIST_CLASSES
+from vittui.data.readers import ArrayReader
 from vittui.data.samplers import EpochRandomSampler, EpochWeightedSampler
-from vittui.data.splits import _seeded_order, split_indices
+from vittui.data.splits import SourceSplit, split_indices
 from vittui.recipe import Recipe
 
 log = logging.getLogger("vittui.data")
-
-MEDMNIST_CLASSES: dict[str, list[str]] = {
-    "pneumoniamnist": ["normal", "pneumonia"],
-    "bloodmnist": [
-        "basophil", "eosinophil", "erythroblast", "immature granulocytes",
-        "lymphocyte", "monocyte", "neutrophil", "platelet",
-    ],
-}
 
 
 # --------------------------------------------------------------------------------------------------
 # Sources → (train view, val view, test view | None, classes, warnings)
 
 
-@dataclass
-class _Split:
-    reader_train: Any
-    train_idx: np.ndarray
-    train_labels: np.ndarray
-    reader_val: Any
-    val_idx: np.ndarray
-    val_labels: np.ndarray
-    classes: list[str]
-    test: tuple[Any, np.ndarray, np.ndarray] | None = None
-    warnings: list[str] = field(default_factory=list)
-    ignored: list[str] = field(default_factory=list)
-
-
-def _digits(recipe: Recipe) -> _Split:
+def _digits(recipe: Recipe) -> SourceSplit:
     from sklearn.datasets import load_digits
 
     d = load_digits()
@@ -65,110 +46,7 @@ def _digits(recipe: Recipe) -> _Split:
     labels = d.target.astype(np.int64)
     reader = ArrayReader(images, "digits", resize_to=recipe.model.img_size, scale=255.0 / 16.0)
     tr, va = split_indices(labels, recipe.data.val_fraction, recipe.run.seed)
-    return _Split(reader, tr, labels[tr], reader, va, labels[va], [str(i) for i in range(10)])
-
-
-def _scan_class_folders(root: Path) -> tuple[list[str], dict[str, list[str]], list[str]]:
-    """Class folders under `root` → (classes, files per class, ignored non-image files)."""
-    if not root.is_dir():
-        raise DataError(f"data.path {root} is not a folder")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not classes:
-        stray = [p.name for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS]
-        hint = (f" (found {len(stray)} images directly in it; move them into one folder per class)"
-                if stray else "")
-        raise DataError(f"no class folders in {root}: expected {root}/<class name>/<images>{hint}")
-    files: dict[str, list[str]] = {}
-    ignored: list[str] = []
-    for name in classes:
-        found: list[str] = []
-        seen: set[tuple[int, int]] = set()  # (device, inode) of folders walked: a symlink loop ends here
-        for dirpath, dirnames, filenames in os.walk(root / name, followlinks=True):
-            st = os.stat(dirpath)
-            if (st.st_dev, st.st_ino) in seen:
-                dirnames[:] = []
-                continue
-            seen.add((st.st_dev, st.st_ino))
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for fn in sorted(filenames):
-                full = os.path.join(dirpath, fn)
-                if fn.startswith("."):
-                    continue
-                if os.path.splitext(fn)[1].lower() in IMAGE_EXTENSIONS:
-                    found.append(full)
-                else:
-                    ignored.append(full)
-        if not found:
-            raise DataError(
-                f"class folder {root / name} has no images "
-                f"(extensions: {' '.join(IMAGE_EXTENSIONS)}); remove it or add images"
-            )
-        files[name] = found
-    return classes, files, ignored
-
-
-def _flatten(classes: list[str], files: dict[str, list[str]]) -> tuple[list[str], np.ndarray]:
-    paths, labels = [], []
-    for k, name in enumerate(classes):
-        paths += files[name]
-        labels += [k] * len(files[name])
-    return paths, np.asarray(labels, dtype=np.int64)
-
-
-def _check_same_classes(a: list[str], b: list[str], a_dir: Path, b_dir: Path) -> None:
-    if a != b:
-        only_a = sorted(set(a) - set(b))
-        only_b = sorted(set(b) - set(a))
-        parts = []
-        if only_a:
-            parts.append(f"only in {a_dir}: {', '.join(only_a)}")
-        if only_b:
-            parts.append(f"only in {b_dir}: {', '.join(only_b)}")
-        raise DataError("train and val class folders differ: " + "; ".join(parts))
-
-
-def _ignored_warning(ignored: list[str]) -> list[str]:
-    if not ignored:
-        return []
-    shown = ", ".join(ignored[:3]) + (" ..." if len(ignored) > 3 else "")
-    return [f"ignored {len(ignored)} file(s) that are not images: {shown}"]
-
-
-def _imagefolder(recipe: Recipe) -> _Split:
-    d = recipe.data
-    root = Path(d.path).expanduser()
-    if not root.exists():
-        raise DataError(f"data.path {root} does not exist")
-    train_dir, val_dir = root / d.train_split, root / d.val_split
-    if train_dir.is_dir() and val_dir.is_dir():
-        classes, train_files, ign_tr = _scan_class_folders(train_dir)
-        val_classes, val_files, ign_va = _scan_class_folders(val_dir)
-        _check_same_classes(classes, val_classes, train_dir, val_dir)
-        ignored = ign_tr + ign_va
-        tr_paths, tr_labels = _flatten(classes, train_files)
-        va_paths, va_labels = _flatten(classes, val_files)
-        order = _seeded_order(len(tr_paths), recipe.run.seed)  # so that data.limit takes a mix of classes
-        test = None
-        test_dir = root / "test"
-        if test_dir.is_dir() and d.val_split != "test":
-            try:
-                t_classes, t_files, ign_te = _scan_class_folders(test_dir)
-                _check_same_classes(classes, t_classes, train_dir, test_dir)
-                te_paths, te_labels = _flatten(classes, t_files)
-                test = (FileReader(te_paths), np.arange(len(te_paths)), te_labels)
-                ignored += ign_te
-            except DataError as e:
-                log.warning("ignoring %s: %s", test_dir, e)
-        rt, rv = FileReader(tr_paths), FileReader(va_paths)
-        return _Split(rt, order, tr_labels[order], rv, np.arange(len(va_paths)), va_labels, classes,
-                      test, _ignored_warning(ignored), ignored)
-    base = train_dir if train_dir.is_dir() else root
-    classes, files, ignored = _scan_class_folders(base)
-    paths, labels = _flatten(classes, files)
-    tr, va = split_indices(labels, d.val_fraction, recipe.run.seed)
-    reader = FileReader(paths)
-    return _Split(reader, tr, labels[tr], reader, va, labels[va], classes, None,
-                  _ignored_warning(ignored), ignored)
+    return SourceSplit(reader, tr, labels[tr], reader, va, labels[va], [str(i) for i in range(10)])
 
 
 def _medmnist_labels(arr: np.ndarray, key: str, path: Path) -> np.ndarray:
@@ -178,7 +56,7 @@ def _medmnist_labels(arr: np.ndarray, key: str, path: Path) -> np.ndarray:
     return arr.reshape(-1).astype(np.int64)
 
 
-def _medmnist(recipe: Recipe) -> _Split:
+def _medmnist(recipe: Recipe) -> SourceSplit:
     path = Path(recipe.data.path).expanduser()
     if not path.exists():
         raise DataError(f"data.path {path} does not exist (download e.g. pneumoniamnist.npz from the MedMNIST "
@@ -225,110 +103,14 @@ def _medmnist(recipe: Recipe) -> _Split:
         raise DataError(f"{path}: negative labels in train_labels")
     rt = ArrayReader(tr_img, f"{path.name}:train")
     rv = ArrayReader(va_img, f"{path.name}:val")
-    return _Split(rt, np.arange(len(tr_lab)), tr_lab, rv, np.arange(len(va_lab)), va_lab, classes, test)
+    return SourceSplit(rt, np.arange(len(tr_lab)), tr_lab, rv, np.arange(len(va_lab)), va_lab, classes, test)
 
 
-def _import_datasets() -> Any:
-    try:
-        import datasets
-    except ImportError:
-        raise DataError("data.source = 'hf' needs the datasets package: pip install 'vittui[hf]'") from None
-    return datasets
-
-
-def _hf_load(path: str) -> Any:
-    datasets = _import_datasets()
-
-    p = Path(path).expanduser()
-    if p.is_dir() and any((p / f).exists() for f in ("dataset_dict.json", "state.json", "dataset_info.json")):
-        try:
-            return datasets.load_from_disk(str(p))
-        except Exception as e:
-            if not (p / "dataset_dict.json").exists() and not (p / "state.json").exists():
-                pass  # dataset_info.json alone: a hub-style folder; try load_dataset below
-            else:
-                raise DataError(f"cannot load the dataset saved in {p}: {e}") from None
-    try:
-        return datasets.load_dataset(str(p) if p.exists() else path)
-    except Exception as e:
-        raise DataError(f"cannot load Hugging Face dataset {path!r}: {type(e).__name__}: {e}") from None
-
-
-def _hf(recipe: Recipe) -> _Split:
-    datasets = _import_datasets()
-
-    d = recipe.data
-    loaded = _hf_load(d.path)
-    if isinstance(loaded, (datasets.DatasetDict, dict)):
-        splits = dict(loaded)
-    else:
-        splits = {d.train_split: loaded}
-    if d.train_split not in splits:
-        raise DataError(f"dataset {d.path!r} has no split {d.train_split!r} (splits: {', '.join(splits)}); "
-                        "set data.train_split")
-    train = splits[d.train_split]
-    for key in (d.image_key, d.label_key):
-        if key not in train.column_names:
-            field_name = "data.image_key" if key == d.image_key else "data.label_key"
-            raise DataError(f"dataset {d.path!r} has no column {key!r} (columns: {', '.join(train.column_names)}); "
-                            f"set {field_name}")
-    feature = train.features[d.label_key]
-    raw_labels = train[d.label_key]
-
-    def prepare(ds: Any) -> Any:
-        feat = ds.features.get(d.image_key)
-        if isinstance(feat, datasets.Image) and feat.decode:
-            ds = ds.cast_column(d.image_key, datasets.Image(decode=False))
-        return ds
-
-    if isinstance(feature, datasets.ClassLabel):
-        classes = list(feature.names)
-        to_index = lambda values: np.asarray(values, dtype=np.int64)  # noqa: E731
-    else:
-        uniq = sorted(set(raw_labels), key=lambda v: (str(type(v)), v))
-        classes = [str(v) for v in uniq]
-        lookup = {v: k for k, v in enumerate(uniq)}
-
-        def to_index(values):
-            try:
-                return np.asarray([lookup[v] for v in values], dtype=np.int64)
-            except KeyError as e:
-                raise DataError(f"label {e.args[0]!r} in the validation split is not among the train labels") from None
-
-    tr_labels_all = to_index(raw_labels)
-    train = prepare(train)
-    rt = HFReader(train, d.image_key, d.train_split)
-    if d.val_split in splits and d.val_split != d.train_split:
-        val = splits[d.val_split]
-        if d.label_key not in val.column_names or d.image_key not in val.column_names:
-            raise DataError(f"split {d.val_split!r} lacks column {d.image_key!r} or {d.label_key!r}")
-        if isinstance(feature, datasets.ClassLabel):
-            vfeat = val.features[d.label_key]
-            if isinstance(vfeat, datasets.ClassLabel) and list(vfeat.names) != classes:
-                _check_same_classes(classes, list(vfeat.names), Path(d.train_split), Path(d.val_split))
-        va_labels = to_index(val[d.label_key])
-        rv = HFReader(prepare(val), d.image_key, d.val_split)
-        order = _seeded_order(len(train), recipe.run.seed)
-        split = _Split(rt, order, tr_labels_all[order], rv, np.arange(len(val)), va_labels, classes)
-    else:
-        tr, va = split_indices(tr_labels_all, d.val_fraction, recipe.run.seed)
-        split = _Split(rt, tr, tr_labels_all[tr], rt, va, tr_labels_all[va], classes)
-    if "test" in splits and d.val_split != "test" and d.train_split != "test":
-        test = splits["test"]
-        if d.label_key in test.column_names and d.image_key in test.column_names:
-            try:
-                split.test = (HFReader(prepare(test), d.image_key, "test"), np.arange(len(test)),
-                              to_index(test[d.label_key]))
-            except DataError as e:
-                log.warning("ignoring the test split: %s", e)
-    return split
-
-
-SOURCES: dict[str, Callable[[Recipe], _Split]] = {
+SOURCES: dict[str, Callable[[Recipe], SourceSplit]] = {
     "digits": _digits,
-    "imagefolder": _imagefolder,
+    "imagefolder": imagefolder_split,
     "medmnist": _medmnist,
-    "hf": _hf,
+    "hf": hf_split,
 }
 
 
@@ -381,7 +163,7 @@ def make_loader(dataset: ImageDataset, recipe: Recipe, *, train: bool, sampler: 
         if hasattr(sampler, "seeded"):  # crops drawn in workers: seed them per image, so resume is exact
             sampler.seeded = True
     return DataLoader(
-        _Tagged(dataset),
+        TaggedDataset(dataset),
         batch_size=bs,
         sampler=sampler,
         shuffle=False if sampler is None else None,
@@ -463,4 +245,4 @@ def build_data(recipe: Recipe, *, for_eval: bool = False) -> DataBundle:
     )
 
 
-__all__ = ["DataBundle", "build_data", "make_loader", "MEDMNIST_CLASSES"]
+__all__ = ["DataBundle", "build_data", "make_loader", "SOURCES"]

@@ -1,8 +1,10 @@
-"""Train/val splits for sources that ship no validation set, seeded so the same recipe gets the same split."""
+"""Train/val splits for sources that ship no validation set, seeded so the same recipe gets the same split,
+and `SourceSplit`, what every source reader returns."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -27,8 +29,26 @@ def split_indices(labels: Sequence[int], val_fraction: float, seed: int) -> tupl
     return np.asarray(tr), np.sort(np.asarray(va))
 
 
-def _seeded_order(n: int, seed: int) -> np.ndarray:
+def seeded_order(n: int, seed: int) -> np.ndarray:
+    """A fixed shuffle of range(n) for `seed` (so that data.limit takes a mix of classes)."""
     return np.random.default_rng(seed).permutation(n)
 
 
-__all__ = ["split_indices"]
+@dataclass
+class SourceSplit:
+    """What a source reader hands `build_data`: readers and indices of the train and val views (and a test
+    view when the source has one), the class names, warnings for the person and the files it skipped."""
+
+    reader_train: Any
+    train_idx: np.ndarray
+    train_labels: np.ndarray
+    reader_val: Any
+    val_idx: np.ndarray
+    val_labels: np.ndarray
+    classes: list[str]
+    test: tuple[Any, np.ndarray, np.ndarray] | None = None
+    warnings: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+
+
+__all__ = ["split_indices", "seeded_order", "SourceSplit"]

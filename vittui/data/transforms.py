@@ -32,14 +32,7 @@ import torch
 from timm.data import Mixup, create_transform
 from timm.data.mixup import mixup_target
 
-from vittui.recipe import Recipe
-
-
-def _three(values: Sequence[float]) -> tuple[float, float, float]:
-    values = tuple(float(v) for v in values)
-    if len(values) == 1:
-        return (values[0],) * 3
-    return values  # type: ignore[return-value]
+from vittui.recipe import Recipe, three_channels
 
 
 def build_transform(recipe: Recipe, train: bool, *, batched: bool = False):
@@ -52,7 +45,7 @@ def build_transform(recipe: Recipe, train: bool, *, batched: bool = False):
     """
     a, d = recipe.augment, recipe.data
     size = int(recipe.model.img_size)
-    mean, std = _three(d.mean), _three(d.std)
+    mean, std = three_channels(d.mean), three_channels(d.std)
     if train:
         trivial = a.auto_augment == "trivialaugment"
         tf = create_transform(
@@ -127,7 +120,7 @@ class BatchFinish:
 
 def loader_transform(recipe: Recipe, train: bool) -> tuple[Callable, BatchFinish]:
     """(per-image part, per-batch part) of `build_transform(recipe, train)`, for the loaders."""
-    mean, std = _three(recipe.data.mean), _three(recipe.data.std)
+    mean, std = three_channels(recipe.data.mean), three_channels(recipe.data.std)
     erasing = None
     a = recipe.augment
     if train and a.re_prob > 0:

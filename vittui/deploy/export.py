@@ -71,7 +71,7 @@ class ExportResult:
 
 def preprocess_config(recipe, classes: list[str]) -> dict[str, Any]:
     """What a deployment must do to an image before the model: the run's evaluation transform, spelled out."""
-    from vittui.data.transforms import _three
+    from vittui.recipe import three_channels
 
     size = int(recipe.model.img_size)
     interpolation = "bilinear" if recipe.augment.interpolation == "random" else recipe.augment.interpolation
@@ -85,8 +85,8 @@ def preprocess_config(recipe, classes: list[str]) -> dict[str, Any]:
         "crop_pct": 1.0,
         "interpolation": interpolation,
         "rescale": 1.0 / 255.0,
-        "mean": list(_three(recipe.data.mean)),
-        "std": list(_three(recipe.data.std)),
+        "mean": list(three_channels(recipe.data.mean)),
+        "std": list(three_channels(recipe.data.std)),
         "input_name": "pixel_values",
         "output_name": "logits",
         "output": "logits; softmax over the last axis gives class probabilities",
@@ -111,9 +111,9 @@ def _timm_model_args(plain, recipe) -> dict[str, Any]:
     """The keyword arguments that rebuild this timm architecture (no head size, no training-only rates)."""
     args = dict(getattr(plain, "_model_args", None) or {})
     if not args:  # timm without _model_args: the recipe's size overrides
-        from vittui.models.build import _timm_overrides
+        from vittui.models.timm_build import timm_overrides
 
-        args = {"img_size": recipe.model.img_size, **_timm_overrides(recipe.model)}
+        args = {"img_size": recipe.model.img_size, **timm_overrides(recipe.model)}
     out = {}
     for k, v in args.items():
         if k in _DROP_ARGS:
@@ -137,7 +137,7 @@ def _timm_arch(plain) -> str:
 
 def _hf_inner(model):
     """The transformers model inside an HFClassifier (or None for timm)."""
-    from vittui.models.build import HFClassifier
+    from vittui.models.hf import HFClassifier
 
     return model.hf if isinstance(model, HFClassifier) else None
 
@@ -293,7 +293,7 @@ def export_model(run_path: str | Path, out_dir: str | Path, fmt: str, *, checkpo
     """Write the run's model to `out_dir` in `fmt` with preprocess.json and a model card; check it."""
     import torch
 
-    from vittui.models.build import unwrap
+    from vittui.models.structure import unwrap
     from vittui.train.restore import restore
 
     if fmt not in FORMATS:

@@ -11,14 +11,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from vittui.models.build import (
-    HFClassifier,
-    block_index_map,
-    block_names,
-    is_hf,
-    unwrap,
-)
 from vittui.models.errors import ModelError
+from vittui.models.structure import block_index_map, block_names, is_hf, unwrap
 from vittui.recipe import AdaptSection
 
 
@@ -184,4 +178,4 @@ def param_report(model: nn.Module) -> ParamReport:
     return ParamReport(total=total, trainable=trainable, frozen_blocks=frozen_blocks, lora=lora)
 
 
-__all__ = ["ParamReport", "head_names", "lora_targets", "apply_adaptation", "param_report", "HFClassifier"]
+__all__ = ["ParamReport", "head_names", "lora_targets", "apply_adaptation", "param_report"]

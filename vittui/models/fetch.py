@@ -12,12 +12,13 @@ import contextlib
 import os
 import socket
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 from urllib.parse import urlparse
 
-import torch
-
 from vittui.models.errors import ModelError
+
+if TYPE_CHECKING:
+    import torch
 
 _WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
 
@@ -52,7 +53,7 @@ def hub_cache_dir() -> str:
     return constants.HF_HUB_CACHE
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
+def hub_reachable(timeout: float = 3.0) -> bool:
     """A quick TCP probe so a machine without network fails in seconds, not after minutes of retries."""
     if hub_offline():
         return False
@@ -69,7 +70,7 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 
 
 @contextlib.contextmanager
-def _offline_hub() -> Iterator[None]:
+def offline_hub() -> Iterator[None]:
     """Forbid Hub requests for the duration (the cache still answers)."""
     try:
         from huggingface_hub import constants
@@ -89,7 +90,7 @@ def _offline_hub() -> Iterator[None]:
             os.environ["HF_HUB_OFFLINE"] = old_env
 
 
-def _no_network_error(what: str, repo: str, cache: str, *, timm_name: str | None = None) -> ModelError:
+def no_network_error(what: str, repo: str, cache: str, *, timm_name: str | None = None) -> ModelError:
     why = "HF_HUB_OFFLINE is set" if hub_offline() else "the Hugging Face Hub cannot be reached (no network)"
     lines = [
         f"cannot load pretrained weights for {what}: {why} and {repo} is not in the Hub cache ({cache}).",
@@ -104,7 +105,7 @@ def _no_network_error(what: str, repo: str, cache: str, *, timm_name: str | None
     return ModelError("\n".join(lines))
 
 
-def _hub_file(repo: str, filenames: tuple[str, ...], what: str, *, timm_name: str | None = None) -> str:
+def hub_file(repo: str, filenames: tuple[str, ...], what: str, *, timm_name: str | None = None) -> str:
     """A file of a Hub repo: from the cache if there, else downloaded; ModelError fast when offline."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
@@ -117,12 +118,12 @@ def _hub_file(repo: str, filenames: tuple[str, ...], what: str, *, timm_name: st
     cache = hub_cache_dir()
     for fn in filenames:
         try:
-            with _offline_hub():
+            with offline_hub():
                 return hf_hub_download(repo, fn, cache_dir=cache, local_files_only=True)
         except Exception:
             continue
-    if not _hub_reachable():
-        raise _no_network_error(what, repo, cache, timm_name=timm_name)
+    if not hub_reachable():
+        raise no_network_error(what, repo, cache, timm_name=timm_name)
     for fn in filenames:
         try:
             return hf_hub_download(repo, fn, cache_dir=cache)
@@ -133,7 +134,7 @@ def _hub_file(repo: str, filenames: tuple[str, ...], what: str, *, timm_name: st
         except RepositoryNotFoundError:
             raise ModelError(f"no Hugging Face repo {repo!r} (for {what}); check model.name") from None
         except LocalEntryNotFoundError:
-            raise _no_network_error(what, repo, cache, timm_name=timm_name) from None
+            raise no_network_error(what, repo, cache, timm_name=timm_name) from None
         except EntryNotFoundError:
             continue
         except Exception as e:  # network trouble mid-way, disk full, ...
@@ -145,21 +146,21 @@ def _has_weights(folder: str) -> bool:
     return any(Path(folder).glob("*.safetensors")) or any(Path(folder).glob("pytorch_model*.bin"))
 
 
-def _hub_snapshot(repo: str) -> str:
+def hub_snapshot(repo: str) -> str:
     """A transformers repo's config and weights (shards too) from the cache, else downloaded."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
     cache, patterns = hub_cache_dir(), ["*.json", "*.safetensors"]
     try:
-        with _offline_hub():
+        with offline_hub():
             folder = snapshot_download(repo, cache_dir=cache, local_files_only=True, allow_patterns=patterns)
         if (Path(folder) / "config.json").is_file() and _has_weights(folder):
             return folder
     except Exception:
         pass
-    if not _hub_reachable():
-        raise _no_network_error(repr(repo), repo, cache)
+    if not hub_reachable():
+        raise no_network_error(repr(repo), repo, cache)
     try:
         folder = snapshot_download(repo, cache_dir=cache, allow_patterns=patterns)
         if not _has_weights(folder):  # older repos: PyTorch pickles only
@@ -209,5 +210,7 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     return sd
 
 
-
-__all__ = ["hub_offline", "hub_cache_dir", "load_state_dict_file"]
+__all__ = [
+    "hub_offline", "hub_cache_dir", "hub_reachable", "offline_hub", "no_network_error", "hub_file", "hub_snapshot",
+    "load_state_dict_file",
+]

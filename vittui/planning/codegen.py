@@ -23,18 +23,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from vittui.recipe import Recipe, RecipeError
+from vittui.data.medmnist import MEDMNIST_CLASSES
+from vittui.recipe import Recipe, RecipeError, three_channels
 
 SUPPORTED_SOURCES = ("digits", "imagefolder", "medmnist")
 TEMPLATE = (Path(__file__).parent / "templates" / "train_script.py.tmpl").read_text(encoding="utf-8")
-
-MEDMNIST_CLASSES: dict[str, list[str]] = {  # the same table as vittui.data.sources (no torch here)
-    "pneumoniamnist": ["normal", "pneumonia"],
-    "bloodmnist": [
-        "basophil", "eosinophil", "erythroblast", "immature granulocytes",
-        "lymphocyte", "monocyte", "neutrophil", "platelet",
-    ],
-}
 
 
 class ExportError(RecipeError):
@@ -61,17 +54,12 @@ def _py(value: Any) -> str:
     return repr(value)
 
 
-def _three(values: tuple[float, ...]) -> tuple[float, ...]:
-    values = tuple(float(v) for v in values)
-    return values * 3 if len(values) == 1 else values
-
-
 def _model_source(recipe: Recipe) -> str:
     """'timm' or 'hf', as vittui's builder would decide (cheap cases without importing timm first)."""
     m = recipe.model
     if m.source in ("timm", "hf"):
         return m.source
-    from vittui.models.build import resolve_source  # imports timm lazily
+    from vittui.models.resolve import resolve_source  # no torch; imports timm lazily
 
     return resolve_source(m.name, m.source)
 
@@ -123,126 +111,160 @@ def _flags(recipe: Recipe, model_source: str) -> dict[str, bool]:
     return flags
 
 
-def _constants(recipe: Recipe, model_source: str, preset: str) -> str:
-    d, a, o, r, s, ad, c, m, run = (recipe.data, recipe.augment, recipe.optim, recipe.regularize,
-                                    recipe.schedule, recipe.adapt, recipe.compute, recipe.model, recipe.run)
-    lines: list[str] = []
+class _Lines:
+    """The constants block being written: section headers and `NAME = literal  # comment` lines."""
 
-    def section(title: str) -> None:
-        lines.append("")
-        lines.append(f"# {title} " + "-" * max(3, 96 - len(title) - 3))
+    def __init__(self) -> None:
+        self.lines: list[str] = []
 
-    def const(name: str, value: Any, comment: str = "") -> None:
+    def section(self, title: str) -> None:
+        self.lines.append("")
+        self.lines.append(f"# {title} " + "-" * max(3, 96 - len(title) - 3))
+
+    def const(self, name: str, value: Any, comment: str = "") -> None:
         text = f"{name} = {value if isinstance(value, _Raw) else _py(value)}"
         if comment:
             text = f"{text:<48}  # {comment}"
-        lines.append(text)
+        self.lines.append(text)
 
-    lines.append(f"# The recipe ({preset}). Every knob of the run is a constant here; edit freely.")
-    section("model")
+    def comment(self, text: str) -> None:
+        self.lines.append(f"# {text}")
+
+
+def _model_constants(w: _Lines, recipe: Recipe, model_source: str) -> None:
+    m, r = recipe.model, recipe.regularize
+    w.section("model")
     name = m.name
     if model_source == "timm" and Path(name).expanduser().is_dir():
         name = f"local-dir:{Path(name).expanduser()}"
-    const("MODEL_NAME", name, "timm name" if model_source == "timm" else "Hugging Face id or folder")
-    const("PRETRAINED", bool(m.pretrained))
+    w.const("MODEL_NAME", name, "timm name" if model_source == "timm" else "Hugging Face id or folder")
+    w.const("PRETRAINED", bool(m.pretrained))
     if m.weights and model_source == "timm":
-        const("WEIGHTS", m.weights, "local weight file loaded instead of downloading")
-    const("IMG_SIZE", m.img_size)
+        w.const("WEIGHTS", m.weights, "local weight file loaded instead of downloading")
+    w.const("IMG_SIZE", m.img_size)
     overrides = {k: getattr(m, k) for k in ("patch_size", "depth", "embed_dim", "num_heads", "mlp_ratio")
                  if getattr(m, k) is not None}
     if model_source == "timm":
-        const("ARCH_OVERRIDES", overrides, "changes to the named architecture")
+        w.const("ARCH_OVERRIDES", overrides, "changes to the named architecture")
     else:
-        const("CONFIG_OVERRIDES", _hf_overrides(overrides), "changes to the model's config")
-    const("DROP_PATH", r.drop_path, "stochastic depth")
-    const("DROPOUT", r.dropout)
+        w.const("CONFIG_OVERRIDES", _hf_overrides(overrides), "changes to the model's config")
+    w.const("DROP_PATH", r.drop_path, "stochastic depth")
+    w.const("DROPOUT", r.dropout)
 
-    section("data")
+
+def _data_constants(w: _Lines, recipe: Recipe) -> None:
+    d = recipe.data
+    w.section("data")
     if d.source != "digits":
-        const("DATA_PATH", d.path)
+        w.const("DATA_PATH", d.path)
     if d.source == "imagefolder":
-        const("TRAIN_SPLIT", d.train_split, "DATA_PATH/train/<class>/... if present")
-        const("VAL_SPLIT", d.val_split)
+        w.const("TRAIN_SPLIT", d.train_split, "DATA_PATH/train/<class>/... if present")
+        w.const("VAL_SPLIT", d.val_split)
     if d.source in ("digits", "imagefolder"):
-        const("VAL_FRACTION", d.val_fraction, "split off when there is no val folder" if d.source != "digits"
-              else "stratified split by SEED")
+        w.const("VAL_FRACTION", d.val_fraction, "split off when there is no val folder" if d.source != "digits"
+                else "stratified split by SEED")
     if d.source == "medmnist":
         names = next((v for k, v in MEDMNIST_CLASSES.items() if Path(d.path).name.lower().startswith(k)), None)
-        const("CLASS_NAMES", names, "None: the label numbers")
-    const("BATCH_SIZE", d.batch_size)
-    const("NUM_WORKERS", d.num_workers)
-    const("LIMIT", d.limit, "keep at most this many training images (0 = all)")
+        w.const("CLASS_NAMES", names, "None: the label numbers")
+    w.const("BATCH_SIZE", d.batch_size)
+    w.const("NUM_WORKERS", d.num_workers)
+    w.const("LIMIT", d.limit, "keep at most this many training images (0 = all)")
     if d.class_balance != "none":
-        lines.append(f"# class balance: {d.class_balance} (written into the code below)")
-    const("MEAN", _three(d.mean))
-    const("STD", _three(d.std))
+        w.comment(f"class balance: {d.class_balance} (written into the code below)")
+    w.const("MEAN", three_channels(d.mean))
+    w.const("STD", three_channels(d.std))
 
-    section("augmentation (timm create_transform)")
-    const("CROP_SCALE", tuple(a.crop_scale))
-    const("CROP_RATIO", tuple(a.crop_ratio))
-    const("HFLIP", a.hflip)
-    const("VFLIP", a.vflip)
+
+def _augment_constants(w: _Lines, recipe: Recipe) -> None:
+    a = recipe.augment
+    w.section("augmentation (timm create_transform)")
+    w.const("CROP_SCALE", tuple(a.crop_scale))
+    w.const("CROP_RATIO", tuple(a.crop_ratio))
+    w.const("HFLIP", a.hflip)
+    w.const("VFLIP", a.vflip)
     trivial = a.auto_augment == "trivialaugment"
-    const("AUTO_AUGMENT", "" if trivial else a.auto_augment, "timm policy, '' = off")
+    w.const("AUTO_AUGMENT", "" if trivial else a.auto_augment, "timm policy, '' = off")
     if trivial:
-        const("TRIVIAL_AUGMENT", True, "torchvision TrivialAugmentWide")
-    const("COLOR_JITTER", 0.0 if trivial else a.color_jitter, "0 = off")
-    const("RE_PROB", a.re_prob, "random erasing")
-    const("INTERPOLATION", a.interpolation)
+        w.const("TRIVIAL_AUGMENT", True, "torchvision TrivialAugmentWide")
+    w.const("COLOR_JITTER", 0.0 if trivial else a.color_jitter, "0 = off")
+    w.const("RE_PROB", a.re_prob, "random erasing")
+    w.const("INTERPOLATION", a.interpolation)
     if a.mixup > 0 or a.cutmix > 0:
-        const("MIXUP", a.mixup, "alpha; 0 = off")
-        const("CUTMIX", a.cutmix)
-        const("MIXUP_PROB", a.mixup_prob)
-        const("MIXUP_SWITCH_PROB", a.mixup_switch_prob)
+        w.const("MIXUP", a.mixup, "alpha; 0 = off")
+        w.const("CUTMIX", a.cutmix)
+        w.const("MIXUP_PROB", a.mixup_prob)
+        w.const("MIXUP_SWITCH_PROB", a.mixup_switch_prob)
 
-    section("optimizer and schedule")
-    lines.append(f"# optimizer: {o.name}, schedule: {s.kind} (re-export with --set optim.name=... to change)")
-    const("LR", o.lr)
-    const("WEIGHT_DECAY", o.weight_decay)
+
+def _optim_constants(w: _Lines, recipe: Recipe) -> None:
+    o, r, s = recipe.optim, recipe.regularize, recipe.schedule
+    w.section("optimizer and schedule")
+    w.comment(f"optimizer: {o.name}, schedule: {s.kind} (re-export with --set optim.name=... to change)")
+    w.const("LR", o.lr)
+    w.const("WEIGHT_DECAY", o.weight_decay)
     if o.name == "sgd":
-        const("MOMENTUM", o.momentum)
+        w.const("MOMENTUM", o.momentum)
     else:
-        const("BETAS", tuple(o.betas))
+        w.const("BETAS", tuple(o.betas))
     if o.name == "adamw" and o.fused:
-        const("FUSED", True, "fused AdamW kernel on CUDA")
-    const("LAYER_DECAY", o.layer_decay, "1.0 = off")
-    const("CLIP_GRAD", o.clip_grad, "max grad norm; 0 = off")
-    const("LABEL_SMOOTHING", r.label_smoothing)
+        w.const("FUSED", True, "fused AdamW kernel on CUDA")
+    w.const("LAYER_DECAY", o.layer_decay, "1.0 = off")
+    w.const("CLIP_GRAD", o.clip_grad, "max grad norm; 0 = off")
+    w.const("LABEL_SMOOTHING", r.label_smoothing)
     if r.ema:
-        const("EMA_DECAY", r.ema_decay)
-    const("EPOCHS", s.epochs)
-    const("MAX_STEPS", s.max_steps, "stop after this many optimizer steps (0 = all epochs)")
-    const("WARMUP_EPOCHS", s.warmup_epochs)
-    const("WARMUP_LR", s.warmup_lr)
-    const("MIN_LR", s.min_lr)
+        w.const("EMA_DECAY", r.ema_decay)
+    w.const("EPOCHS", s.epochs)
+    w.const("MAX_STEPS", s.max_steps, "stop after this many optimizer steps (0 = all epochs)")
+    w.const("WARMUP_EPOCHS", s.warmup_epochs)
+    w.const("WARMUP_LR", s.warmup_lr)
+    w.const("MIN_LR", s.min_lr)
 
-    if ad.freeze != "none" or ad.lora:
-        section("adaptation")
-        lines.append(f"# freeze: {ad.freeze}{' + LoRA' if ad.lora else ''} (see trains() below)")
-        if ad.freeze in ("first_n", "all_but_last_n"):
-            const("FREEZE_BLOCKS", ad.freeze_blocks)
-        if ad.lora:
-            const("LORA_R", ad.lora_r)
-            const("LORA_ALPHA", ad.lora_alpha)
-            const("LORA_DROPOUT", ad.lora_dropout)
-            targets = list(ad.lora_targets) or (["qkv"] if model_source == "timm" else [])
-            const("LORA_TARGETS", tuple(targets), "Linear layer names; () = the attention q/v projections")
-        const("HEAD", "head" if model_source == "timm" else "hf.classifier", "the classifier, always trained")
 
-    section("compute")
-    const("DEVICE", c.device, "auto | cpu | cuda")
-    const("PRECISION", {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[c.precision], "accelerate mixed_precision")
-    const("ACCUMULATION", c.accumulation, "micro-batches per optimizer step")
-    const("THREADS", c.threads, "torch CPU threads; 0 = default")
+def _adapt_constants(w: _Lines, recipe: Recipe, model_source: str) -> None:
+    ad = recipe.adapt
+    if ad.freeze == "none" and not ad.lora:
+        return
+    w.section("adaptation")
+    w.comment(f"freeze: {ad.freeze}{' + LoRA' if ad.lora else ''} (see trains() below)")
+    if ad.freeze in ("first_n", "all_but_last_n"):
+        w.const("FREEZE_BLOCKS", ad.freeze_blocks)
+    if ad.lora:
+        w.const("LORA_R", ad.lora_r)
+        w.const("LORA_ALPHA", ad.lora_alpha)
+        w.const("LORA_DROPOUT", ad.lora_dropout)
+        targets = list(ad.lora_targets) or (["qkv"] if model_source == "timm" else [])
+        w.const("LORA_TARGETS", tuple(targets), "Linear layer names; () = the attention q/v projections")
+    w.const("HEAD", "head" if model_source == "timm" else "hf.classifier", "the classifier, always trained")
+
+
+def _compute_constants(w: _Lines, recipe: Recipe) -> None:
+    c, run = recipe.compute, recipe.run
+    w.section("compute")
+    w.const("DEVICE", c.device, "auto | cpu | cuda")
+    w.const("PRECISION", {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[c.precision], "accelerate mixed_precision")
+    w.const("ACCUMULATION", c.accumulation, "micro-batches per optimizer step")
+    w.const("THREADS", c.threads, "torch CPU threads; 0 = default")
     if c.grad_checkpointing:
-        const("GRAD_CHECKPOINTING", True)
+        w.const("GRAD_CHECKPOINTING", True)
     if c.channels_last:
-        const("CHANNELS_LAST", True)
+        w.const("CHANNELS_LAST", True)
     if c.compile:
-        const("COMPILE", True)
-    const("SEED", run.seed)
-    const("OUTPUT_DIR", str(Path(run.output_dir) / (run.name or "export")), "model.safetensors goes here")
-    return "\n".join(lines)
+        w.const("COMPILE", True)
+    w.const("SEED", run.seed)
+    w.const("OUTPUT_DIR", str(Path(run.output_dir) / (run.name or "export")), "model.safetensors goes here")
+
+
+def _constants(recipe: Recipe, model_source: str, preset: str) -> str:
+    """The constants block of the script: every knob of the recipe, section by section."""
+    w = _Lines()
+    w.comment(f"The recipe ({preset}). Every knob of the run is a constant here; edit freely.")
+    _model_constants(w, recipe, model_source)
+    _data_constants(w, recipe)
+    _augment_constants(w, recipe)
+    _optim_constants(w, recipe)
+    _adapt_constants(w, recipe, model_source)
+    _compute_constants(w, recipe)
+    return "\n".join(w.lines)
 
 
 class _Raw(str):

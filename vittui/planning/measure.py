@@ -236,50 +236,24 @@ def measure_step(recipe: Recipe, num_classes: int = 10, device: str | None = Non
     """
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() and recipe.compute.device != "cpu"
                                   else "cpu"))
-    torch.manual_seed(recipe.run.seed)
-    model = build_model(recipe, num_classes)
-    if fused_attn is not None:
-        for blk in _blocks(model):
-            if hasattr(blk, "attn") and hasattr(blk.attn, "fused_attn"):
-                blk.attn.fused_attn = fused_attn
-    model = apply_adapt(model, recipe)
-    model.to(dev).train()
-    if recipe.compute.grad_checkpointing:
-        model.set_grad_checkpointing(True)
-
+    model, opt, ema = _prepare(recipe, num_classes, dev, fused_attn)
     params = list(model.parameters())
     trainable = [p for p in params if p.requires_grad]
     param_keys = {_storage_key(p) for p in params}
-    ema = None
-    if recipe.regularize.ema:
-        ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    o = recipe.optim
-    if o.name == "sgd":
-        opt = torch.optim.SGD(trainable, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
-    else:
-        opt = torch.optim.AdamW(trainable, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
-
     bs = recipe.data.batch_size
     img = recipe.model.img_size
     x = torch.randn(bs, 3, img, img, device=dev)
     y = torch.randint(0, num_classes, (bs,), device=dev)
-    prec = recipe.compute.precision
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(prec)
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(recipe.compute.precision)
 
     def autocast():
         return torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None)
-
-    counter = SavedTensors(exclude=params,
-                           checkpointed=_blocks(model) if recipe.compute.grad_checkpointing else ())
 
     if dev.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    with counter:
-        with autocast():
-            logits = model(x)
-            loss = nn.functional.cross_entropy(logits.float(), y, label_smoothing=recipe.regularize.label_smoothing)
+    loss, counter = _forward_saving(model, x, y, recipe, params, autocast)
     activations = counter.bytes
     shapes = counter.by_shape()
     saved_inputs = list(counter.saved.values())
@@ -291,31 +265,15 @@ def measure_step(recipe: Recipe, num_classes: int = 10, device: str | None = Non
     step_s = time.perf_counter() - t0
     cuda_peak = torch.cuda.max_memory_allocated() if dev.type == "cuda" else None
     grads = _nbytes(p.grad for p in trainable if p.grad is not None)
-    opt_bytes = 0
-    for state in opt.state.values():
-        for v in state.values():
-            if torch.is_tensor(v) and v.dim() > 0:
-                opt_bytes += v.numel() * v.element_size()
+    opt_bytes = _optimizer_bytes(opt)
     ema_bytes = _nbytes(v for v in ema.values() if v.is_floating_point()) if ema else 0
 
     recompute = 0
     if recipe.compute.grad_checkpointing:
         recompute = _recompute_bytes(model, saved_inputs, param_keys, autocast, bs, dev)
     del saved_inputs
-
     if timed_steps:
-        times = []
-        for _ in range(timed_steps):
-            opt.zero_grad(set_to_none=True)
-            t1 = time.perf_counter()
-            with autocast():
-                loss = nn.functional.cross_entropy(model(x).float(), y)
-            loss.backward()
-            opt.step()
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - t1)
-        step_s = sum(times) / len(times)
+        step_s = _mean_step_seconds(model, opt, x, y, autocast, dev, timed_steps)
 
     return Measurement(
         device=str(dev), params_bytes=_nbytes(params), trainable_params=sum(p.numel() for p in trainable),
@@ -323,6 +281,70 @@ def measure_step(recipe: Recipe, num_classes: int = 10, device: str | None = Non
         ema_bytes=ema_bytes, activations_bytes=activations, recompute_bytes=recompute,
         cuda_peak_bytes=cuda_peak, step_seconds=step_s, saved_by_shape=shapes,
     )
+
+
+def _prepare(recipe: Recipe, num_classes: int, dev: torch.device, fused_attn: bool | None
+             ) -> tuple[nn.Module, torch.optim.Optimizer, dict[str, torch.Tensor] | None]:
+    """The adapted model on `dev` in train mode, its optimizer, and the EMA copy (None without EMA)."""
+    torch.manual_seed(recipe.run.seed)
+    model = build_model(recipe, num_classes)
+    if fused_attn is not None:
+        for blk in _blocks(model):
+            if hasattr(blk, "attn") and hasattr(blk.attn, "fused_attn"):
+                blk.attn.fused_attn = fused_attn
+    model = apply_adapt(model, recipe)
+    model.to(dev).train()
+    if recipe.compute.grad_checkpointing:
+        model.set_grad_checkpointing(True)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    ema = None
+    if recipe.regularize.ema:
+        ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    o = recipe.optim
+    if o.name == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(trainable, lr=o.lr, momentum=o.momentum,
+                                                     weight_decay=o.weight_decay)
+    else:
+        opt = torch.optim.AdamW(trainable, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+    return model, opt, ema
+
+
+def _forward_saving(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Recipe, params: list,
+                    autocast: Any) -> tuple[torch.Tensor, SavedTensors]:
+    """The loss of one forward, and what autograd saved for backward (parameters left out; with
+    checkpointing, the input of each block that takes part in backward — what timm's checkpoint keeps)."""
+    counter = SavedTensors(exclude=params,
+                           checkpointed=_blocks(model) if recipe.compute.grad_checkpointing else ())
+    with counter:
+        with autocast():
+            logits = model(x)
+            loss = nn.functional.cross_entropy(logits.float(), y, label_smoothing=recipe.regularize.label_smoothing)
+    return loss, counter
+
+
+def _optimizer_bytes(opt: torch.optim.Optimizer) -> int:
+    total = 0
+    for state in opt.state.values():
+        for v in state.values():
+            if torch.is_tensor(v) and v.dim() > 0:
+                total += v.numel() * v.element_size()
+    return total
+
+
+def _mean_step_seconds(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                       autocast: Any, dev: torch.device, steps: int) -> float:
+    times = []
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        t1 = time.perf_counter()
+        with autocast():
+            loss = nn.functional.cross_entropy(model(x).float(), y)
+        loss.backward()
+        opt.step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t1)
+    return sum(times) / len(times)
 
 
 def _recompute_bytes(model, saved_inputs, param_keys, autocast, bs, dev) -> int:

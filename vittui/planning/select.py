@@ -109,7 +109,9 @@ def recommend(images: int, classes: int, similarity: str, gpu_mem_gb: float | No
               latency_ms: float | None = None, task: str = "classification",
               catalog: list[ModelInfo] | None = None, top: int | None = None) -> list[Recommendation]:
     """Ranked models with a strategy each. ``gpu_mem_gb`` and ``latency_ms`` filter; ``top`` truncates."""
-    from vittui.planning.memory import ModelDims, estimate, fmt_bytes
+    from vittui.hardware import fmt_bytes
+    from vittui.planning.dims import ModelDims
+    from vittui.planning.memory import estimate
 
     if task != "classification":
         raise ValueError(f"only classification is supported (got task={task!r})")

@@ -102,7 +102,8 @@ def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = 
     from vittui.data.sources import build_data
     from vittui.data.transforms import class_weights
     from vittui.models.adapt import apply_adaptation
-    from vittui.models.build import build_model, set_grad_checkpointing
+    from vittui.models.build import build_model
+    from vittui.models.checkpointing import set_grad_checkpointing
 
     run_path = Path(run_path)
     acc = _accelerator(recipe)

@@ -21,7 +21,7 @@ def _no_decay(name: str, param: torch.Tensor, extra: set[str]) -> bool:
 
 def param_groups(model: nn.Module, recipe: Recipe) -> list[dict]:
     """Groups with `weight_decay` and `lr_scale` (timm's scheduler multiplies lr by lr_scale)."""
-    from vittui.models.build import block_index_of, is_hf, transformer_blocks
+    from vittui.models.structure import block_index_of, is_hf, transformer_blocks
 
     wd, decay = recipe.optim.weight_decay, recipe.optim.layer_decay
     extra = set(getattr(model, "no_weight_decay", lambda: set())())
