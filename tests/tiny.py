@@ -158,3 +158,34 @@ def all_gone(procs: list) -> bool:
             return True
 
     return all(gone(p) for p in procs)
+
+
+def truncated_png(path: Path, size: int = 32) -> Path:
+    """The first half of a random size x size RGB PNG, written to `path`: a file Pillow cannot read to the end."""
+    import numpy as np
+    from PIL import Image
+
+    full = path.parent / ("full_" + path.name)
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (size, size, 3), dtype=np.uint8)).save(full)
+    data = full.read_bytes()
+    full.unlink()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def train_stopped_at(recipe, root: Path, name: str, stop_at: int):
+    """A new run `name` under `root`, trained in-process and asked to stop (as the dashboard's stop does)
+    when step `stop_at` is logged: (the prepared run, train's result)."""
+    from vittui.runs import events as ev
+    from vittui.runs.control import InProcessControl
+    from vittui.runs.launcher import prepare_run
+    from vittui.train.loop import train
+
+    run = prepare_run(recipe, root, name)
+    control = InProcessControl()
+
+    def on_event(e):
+        if isinstance(e, ev.Step) and e.step == stop_at:
+            control.send("stop")
+
+    return run, train(recipe, run.path, control, on_event=on_event)

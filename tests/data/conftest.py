@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
+from tiny import truncated_png as _truncated_png
 
 from vittui.recipe import Recipe
 
@@ -47,15 +47,6 @@ def split_tree(tmp_path: Path) -> Path:
     _write_tree(root / "train", {"cat": 6, "dog": 6})
     _write_tree(root / "val", {"cat": 2, "dog": 3}, start=100)
     return root
-
-
-def _truncated_png(path: Path) -> Path:
-    full = path.parent / ("full_" + path.name)
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(full)
-    data = full.read_bytes()
-    full.unlink()
-    path.write_bytes(data[: len(data) // 2])
-    return path
 
 
 @pytest.fixture

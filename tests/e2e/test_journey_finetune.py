@@ -108,14 +108,21 @@ def journey(tmp_path_factory) -> SimpleNamespace:
     return SimpleNamespace(sh=sh, root=root, ft=ft, weights=weights, scratch=sh.last_eval("scratch"))
 
 
-def test_finetune_with_frozen_blocks_beats_scratch_and_keeps_the_file_weights(journey):
-    sh, weights = journey.sh, journey.weights
-    sh("train", str(journey.root / "ft.toml"), "--name", "frozen", "--set", f"model.weights={weights}",
-       "--set", "adapt.freeze=first_n", "--set", "adapt.freeze_blocks=1")
-    tuned, scratch = sh.last_eval("frozen"), journey.scratch
+def finetune_beats_scratch(journey, name: str, *settings: str):
+    """Fine-tune run `name` from the pretrained file with the fine-tuning recipe and `settings` (each a --set),
+    check that it beats the scratch baseline, and return its last evaluation."""
+    sets = [arg for setting in (f"model.weights={journey.weights}", *settings) for arg in ("--set", setting)]
+    journey.sh("train", str(journey.root / "ft.toml"), "--name", name, *sets)
+    tuned, scratch = journey.sh.last_eval(name), journey.scratch
     # same recipe, same steps, same seed: only the starting weights differ
     assert tuned.loss < scratch.loss - 0.1, (tuned, scratch)
     assert tuned.top1 > scratch.top1 + 5, (tuned, scratch)
+    return tuned
+
+
+def test_finetune_with_frozen_blocks_beats_scratch_and_keeps_the_file_weights(journey):
+    sh, weights = journey.sh, journey.weights
+    tuned = finetune_beats_scratch(journey, "frozen", "adapt.freeze=first_n", "adapt.freeze_blocks=1")
     started = next(e for e in events(sh.runs / "frozen") if isinstance(e, ev.RunStarted))
     assert started.params_trainable < started.params_total
 
@@ -140,11 +147,7 @@ def test_finetune_with_frozen_blocks_beats_scratch_and_keeps_the_file_weights(jo
 @pytest.mark.slow
 def test_lora_finetune_exports_to_transformers_and_predicts_like_vittui(journey):
     sh, weights = journey.sh, journey.weights
-    sh("train", str(journey.root / "ft.toml"), "--name", "lora", "--set", f"model.weights={weights}",
-       "--set", "adapt.lora=true", "--set", "optim.lr=1e-2")
-    tuned, scratch = sh.last_eval("lora"), journey.scratch
-    assert tuned.loss < scratch.loss - 0.1, (tuned, scratch)
-    assert tuned.top1 > scratch.top1 + 5, (tuned, scratch)
+    tuned = finetune_beats_scratch(journey, "lora", "adapt.lora=true", "optim.lr=1e-2")
 
     # LoRA leaves the base weights alone: every base tensor in the checkpoint is the file's
     file, ckpt = tensors(weights), tensors(sh.last_weights("lora"))

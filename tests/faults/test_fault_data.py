@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from fault_helpers import TINY_INPROC
 from PIL import Image
+from tiny import truncated_png
 
 from vittui.data import readers
 from vittui.data.errors import DataError
@@ -48,15 +49,6 @@ def solid(path: Path, colour, size=(10, 10)) -> Path:
     return path
 
 
-def truncated_png(path: Path) -> Path:
-    buf = path.parent / ("full_" + path.name)
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(buf)
-    data = buf.read_bytes()
-    buf.unlink()
-    path.write_bytes(data[: len(data) // 2])
-    return path
-
-
 def broken_tree(root: Path) -> tuple[Path, set[str], set[str]]:
     """train/{a,b} with 13 good images, 5 unreadable ones, 2 odd modes and a notes file; val/{a,b} clean.
     20 listed training images: batch 5 consumes them all in one epoch."""
@@ -68,7 +60,7 @@ def broken_tree(root: Path) -> tuple[Path, set[str], set[str]]:
             solid(root / "val" / cls / f"v_{j}.png", colours[cls])
     t = root / "train"
     bad = {
-        truncated_png(t / "a" / "truncated.png"),
+        truncated_png(t / "a" / "truncated.png", size=24),
         t / "b" / "zero.png",
         t / "a" / "words.png",
         png_header_only(t / "b" / "bomb.png", 100_000, 100_000),

@@ -9,7 +9,7 @@ from gpu_helpers import worker_log
 from tiny import TINY_PROCESS, events, kill_if_alive, status, step_numbers, tiny_toml, wait_for
 
 from vittui.runs import events as ev
-from vittui.runs.launcher import run_state
+from vittui.runs.registry import run_state
 from vittui.runs.store import RunDir
 
 pytestmark = pytest.mark.gpu

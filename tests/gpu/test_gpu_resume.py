@@ -15,9 +15,9 @@ from __future__ import annotations
 import pytest
 import torch
 from gpu_helpers import cuda_recipe, steps_of
+from tiny import train_stopped_at
 
 from vittui.runs import events as ev
-from vittui.runs.control import InProcessControl
 from vittui.runs.launcher import prepare_run
 from vittui.train import checkpoint as ckpt
 from vittui.train.loop import train
@@ -48,15 +48,8 @@ def test_exact_resume_with_cuda_rng_matches_a_straight_run(tmp_path, determinist
     straight = prepare_run(r, tmp_path, "straight")
     assert train(r, straight.path).state == "finished"
 
-    split = prepare_run(r, tmp_path, "split")
     stop_at = 11  # mid-epoch (8 steps an epoch): the resume must restore the position inside the epoch
-    control = InProcessControl()
-
-    def on_event(e):
-        if isinstance(e, ev.Step) and e.step == stop_at:
-            control.send("stop")
-
-    first = train(r, split.path, control, on_event=on_event)
+    split, first = train_stopped_at(r, tmp_path, "split", stop_at)
     assert first.state == "stopped" and first.step == stop_at
     saved = ckpt.load_state(ckpt.find(split.checkpoints, "last"))
     assert saved["position"]["step"] == stop_at

@@ -152,14 +152,19 @@ def _vit_params(D: int, depth: int, patch: int, tokens: int, classes: int, mlp: 
     return embed + depth * block + 2 * D + D * classes + classes
 
 
+def _tiny_vit(B: int, D: int, depth: int, img: int, patch: int, extra: dict | None = None) -> Recipe:
+    """vit_tiny's architecture at these sizes with 2 heads, batch B, no drop path or label smoothing; `extra` on top."""
+    return Recipe().with_overrides({
+        "model.name": "vit_tiny_patch16_224", "model.img_size": img, "model.patch_size": patch,
+        "model.depth": depth, "model.embed_dim": D, "model.num_heads": 2, "data.batch_size": B,
+        "regularize.drop_path": 0.0, "regularize.label_smoothing": 0.0, **(extra or {})})
+
+
 def test_measure_step_of_a_linear_probe_in_closed_form():
     B, D, depth, patch, img, C = 4, 32, 2, 4, 16, 10
     T = 1 + (img // patch) ** 2
-    recipe = Recipe().with_overrides({
-        "model.name": "vit_tiny_patch16_224", "model.img_size": img, "model.patch_size": patch,
-        "model.depth": depth, "model.embed_dim": D, "model.num_heads": 2, "data.batch_size": B,
-        "adapt.freeze": "linear_probe", "regularize.label_smoothing": 0.0, "regularize.drop_path": 0.0,
-        "regularize.ema": True, "optim.name": "adamw"})
+    recipe = _tiny_vit(B, D, depth, img, patch, {"adapt.freeze": "linear_probe", "regularize.ema": True,
+                                                 "optim.name": "adamw"})
     m = measure_step(recipe, num_classes=C, device="cpu")
     total, head = _vit_params(D, depth, patch, T, C), D * C + C
     assert (m.total_params, m.trainable_params) == (total, head)
@@ -177,10 +182,7 @@ def test_measure_step_of_a_linear_probe_in_closed_form():
 def test_measure_step_with_checkpointing_in_closed_form():
     B, D, depth, img, patch, C = 2, 32, 3, 16, 4, 10
     T = 1 + (img // patch) ** 2
-    recipe = Recipe().with_overrides({
-        "model.name": "vit_tiny_patch16_224", "model.img_size": img, "model.patch_size": patch,
-        "model.depth": depth, "model.embed_dim": D, "model.num_heads": 2, "data.batch_size": B,
-        "regularize.drop_path": 0.0, "regularize.label_smoothing": 0.0, "compute.grad_checkpointing": True})
+    recipe = _tiny_vit(B, D, depth, img, patch, {"compute.grad_checkpointing": True})
     m = measure_step(recipe, num_classes=C, device="cpu")
     tokens = B * T * D * F32
     assert m.activations_bytes == (
@@ -198,11 +200,10 @@ def test_measure_step_with_checkpointing_in_closed_form():
 
 def test_measure_step_frozen_checkpointed_blocks_keep_nothing():
     B, D, depth, img, patch, C = 2, 32, 3, 16, 4, 10
-    base = {"model.name": "vit_tiny_patch16_224", "model.img_size": img, "model.patch_size": patch,
-            "model.depth": depth, "model.embed_dim": D, "model.num_heads": 2, "data.batch_size": B,
-            "regularize.drop_path": 0.0, "regularize.label_smoothing": 0.0, "compute.grad_checkpointing": True}
-    full = measure_step(Recipe().with_overrides(base), num_classes=C, device="cpu")
-    frozen = measure_step(Recipe().with_overrides({**base, "adapt.freeze": "first_n", "adapt.freeze_blocks": 1}),
+    full = measure_step(_tiny_vit(B, D, depth, img, patch, {"compute.grad_checkpointing": True}),
+                        num_classes=C, device="cpu")
+    frozen = measure_step(_tiny_vit(B, D, depth, img, patch, {"compute.grad_checkpointing": True,
+                                                              "adapt.freeze": "first_n", "adapt.freeze_blocks": 1}),
                           num_classes=C, device="cpu")
     # the frozen patch embedding keeps no image and frozen block 0 no input; block 1 on keep theirs
     T = 1 + (img // patch) ** 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
+
 import pytest
 from ui_helpers import SIZE, screen_text, wait_for
 from fakerun import FakeRun
@@ -29,15 +31,24 @@ def two_runs(runs_root):
     return a, b
 
 
-async def test_mark_two_runs_and_compare(runs_root, no_gpu):
+@asynccontextmanager
+async def runs_screen_of_two(runs_root, gpu):
+    """`two_runs`, the dashboard attached to run-a, then r: the runs screen once it lists both: (app, pilot)."""
     a, b = two_runs(runs_root)
-    app = create_app(runs_root, gpu_source=no_gpu, attach="run-a")
+    app = create_app(runs_root, gpu_source=gpu, attach="run-a")
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.screen.replayed)
         await pilot.press("r")
         assert isinstance(app.screen, RunsScreen)
         table = app.screen.query_one(RunsTable)
         await wait_for(pilot, lambda: len(table.rows_data) == 2, what="runs listed")
+        yield app, pilot
+    a.close()
+    b.close()
+
+
+async def test_mark_two_runs_and_compare(runs_root, no_gpu):
+    async with runs_screen_of_two(runs_root, no_gpu) as (app, pilot):
         assert app.screen.check_action("compare", ()) is None  # nothing marked: compare is off
         await pilot.press("m")
         assert len(app.screen.marked) == 1
@@ -81,21 +92,11 @@ async def test_mark_two_runs_and_compare(runs_root, no_gpu):
         assert acc.series_lengths() == {"run-a": 3, "run-b": 2}
         await pilot.press("escape")
         assert isinstance(app.screen, RunsScreen)
-    a.close()
-    b.close()
 
 
 async def test_unmark_takes_a_run_out(runs_root, no_gpu):
-    a, b = two_runs(runs_root)
-    app = create_app(runs_root, gpu_source=no_gpu, attach="run-a")
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.screen.replayed)
-        await pilot.press("r")
-        table = app.screen.query_one(RunsTable)
-        await wait_for(pilot, lambda: len(table.rows_data) == 2)
+    async with runs_screen_of_two(runs_root, no_gpu) as (app, pilot):
         await pilot.press("m", "up", "m")
         assert app.screen.marked == []
         await pilot.press("c")
         assert isinstance(app.screen, RunsScreen)
-    a.close()
-    b.close()

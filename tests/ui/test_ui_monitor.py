@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import asynccontextmanager
 
 import pytest
 from ui_helpers import SIZE, gpu_source, screen_text, wait_for
@@ -28,6 +29,15 @@ def header(app) -> str:
 def footer_actions(app) -> dict[str, str]:
     """key -> action the footer shows as enabled."""
     return {k: b.binding.action for k, b in app.screen.active_bindings.items() if b.enabled and b.binding.show}
+
+
+@asynccontextmanager
+async def replayed_monitor(runs_root, fake_run, gpu):
+    """The dashboard attached to `fake_run`, once the monitor has replayed its events: (app, pilot)."""
+    app = create_app(runs_root, gpu_source=gpu, attach=fake_run.run.name)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.screen.replayed)
+        yield app, pilot
 
 
 async def test_step_counter_advances_as_events_are_appended(runs_root, fake_run, no_gpu):
@@ -74,18 +84,14 @@ async def test_space_pauses_then_resumes(runs_root, fake_run, no_gpu):
 
 async def test_checkpoint_and_eval_keys_write_commands(runs_root, fake_run, no_gpu):
     fake_run.started()
-    app = create_app(runs_root, gpu_source=no_gpu, attach=fake_run.run.name)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.screen.replayed)
+    async with replayed_monitor(runs_root, fake_run, no_gpu) as (app, pilot):
         await pilot.press("c", "e")
         assert [c["command"] for c in fake_run.commands()] == ["checkpoint", "eval"]
 
 
 async def test_stop_asks_first(runs_root, fake_run, no_gpu):
     fake_run.started()
-    app = create_app(runs_root, gpu_source=no_gpu, attach=fake_run.run.name)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.screen.replayed)
+    async with replayed_monitor(runs_root, fake_run, no_gpu) as (app, pilot):
         await pilot.press("s")
         assert isinstance(app.screen, ConfirmModal)
         await pilot.press("n")
@@ -112,9 +118,7 @@ async def test_detach_quits_and_leaves_the_run(runs_root, fake_run, no_gpu):
 
 async def test_quit_with_a_live_run_asks_detach_or_stop(runs_root, fake_run, no_gpu):
     fake_run.started()
-    app = create_app(runs_root, gpu_source=no_gpu, attach=fake_run.run.name)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.screen.replayed)
+    async with replayed_monitor(runs_root, fake_run, no_gpu) as (app, pilot):
         await pilot.press("q")
         assert isinstance(app.screen, QuitModal)
         await pilot.press("escape")
@@ -162,9 +166,7 @@ async def test_log_pane_shows_warnings_faults_skips_and_acks(runs_root, fake_run
         DataSkipped(count=2, examples=["a.jpg", "b.png"]),
         ControlAck(command="eval", id="x", step=5),
     )
-    app = create_app(runs_root, gpu_source=no_gpu, attach=fake_run.run.name)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.screen.replayed)
+    async with replayed_monitor(runs_root, fake_run, no_gpu) as (app, pilot):
         lines = app.screen.query_one(LogPane).lines_text
         assert any(l.startswith("WARN") and "3 classes" in l for l in lines)
         assert any(l.startswith("ERROR") and "NaN" in l and "lower optim.lr" in l for l in lines)
@@ -280,9 +282,7 @@ async def test_help_and_palette_list_the_actions(runs_root, fake_run, no_gpu):
 
 async def test_tab_moves_between_panes(runs_root, fake_run, no_gpu):
     fake_run.started()
-    app = create_app(runs_root, gpu_source=no_gpu, attach=fake_run.run.name)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.screen.replayed)
+    async with replayed_monitor(runs_root, fake_run, no_gpu) as (app, pilot):
         seen = []
         for _ in range(7):
             seen.append(app.focused.id if app.focused else None)

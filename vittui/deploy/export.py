@@ -29,7 +29,6 @@ on the same batch; a difference above `atol` (1e-4) raises `ExportError`.
 
 from __future__ import annotations
 
-import copy
 import json
 import shutil
 import warnings
@@ -165,32 +164,6 @@ def _patch_json(path: Path, **updates: Any) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
-def _rebase_adapter(peft_model, new_base, old_prefix: str, new_prefix: str):
-    """The same LoRA adapter on `new_base`, whose module names are `new_prefix + name[len(old_prefix):]`."""
-    import peft
-
-    name = peft_model.active_adapter
-    cfg = copy.deepcopy(peft_model.peft_config[name])
-
-    def move(n: str) -> str:
-        return new_prefix + n[len(old_prefix):] if n.startswith(old_prefix) else n
-
-    if cfg.target_modules is not None and not isinstance(cfg.target_modules, str):
-        cfg.target_modules = sorted(move(t) for t in cfg.target_modules)
-    if cfg.modules_to_save:
-        cfg.modules_to_save = [move(m) for m in cfg.modules_to_save]
-    cfg.inference_mode = False
-    new = peft.get_peft_model(new_base, cfg, adapter_name=name)
-    lead = "base_model.model."
-    sd = peft.get_peft_model_state_dict(peft_model, adapter_name=name)
-    moved = {lead + move(k[len(lead):]) if k.startswith(lead) else k: v for k, v in sd.items()}
-    result = peft.set_peft_model_state_dict(new, moved, adapter_name=name)
-    unexpected = getattr(result, "unexpected_keys", []) or []
-    if unexpected:
-        raise ExportError(f"adapter weights found no place in the exported base: {unexpected[:3]}")
-    return new.eval()
-
-
 # ------------------------------------------------------------------------------------------ checks
 
 
@@ -287,15 +260,8 @@ def _export_program(model, x, path: Path) -> None:
 # ------------------------------------------------------------------------------------------ main entry
 
 
-def export_model(run_path: str | Path, out_dir: str | Path, fmt: str, *, checkpoint: str = "best",
-                 adapter: bool = False, verify: bool = True, opset: int = 17, atol: float = ATOL,
-                 force: bool = False, jit_trace: bool = False) -> ExportResult:
-    """Write the run's model to `out_dir` in `fmt` with preprocess.json and a model card; check it."""
-    import torch
-
-    from vittui.models.structure import unwrap
-    from vittui.train.restore import restore
-
+def _empty_out_dir(out_dir: str | Path, fmt: str, force: bool) -> Path:
+    """Check the format and the output folder; a non-empty folder is removed with `force`, else refused."""
     if fmt not in FORMATS:
         raise ExportInputError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
     out = Path(out_dir).expanduser()
@@ -305,44 +271,15 @@ def export_model(run_path: str | Path, out_dir: str | Path, fmt: str, *, checkpo
         if not force:
             raise ExportInputError(f"{out} is not empty; choose another folder or pass --force to replace it")
         shutil.rmtree(out)
-    _quiet_transformers()
+    return out
 
-    restored = restore(run_path, checkpoint)
-    recipe, classes = restored.recipe, list(restored.classes)
-    model = restored.model.cpu().eval()
-    lora = _is_peft(model)
-    if adapter and not lora:
-        raise ExportInputError("--adapter keeps a LoRA adapter, but this run did not use LoRA (adapt.lora = false)")
-    if adapter and fmt in ("onnx", "torchscript"):
-        raise ExportInputError(f"--adapter needs a format that keeps weights apart (safetensors or hf), not {fmt}")
-    result = ExportResult(out_dir=out, format=fmt, run=str(run_path), checkpoint=restored.checkpoint.name,
-                          ema=restored.ema, lora=("adapter" if adapter else "merged") if lora else None,
-                          classes=classes)
-    pre = preprocess_config(recipe, classes)
-    size = int(recipe.model.img_size)
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(4, 3, size, size, generator=gen)
-    ref = _logits(model, x)
 
-    # the module that is written: LoRA merged, or the un-merged base beside the adapter
-    if lora:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            deploy = copy.deepcopy(model).unload() if adapter else copy.deepcopy(model).merge_and_unload()
-    else:
-        deploy = model
-    deploy = deploy.eval()
-    inner = _hf_inner(deploy)
-    kind = "hf" if inner is not None else "timm"
-    plain = inner if inner is not None else unwrap(deploy)
-    interp_kw = {"interpolate_pos_encoding": True} if getattr(deploy, "interpolate_pos_encoding", False) else {}
-    if interp_kw:
-        pre["interpolate_pos_encoding"] = True
-        result.notes.append("the transformers model was fine-tuned at another resolution than it was built for: "
-                            "call it with interpolate_pos_encoding=True")
-    out.mkdir(parents=True, exist_ok=True)
-    loaded = None
+def _write_format(fmt: str, deploy, plain, kind: str, recipe, classes, pre, x, out: Path, result: ExportResult,
+                  *, verify: bool, opset: int, jit_trace: bool):
+    """Write `fmt` to `out`; returns (the saved base for an adapter, the export loaded back or None)."""
+    import torch
 
+    export_base = loaded = None
     if fmt == "safetensors":
         _write_safetensors(plain, kind, recipe, classes, pre, out)
         export_base = plain
@@ -367,71 +304,107 @@ def export_model(run_path: str | Path, out_dir: str | Path, fmt: str, *, checkpo
     elif fmt == "onnx":
         how = _onnx_export(deploy, x, out / "model.onnx", opset)
         result.notes.append(f"written with {how}")
+    elif jit_trace:  # torchscript, the old way
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            traced = torch.jit.trace(deploy, x)
+        traced.save(str(out / "model.torchscript.pt"))
+        result.notes.append("torch.jit.trace is deprecated in torch 2.14 (FutureWarning); written on request")
     else:  # torchscript
+        _export_program(deploy, x, out / "model.pt2")
+        result.notes.append("torch.jit.trace is deprecated in torch 2.14 (FutureWarning: switch to "
+                            "torch.compile or torch.export): written as a torch.export program, model.pt2")
+    return export_base, loaded
+
+
+def _check_export(fmt: str, out: Path, x, ref, loaded, interp_kw: dict, result: ExportResult,
+                  jit_trace: bool) -> None:
+    """Load the export back the way a user would and record its largest logit difference from `ref`."""
+    import torch
+
+    if fmt == "onnx":
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            ort = None
+            result.notes.append("onnxruntime is not installed: the ONNX file was not run")
+        if ort is not None:
+            sess = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+            got = sess.run(["logits"], {"pixel_values": x.numpy()})[0]
+            result.max_abs_diff = _max_diff(got, ref)
+            result.checked_with = f"onnxruntime {ort.__version__} (CPUExecutionProvider)"
+    elif fmt == "torchscript":
         if jit_trace:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                traced = torch.jit.trace(deploy, x)
-            traced.save(str(out / "model.torchscript.pt"))
-            result.notes.append("torch.jit.trace is deprecated in torch 2.14 (FutureWarning); written on request")
+            prog = torch.jit.load(str(out / "model.torchscript.pt"))
+            result.checked_with = "torch.jit.load"
         else:
-            _export_program(deploy, x, out / "model.pt2")
-            result.notes.append("torch.jit.trace is deprecated in torch 2.14 (FutureWarning: switch to "
-                                "torch.compile or torch.export): written as a torch.export program, model.pt2")
+            prog = torch.export.load(str(out / "model.pt2")).module()
+            result.checked_with = "torch.export.load(path).module()"
+        with torch.inference_mode():
+            result.max_abs_diff = _max_diff(prog(x), ref)
+    elif loaded is not None:
+        result.max_abs_diff = _max_diff(_logits(loaded, x, **interp_kw), ref)
 
-    if adapter:
-        old_prefix = "hf." if kind == "hf" else ""
-        new_prefix = "timm_model." if (kind == "timm" and fmt == "hf") else ""
-        if old_prefix == new_prefix:
-            model.save_pretrained(str(out / "adapter"))
-        else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                rebased = _rebase_adapter(model, copy.deepcopy(export_base), old_prefix, new_prefix)
-            rebased.save_pretrained(str(out / "adapter"))
-        (out / "adapter" / "README.md").unlink(missing_ok=True)  # peft's empty template; our card covers it
-        _patch_json(out / "adapter" / "adapter_config.json", base_model_name_or_path="..")
-        if verify and loaded is not None:
-            import peft
 
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)
-                loaded = peft.PeftModel.from_pretrained(loaded, str(out / "adapter")).eval()
-            result.checked_with += " + peft.PeftModel.from_pretrained(base, DIR/adapter)"
-
-    if verify:
-        if fmt == "onnx":
-            try:
-                import onnxruntime as ort
-            except ImportError:
-                ort = None
-                result.notes.append("onnxruntime is not installed: the ONNX file was not run")
-            if ort is not None:
-                sess = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
-                got = sess.run(["logits"], {"pixel_values": x.numpy()})[0]
-                result.max_abs_diff = _max_diff(got, ref)
-                result.checked_with = f"onnxruntime {ort.__version__} (CPUExecutionProvider)"
-        elif fmt == "torchscript":
-            if jit_trace:
-                prog = torch.jit.load(str(out / "model.torchscript.pt"))
-                result.checked_with = "torch.jit.load"
-            else:
-                prog = torch.export.load(str(out / "model.pt2")).module()
-                result.checked_with = "torch.export.load(path).module()"
-            with torch.inference_mode():
-                result.max_abs_diff = _max_diff(prog(x), ref)
-        elif loaded is not None:
-            result.max_abs_diff = _max_diff(_logits(loaded, x, **interp_kw), ref)
-
-    (out / "preprocess.json").write_text(json.dumps(pre, indent=2) + "\n")
+def _finish(result: ExportResult, pre: dict[str, Any], recipe, run_path: str | Path, atol: float) -> None:
+    """Write preprocess.json and the model card, list the files; raise if the logits differ by more than `atol`."""
     from vittui.deploy.modelcard import write_model_card
 
+    out = result.out_dir
+    (out / "preprocess.json").write_text(json.dumps(pre, indent=2) + "\n")
     result.files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     write_model_card(result, recipe, Path(run_path))
     result.files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     if result.max_abs_diff is not None and not result.max_abs_diff <= atol:
-        raise ExportError(f"the {fmt} export in {out} does not reproduce the trained model: logits differ by "
-                          f"{result.max_abs_diff:.3g} (> {atol:g})")
+        raise ExportError(f"the {result.format} export in {out} does not reproduce the trained model: logits differ "
+                          f"by {result.max_abs_diff:.3g} (> {atol:g})")
+
+
+def export_model(run_path: str | Path, out_dir: str | Path, fmt: str, *, checkpoint: str = "best",
+                 adapter: bool = False, verify: bool = True, opset: int = 17, atol: float = ATOL,
+                 force: bool = False, jit_trace: bool = False) -> ExportResult:
+    """Write the run's model to `out_dir` in `fmt` with preprocess.json and a model card; check it."""
+    import torch
+
+    from vittui.deploy.adapter import deploy_module, save_adapter
+    from vittui.models.structure import unwrap
+    from vittui.train.restore import restore
+
+    out = _empty_out_dir(out_dir, fmt, force)
+    _quiet_transformers()
+    restored = restore(run_path, checkpoint)
+    recipe, classes = restored.recipe, list(restored.classes)
+    model = restored.model.cpu().eval()
+    lora = _is_peft(model)
+    if adapter and not lora:
+        raise ExportInputError("--adapter keeps a LoRA adapter, but this run did not use LoRA (adapt.lora = false)")
+    if adapter and fmt in ("onnx", "torchscript"):
+        raise ExportInputError(f"--adapter needs a format that keeps weights apart (safetensors or hf), not {fmt}")
+    result = ExportResult(out_dir=out, format=fmt, run=str(run_path), checkpoint=restored.checkpoint.name,
+                          ema=restored.ema, lora=("adapter" if adapter else "merged") if lora else None,
+                          classes=classes)
+    pre = preprocess_config(recipe, classes)
+    size = int(recipe.model.img_size)
+    x = torch.randn(4, 3, size, size, generator=torch.Generator().manual_seed(0))
+    ref = _logits(model, x)
+
+    deploy = deploy_module(model, lora, adapter)
+    inner = _hf_inner(deploy)
+    kind = "hf" if inner is not None else "timm"
+    plain = inner if inner is not None else unwrap(deploy)
+    interp_kw = {"interpolate_pos_encoding": True} if getattr(deploy, "interpolate_pos_encoding", False) else {}
+    if interp_kw:
+        pre["interpolate_pos_encoding"] = True
+        result.notes.append("the transformers model was fine-tuned at another resolution than it was built for: "
+                            "call it with interpolate_pos_encoding=True")
+    out.mkdir(parents=True, exist_ok=True)
+    export_base, loaded = _write_format(fmt, deploy, plain, kind, recipe, classes, pre, x, out, result,
+                                        verify=verify, opset=opset, jit_trace=jit_trace)
+    if adapter:
+        loaded = save_adapter(model, export_base, kind, fmt, out, loaded, result, verify)
+    if verify:
+        _check_export(fmt, out, x, ref, loaded, interp_kw, result, jit_trace)
+    _finish(result, pre, recipe, run_path, atol)
     return result
 
 

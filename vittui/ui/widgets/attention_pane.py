@@ -111,64 +111,16 @@ class AttentionPane(Static):
                 t.append(f"loading {ev.path}…", style="italic")
             return t
         sel = v.selection.clamp(p)
-        # the words, one list of (text, style) segments per line
-        info: list[list[tuple[str, str]]] = [
-            [(where, "bold")],
-            [(f"image {sel.image + 1}/{p.images_count}", "")],
-            [(f"rollout, {p.layers} layers (heads mean)" if sel.rollout
-              else f"layer {sel.layer}  head {sel.head}  ({p.layers} layers x {p.heads} heads)", "")],
-        ]
-        ent = _stat(ev.entropy, sel.layer, sel.head)
-        dist = _stat(ev.distance, sel.layer, sel.head)
-        div = _stat(ev.diversity, sel.layer)
-        stats_of = "" if not sel.rollout else f"  at layer {sel.layer} head {sel.head}"
-        info.append([(f"entropy {_fmt(ent, '.3f')} (norm.){stats_of}", "")])
-        info.append([(f"mean distance {_fmt(dist, '.1f')} px", "")])
-        info.append([(f"head similarity {_fmt(div, '.3f')} (layer {sel.layer})", "")])
-        if ev.flags:
-            def mine(flag: str) -> bool:  # flags number layers from 0, as the model's modules do
-                return f"layer {sel.layer}:" in flag or f"layers {sel.layer}-" in flag or f"-{sel.layer}:" in flag
-
-            ordered = sorted(ev.flags, key=lambda f: not mine(f))  # the selected layer's flags first
-            room = max(MAP_ROWS + 1, self.size.height or 0) - 1 - len(info)  # keep the last line for keys
-            if self.size.height and len(ordered) > room:
-                shown, more = ordered[: max(0, room - 1)], len(ordered) - max(0, room - 1)
-            else:
-                shown, more = ordered, 0
-            for flag in shown:
-                info.append([("FLAG ", "bold reverse yellow"), (flag, "bold yellow" if mine(flag) else "yellow")])
-            if more:
-                info.append([("FLAG ", "bold reverse yellow"), (f"+{more} more (l/L to see each layer's)", "yellow")])
-        else:
-            info.append([("OK ", "bold green"), ("no attention flags", "green")])
+        info = self._info_lines(where, ev, p, sel)
         hint = [(KEYS_HINT, "dim")]
-
-        amap = attention_map(p, sel)
-        img = image_of(p, sel.image)
-        colour = self.use_colour
-        if colour:
-            left = image_cells(img, MAP_COLS, MAP_ROWS) if img is not None else None
-            right = halfblock_cells(amap, MAP_COLS, MAP_ROWS)
-        else:
-            left_lines = (ascii_heatmap(luminance(img), MAP_COLS, MAP_ROWS, vmin=0, vmax=255, method="area")
-                          if img is not None else [" " * MAP_COLS] * MAP_ROWS)
-            right_lines = ascii_heatmap(amap, MAP_COLS, MAP_ROWS)
+        maps = _map_rows(p, sel, self.use_colour)
         height = max(MAP_ROWS + 1, len(info) + 1)
         avail = self.size.height or height
         blank = " " * (2 * MAP_COLS + len(GAP))
         for r in range(height):
             if r < MAP_ROWS:
-                if colour:
-                    if left is not None:
-                        for fg, bg in left[r]:
-                            t.append(HALF_BLOCK, style=Style(color=Color.from_rgb(*fg), bgcolor=Color.from_rgb(*bg)))
-                    else:
-                        t.append(" " * MAP_COLS)
-                    t.append(GAP)
-                    for fg, bg in right[r]:
-                        t.append(HALF_BLOCK, style=Style(color=Color.from_rgb(*fg), bgcolor=Color.from_rgb(*bg)))
-                else:
-                    t.append(left_lines[r] + GAP + right_lines[r])
+                for text, style in maps[r]:
+                    t.append(text, style=style)
             elif r == MAP_ROWS:
                 t.append("image".ljust(MAP_COLS) + GAP + ("rollout" if sel.rollout else "attention").ljust(MAP_COLS),
                          style="dim")
@@ -182,3 +134,61 @@ class AttentionPane(Static):
             if r < height - 1:
                 t.append("\n")
         return t
+
+    def _info_lines(self, where: str, ev: AttentionProbe, p: LoadedProbe,
+                    sel: Selection) -> list[list[tuple[str, str]]]:
+        """The words, one list of (text, style) segments per line: what is shown, its statistics, the flags."""
+        info: list[list[tuple[str, str]]] = [
+            [(where, "bold")],
+            [(f"image {sel.image + 1}/{p.images_count}", "")],
+            [(f"rollout, {p.layers} layers (heads mean)" if sel.rollout
+              else f"layer {sel.layer}  head {sel.head}  ({p.layers} layers x {p.heads} heads)", "")],
+        ]
+        ent = _stat(ev.entropy, sel.layer, sel.head)
+        dist = _stat(ev.distance, sel.layer, sel.head)
+        div = _stat(ev.diversity, sel.layer)
+        stats_of = "" if not sel.rollout else f"  at layer {sel.layer} head {sel.head}"
+        info.append([(f"entropy {_fmt(ent, '.3f')} (norm.){stats_of}", "")])
+        info.append([(f"mean distance {_fmt(dist, '.1f')} px", "")])
+        info.append([(f"head similarity {_fmt(div, '.3f')} (layer {sel.layer})", "")])
+        return info + self._flag_lines(ev.flags, sel.layer, len(info))
+
+    def _flag_lines(self, flags: list[str], layer: int, used: int) -> list[list[tuple[str, str]]]:
+        """The probe's flags, the selected layer's first, cut to the lines left below `used` ones (and the keys)."""
+        if not flags:
+            return [[("OK ", "bold green"), ("no attention flags", "green")]]
+
+        def mine(flag: str) -> bool:  # flags number layers from 0, as the model's modules do
+            return f"layer {layer}:" in flag or f"layers {layer}-" in flag or f"-{layer}:" in flag
+
+        ordered = sorted(flags, key=lambda f: not mine(f))  # the selected layer's flags first
+        room = max(MAP_ROWS + 1, self.size.height or 0) - 1 - used  # keep the last line for keys
+        if self.size.height and len(ordered) > room:
+            shown, more = ordered[: max(0, room - 1)], len(ordered) - max(0, room - 1)
+        else:
+            shown, more = ordered, 0
+        lines = [[("FLAG ", "bold reverse yellow"), (flag, "bold yellow" if mine(flag) else "yellow")]
+                 for flag in shown]
+        if more:
+            lines.append([("FLAG ", "bold reverse yellow"), (f"+{more} more (l/L to see each layer's)", "yellow")])
+        return lines
+
+
+def _half_blocks(cells) -> list[tuple[str, Style]]:
+    return [(HALF_BLOCK, Style(color=Color.from_rgb(*fg), bgcolor=Color.from_rgb(*bg))) for fg, bg in cells]
+
+
+def _map_rows(p: LoadedProbe, sel: Selection, colour: bool) -> list[list[tuple[str, Style | None]]]:
+    """The MAP_ROWS rows of the image and the heatmap side by side, as (text, style) segments: half-blocks in
+    colour, else the plain ramp."""
+    amap = attention_map(p, sel)
+    img = image_of(p, sel.image)
+    if not colour:
+        left_lines = (ascii_heatmap(luminance(img), MAP_COLS, MAP_ROWS, vmin=0, vmax=255, method="area")
+                      if img is not None else [" " * MAP_COLS] * MAP_ROWS)
+        right_lines = ascii_heatmap(amap, MAP_COLS, MAP_ROWS)
+        return [[(left_lines[r] + GAP + right_lines[r], None)] for r in range(MAP_ROWS)]
+    left = image_cells(img, MAP_COLS, MAP_ROWS) if img is not None else None
+    right = halfblock_cells(amap, MAP_COLS, MAP_ROWS)
+    return [(_half_blocks(left[r]) if left is not None else [(" " * MAP_COLS, None)]) + [(GAP, None)]
+            + _half_blocks(right[r]) for r in range(MAP_ROWS)]
