@@ -2,8 +2,11 @@
 one call the training loop makes (extract, summarise, save).
 
 `extract_attention` returns a torch tensor (L, B, H, T, T) of probabilities (rows sum to 1): L layers,
-B images, H heads, T tokens (prefix tokens first: CLS, then any registers; then patches in row-major
-order). The statistics are in `vittui.analysis.attention_stats` (numpy), the probe files in
+B images, H heads, T tokens (prefix tokens first: CLS, distillation token, registers, as the model's
+embeddings prepend them; then patches in row-major order). Models without a CLS token (GAP ViTs) are probed
+too: their map is the attention each patch receives, averaged over the patch queries (`query` "patch_mean").
+Windowed attention (Swin) has no image-wide map: `probe` raises `ProbeUnavailable`, whose message is the one
+line the run's log and the attention pane show (`probe_off_message`). The statistics are in `vittui.analysis.attention_stats` (numpy), the probe files in
 `vittui.runs.probes`; `unwrap`, `is_hf`, `num_prefix_tokens` and `patch_size_of` come from
 `vittui.models.structure` (importable from here too).
 """
@@ -13,9 +16,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from vittui.analysis.attention_stats import infer_grid, summarize
-from vittui.models.structure import is_hf, num_prefix_tokens, patch_size_of, unwrap
-from vittui.runs.probes import make_event, save_probe
+from vittui.analysis.attention_stats import infer_grid, query_for, summarize
+from vittui.models.structure import (has_class_token, hf_classifier, is_hf, is_windowed, num_prefix_tokens,
+                                     patch_size_of, unwrap)
+from vittui.runs.probes import PROBE_OFF_PREFIX, make_event, probe_off_message, save_probe
+
+
+class ProbeUnavailable(ValueError):
+    """The model has no attention map the probe can show (windowed attention); the message says why, plainly."""
+
+    plain = True  # `probe_off_message` shows the message without the class name
+
+
+def windowed_message(model: Any) -> str:
+    return (f"not available for windowed attention ({type(unwrap(model)).__name__}): each window attends "
+            "only within itself, so there is no image-wide attention map; gradients and metrics still run")
 
 
 def geometry(model: Any, images_shape: Sequence[int], tokens: int | None = None
@@ -44,12 +59,14 @@ def extract_attention(model: Any, images: Any) -> "torch.Tensor":
     import torch
 
     net = unwrap(model)
+    if is_windowed(net):
+        raise ProbeUnavailable(windowed_message(net))
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
         with torch.no_grad():
             if is_hf(net):
-                maps = _extract_hf(net, images)
+                maps = _extract_hf(net, images, _hf_kwargs(model, net, images))
             else:
                 maps = _extract_timm(net, images)
     finally:
@@ -84,14 +101,37 @@ def _extract_timm(net: Any, images: Any) -> list:
     return captured
 
 
-def _extract_hf(net: Any, images: Any) -> list:
+def _hf_kwargs(model: Any, net: Any, images: Any) -> dict[str, Any]:
+    """The keyword arguments the training forward passes: `interpolate_pos_encoding=True` when the
+    `HFClassifier` wrapper sets it (a pretrained model at a non-native size, as `build_model` wraps it), or when
+    the images' size differs from the config's and the model takes the argument."""
+    wrapper = hf_classifier(model) if callable(getattr(model, "modules", None)) else None
+    if wrapper is not None and getattr(wrapper, "interpolate_pos_encoding", False):
+        return {"interpolate_pos_encoding": True}
+    size = getattr(net.config, "image_size", None)
+    if size is not None and tuple(images.shape[-2:]) != tuple(_pair(size)):
+        import inspect
+
+        try:
+            if "interpolate_pos_encoding" in inspect.signature(net.forward).parameters:
+                return {"interpolate_pos_encoding": True}
+        except (TypeError, ValueError):  # pragma: no cover
+            pass
+    return {}
+
+
+def _pair(x: Any) -> tuple[int, int]:
+    return (int(x[0]), int(x[1])) if isinstance(x, (tuple, list)) else (int(x), int(x))
+
+
+def _extract_hf(net: Any, images: Any, kwargs: dict[str, Any] | None = None) -> list:
     config = net.config
     previous = config._attn_implementation
     switched = previous != "eager"
     if switched:
         _set_attn_impl(net, "eager")
     try:
-        out = net(pixel_values=images, output_attentions=True)
+        out = net(pixel_values=images, output_attentions=True, **(kwargs or {}))
     finally:
         if switched:
             _set_attn_impl(net, previous)
@@ -115,16 +155,22 @@ def probe(model: Any, images: Any, run_attention_dir: str | Path | None = None, 
           mean: Sequence[float] | None = None, std: Sequence[float] | None = None):
     """One call for the training loop: extract, summarise and (with a folder) save.
 
+    The map the dashboard draws is the CLS row for models with a CLS token and, for models without one,
+    the attention each patch receives averaged over the patch queries; the file and the event say which
+    (`query`). Raises `ProbeUnavailable` for windowed attention (Swin).
+
     Returns (attention tensor, summary, event or None)."""
     attn = extract_attention(model, images)
     grid, ps, prefix = geometry(model, tuple(images.shape), tokens=attn.shape[-1])
+    query = query_for(has_class_token(model))
     summary = summarize(attn, grid, ps, prefix)
     event = None
     if run_attention_dir is not None:
         rel = save_probe(run_attention_dir, step, attn, images, grid=grid, patch_size=ps,
-                         num_prefix_tokens=prefix, mean=mean, std=std)
-        event = make_event(step, rel, summary)
+                         num_prefix_tokens=prefix, mean=mean, std=std, query=query)
+        event = make_event(step, rel, summary, query=query)
     return attn, summary, event
 
 
-__all__ = ["extract_attention", "geometry", "probe", "unwrap", "is_hf", "num_prefix_tokens", "patch_size_of"]
+__all__ = ["extract_attention", "geometry", "probe", "ProbeUnavailable", "probe_off_message", "PROBE_OFF_PREFIX",
+           "unwrap", "is_hf", "num_prefix_tokens", "has_class_token", "patch_size_of"]

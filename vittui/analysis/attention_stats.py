@@ -49,6 +49,54 @@ def cls_attention(attn_layer: Any, num_prefix_tokens: int = 1,
     return patches.reshape(a.shape[0], gh, gw)
 
 
+# Which query a 2-D map is read from. A model with a CLS token: its row ("cls"). A model without one
+# (GAP ViTs, with or without registers): token 0 is a patch or a register, so the map is the attention each
+# patch receives, averaged over the patch queries ("patch_mean"); its rollout starts from the same mean.
+QUERY_CLS = "cls"
+QUERY_PATCH_MEAN = "patch_mean"
+QUERY_LABELS = {
+    QUERY_CLS: "CLS attention",
+    QUERY_PATCH_MEAN: "attention received per patch (mean over patch queries)",
+}
+ROLLOUT_LABELS = {
+    QUERY_CLS: "rollout from CLS",
+    QUERY_PATCH_MEAN: "rollout from the mean of patch queries",
+}
+
+
+def query_for(has_class_token: bool) -> str:
+    return QUERY_CLS if has_class_token else QUERY_PATCH_MEAN
+
+
+def _check_query(query: str) -> None:
+    if query not in QUERY_LABELS:
+        raise ValueError(f"query must be one of {sorted(QUERY_LABELS)} (got {query!r})")
+
+
+def patch_mean_attention(attn_layer: Any, num_prefix_tokens: int = 0,
+                         grid: tuple[int, int] | int | None = None) -> np.ndarray:
+    """Attention each patch receives, averaged over the patch queries, of one layer: (H, T, T) or
+    (B, H, T, T, averaged over B) -> (H, gh, gw). For models without a CLS token; prefix queries (registers)
+    are left out, prefix keys are not shown (not renormalised over patches, like `cls_attention`)."""
+    a = _np(attn_layer)
+    if a.ndim == 4:
+        a = a.mean(axis=0)
+    if a.ndim != 3:
+        raise ValueError(f"expected (H, T, T) or (B, H, T, T), got shape {a.shape}")
+    patches = a[:, num_prefix_tokens:, num_prefix_tokens:].mean(axis=-2)
+    gh, gw = _grid(grid, patches.shape[-1])
+    return patches.reshape(a.shape[0], gh, gw)
+
+
+def query_attention(attn_layer: Any, num_prefix_tokens: int, grid: tuple[int, int] | int | None = None,
+                    query: str = QUERY_CLS) -> np.ndarray:
+    """`cls_attention` or `patch_mean_attention`, as `query` says: (H, T, T) / (B, H, T, T) -> (H, gh, gw)."""
+    _check_query(query)
+    if query == QUERY_CLS:
+        return cls_attention(attn_layer, num_prefix_tokens, grid)
+    return patch_mean_attention(attn_layer, num_prefix_tokens, grid)
+
+
 def _grid(grid: Any, num_patches: int) -> tuple[int, int]:
     if grid is None:
         return infer_grid(num_patches)
@@ -89,10 +137,15 @@ def rollout(attn: Any, head_fusion: str = "mean") -> np.ndarray:
 
 
 def rollout_map(attn: Any, num_prefix_tokens: int = 1, grid: tuple[int, int] | int | None = None,
-                head_fusion: str = "mean") -> np.ndarray:
-    """The CLS row of the rollout over the patches: (L, H, T, T) -> (gh, gw); (L, B, H, T, T) -> (B, gh, gw)."""
+                head_fusion: str = "mean", query: str = QUERY_CLS) -> np.ndarray:
+    """The rollout over the patches, from the CLS row (`query="cls"`) or from the mean of the patch rows
+    (`query="patch_mean"`, models without a CLS token): (L, H, T, T) -> (gh, gw); (L, B, H, T, T) -> (B, gh, gw)."""
+    _check_query(query)
     r = rollout(attn, head_fusion)
-    row = r[..., 0, num_prefix_tokens:]
+    if query == QUERY_CLS:
+        row = r[..., 0, num_prefix_tokens:]
+    else:
+        row = r[..., num_prefix_tokens:, num_prefix_tokens:].mean(axis=-2)
     gh, gw = _grid(grid, row.shape[-1])
     return row.reshape(*row.shape[:-1], gh, gw)
 

@@ -173,15 +173,61 @@ def block_index_map(model: Any) -> dict[str, int]:
 # ------------------------------------------------------------------------------------------------ tokens
 
 
+# prefix-token parameters as the embeddings hold them, (1, n, dim): timm at the model's top level, transformers
+# in `*.embeddings`. `mask_token` (DINOv2, BEiT masked modelling) is no token of the sequence and not here.
+_CLS_TOKENS = ("cls_token",)
+_PREFIX_TOKENS = _CLS_TOKENS + ("dist_token", "distillation_token", "reg_token", "register_tokens")
+
+
+def _embedding_tokens(model: Any) -> dict[str, int]:
+    """{parameter name: tokens it prepends} for the prefix-token parameters of the embeddings."""
+    out: dict[str, int] = {}
+    for name, p in model.named_parameters():
+        parts = name.split(".")
+        if parts[-1] not in _PREFIX_TOKENS:
+            continue
+        if len(parts) > 1 and not parts[-2].endswith("embeddings"):  # inside a block: no embedding
+            continue
+        shape = tuple(p.shape)
+        out[name] = int(shape[-2]) if len(shape) >= 2 else 1
+    return out
+
+
 def num_prefix_tokens(model: Any) -> int:
-    """Tokens before the patches: CLS (if any) plus register/distillation tokens."""
+    """Tokens before the patches, counted from the model's embeddings: CLS (if any), distillation token
+    (DeiT distilled, timm and transformers alike: 2 with CLS) and register tokens. 0 for a model that
+    prepends none (GAP ViTs, Swin). Never assumed: a transformers DeiT has CLS + distillation = 2."""
     m = unwrap(model)
-    if hasattr(m, "num_prefix_tokens"):
+    if callable(getattr(m, "named_parameters", None)):
+        tokens = _embedding_tokens(m)
+        if tokens:
+            return sum(tokens.values())
+    if hasattr(m, "num_prefix_tokens"):  # timm's own count, for a model whose tokens we do not see
         return int(m.num_prefix_tokens)
+    return 0
+
+
+def has_class_token(model: Any) -> bool:
+    """True when the model's embeddings prepend a CLS token (token 0); False for GAP ViTs (with or without
+    registers) and Swin, whose token 0 is a patch or a register."""
+    m = unwrap(model)
+    if not callable(getattr(m, "named_parameters", None)):
+        return False
+    return any(name.rsplit(".", 1)[-1] in _CLS_TOKENS for name in _embedding_tokens(m))
+
+
+_WINDOWED = ("WindowAttention", "SwinSelfAttention", "SwinAttention", "Swinv2SelfAttention", "WindowMSA")
+
+
+def is_windowed(model: Any) -> bool:
+    """True for windowed-attention models (Swin, timm or transformers): attention is per local window, so
+    there is no image-wide (tokens x tokens) map."""
+    m = unwrap(model)
     config = getattr(m, "config", None)
-    if config is not None:
-        return 1 + int(getattr(config, "num_register_tokens", 0) or 0)
-    return 1
+    if config is not None and getattr(config, "window_size", None) is not None and hasattr(config, "depths"):
+        return True
+    modules = getattr(m, "modules", None)
+    return callable(modules) and any(type(x).__name__ in _WINDOWED for x in modules())
 
 
 def patch_size_of(model: Any) -> tuple[int, int]:
@@ -197,5 +243,5 @@ def patch_size_of(model: Any) -> tuple[int, int]:
 
 __all__ = [
     "unwrap", "is_hf", "hf_classifier", "transformer_blocks", "block_names", "block_index_of", "block_index_map",
-    "num_prefix_tokens", "patch_size_of",
+    "num_prefix_tokens", "has_class_token", "is_windowed", "patch_size_of",
 ]

@@ -130,6 +130,7 @@ class AttentionProbe(Event):
     distance: list[list[float]] = field(default_factory=list)  # [layer][head], pixels
     diversity: list[float] = field(default_factory=list)  # [layer]
     flags: list[str] = field(default_factory=list)
+    query: str = "cls"  # the map's query: "cls" or "patch_mean" (no CLS token; see attention_stats.QUERY_LABELS)
 
 
 @dataclass
@@ -141,6 +142,7 @@ class GradFlow(Event):
     mlp: list[float]
     other: dict[str, float] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
+    measured: str = ""  # when the norms were read: "before clipping", "after clipping to max norm 1", ...
 
 
 @dataclass

@@ -22,6 +22,18 @@ from vittui.runs.events import AttentionProbe
 from vittui.runs.store import atomic_write_bytes
 
 PROBE_IMAGES = "images.npz"
+PROBE_OFF_PREFIX = "attention probe off: "  # the run's log line when probing switches off; the pane shows it
+
+
+def probe_off_message(error: BaseException | str) -> str:
+    """The one log line that says why attention probing switched off for the rest of the run, e.g.
+    "attention probe off: not available for windowed attention (SwinTransformer): ...". The dashboard
+    finds it by `PROBE_OFF_PREFIX` and shows the reason in the attention pane."""
+    if isinstance(error, BaseException):
+        why = str(error) if getattr(error, "plain", False) else f"{type(error).__name__}: {error}"
+    else:
+        why = str(error)
+    return PROBE_OFF_PREFIX + why
 
 
 def as_float64(x: Any) -> np.ndarray:
@@ -73,9 +85,11 @@ def images_to_uint8(images: Any, mean: Sequence[float] | None = None,
 def save_probe(run_attention_dir: str | Path, step: int, attn: Any, images: Any = None, *,
                grid: tuple[int, int] | int | None = None, patch_size: tuple[int, int] | int | None = None,
                num_prefix_tokens: int | None = None, mean: Sequence[float] | None = None,
-               std: Sequence[float] | None = None) -> str:
+               std: Sequence[float] | None = None, query: str | None = None) -> str:
     """Write `attention/step-NNNNNNNN.npz` (float16 attention (L, B, H, T, T) plus geometry) and, the
-    first time, `attention/images.npz` (the probe images as uint8 (B, H, W, C)). Returns the probe's path
+    first time, `attention/images.npz` (the probe images as uint8 (B, H, W, C)). `query` says which map the
+    file's readers draw: "cls" (the CLS row) or "patch_mean" (no CLS token: attention received per patch,
+    mean over patch queries; see `vittui.analysis.attention_stats.QUERY_LABELS`). Returns the probe's path
     relative to the run directory (the attention folder's parent), as `AttentionProbe.path` wants it."""
     d = Path(run_attention_dir)
     d.mkdir(parents=True, exist_ok=True)
@@ -87,6 +101,8 @@ def save_probe(run_attention_dir: str | Path, step: int, attn: Any, images: Any 
         meta["patch_size"] = np.asarray(pair(patch_size), dtype=np.int64)
     if num_prefix_tokens is not None:
         meta["num_prefix_tokens"] = np.int64(num_prefix_tokens)
+    if query is not None:
+        meta["query"] = np.asarray(str(query))
     name = probe_filename(step)
     _atomic_savez(d / name, **meta)
     if images is not None and not (d / PROBE_IMAGES).exists():
@@ -102,6 +118,7 @@ class Probe:
     grid: tuple[int, int] | None = None
     patch_size: tuple[int, int] | None = None
     num_prefix_tokens: int | None = None
+    query: str | None = None  # "cls" | "patch_mean"; None in files written before it was saved
 
 
 def load_probe(path: str | Path, run_dir: str | Path | None = None) -> Probe:
@@ -116,17 +133,18 @@ def load_probe(path: str | Path, run_dir: str | Path | None = None) -> Probe:
         grid = tuple(int(v) for v in z["grid"]) if "grid" in z else None
         ps = tuple(int(v) for v in z["patch_size"]) if "patch_size" in z else None
         prefix = int(z["num_prefix_tokens"]) if "num_prefix_tokens" in z else None
+        query = str(z["query"]) if "query" in z else None
     images = None
     ip = p.parent / PROBE_IMAGES
     if ip.exists():
         with np.load(ip) as z:
             images = z["images"]
     return Probe(step=step, attention=attention, images=images, grid=grid, patch_size=ps,  # type: ignore[arg-type]
-                 num_prefix_tokens=prefix)
+                 num_prefix_tokens=prefix, query=query)
 
 
-def make_event(step: int, path: str, summary: Any) -> AttentionProbe:
+def make_event(step: int, path: str, summary: Any, query: str = "cls") -> AttentionProbe:
     """The `AttentionProbe` event that announces a saved probe and its statistics (`summary`: an
-    `vittui.analysis.attention_stats.AttentionSummary`)."""
+    `vittui.analysis.attention_stats.AttentionSummary`) and which query its map is read from."""
     return AttentionProbe(step=int(step), path=str(path), entropy=summary.entropy, distance=summary.distance,
-                          diversity=list(summary.diversity), flags=list(summary.flags))
+                          diversity=list(summary.diversity), flags=list(summary.flags), query=str(query))

@@ -2,8 +2,9 @@
 
 A probe file holds attention (L, B, H, T, T) for the fixed probe images. `load` reads one (in a thread
 worker: the disk and the rollout never run on the event loop) and precomputes the rollout of every image;
-`attention_map` picks the 2-D map for a selection: the CLS row of one layer and head over the patches, or
-the rollout through all layers."""
+`attention_map` picks the 2-D map for a selection: the CLS row of one layer and head over the patches (or,
+for a model without a CLS token, the attention each patch receives averaged over the patch queries), or the
+rollout through all layers. `query` says which, and `map_label` names it for the pane."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ class LoadedProbe:
     grid: tuple[int, int]
     patch_size: tuple[int, int] | None
     prefix: int
-    rollout: np.ndarray  # (B, gh, gw): CLS row of the rollout over the patches
+    rollout: np.ndarray  # (B, gh, gw): the rollout over the patches from the probe's query
+    query: str = "cls"  # "cls" | "patch_mean" (no CLS token)
 
     @property
     def layers(self) -> int:
@@ -54,7 +56,7 @@ class Selection:
 
 def load(run_dir: str | Path, rel_path: str) -> LoadedProbe:
     """Read a probe written by `vittui.runs.probes.save_probe` and precompute its rollout."""
-    from vittui.analysis.attention_stats import infer_grid, rollout_map
+    from vittui.analysis.attention_stats import QUERY_CLS, QUERY_PATCH_MEAN, infer_grid, rollout_map
     from vittui.runs.probes import load_probe
 
     p = load_probe(rel_path, run_dir)
@@ -64,18 +66,32 @@ def load(run_dir: str | Path, rel_path: str) -> LoadedProbe:
     prefix = 1 if p.num_prefix_tokens is None else int(p.num_prefix_tokens)
     gh, gw = p.grid if p.grid is not None else infer_grid(a.shape[-1] - prefix)
     grid = (int(gh), int(gw))
-    roll = rollout_map(a, prefix, grid).astype(np.float32)
+    # files written before the query was saved: no prefix token means no CLS token
+    query = p.query or (QUERY_CLS if prefix else QUERY_PATCH_MEAN)
+    roll = rollout_map(a, prefix, grid, query=query).astype(np.float32)
     return LoadedProbe(path=rel_path, step=p.step, attention=a, images=p.images, grid=grid,
-                       patch_size=p.patch_size, prefix=prefix, rollout=roll)
+                       patch_size=p.patch_size, prefix=prefix, rollout=roll, query=query)
 
 
 def attention_map(probe: LoadedProbe, sel: Selection) -> np.ndarray:
-    """(gh, gw) map of the selection: rollout, or the CLS query's attention over the patches."""
+    """(gh, gw) map of the selection: rollout, or the query's attention over the patches (the CLS row, or
+    without a CLS token the attention each patch receives, averaged over the patch queries)."""
     gh, gw = probe.grid
     if sel.rollout:
         return probe.rollout[sel.image]
-    row = probe.attention[sel.layer, sel.image, sel.head, 0, probe.prefix:]
+    a = probe.attention[sel.layer, sel.image, sel.head]
+    if probe.query == "cls":
+        row = a[0, probe.prefix:]
+    else:
+        row = np.asarray(a[probe.prefix:, probe.prefix:], dtype=np.float64).mean(axis=0)
     return np.asarray(row, dtype=np.float64).reshape(gh, gw)
+
+
+def map_label(probe: LoadedProbe, rollout: bool) -> str:
+    """What the heatmap shows, in words: "CLS attention", "rollout from the mean of patch queries", ..."""
+    from vittui.analysis.attention_stats import QUERY_LABELS, ROLLOUT_LABELS
+
+    return (ROLLOUT_LABELS if rollout else QUERY_LABELS).get(probe.query, probe.query)
 
 
 def image_of(probe: LoadedProbe, index: int) -> np.ndarray | None:
