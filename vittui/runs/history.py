@@ -25,6 +25,7 @@ from collections import deque
 from operator import attrgetter
 from typing import Iterable, Sequence
 
+from vittui.runs.probes import PROBE_OFF_PREFIX
 from vittui.runs.events import (
     AttentionProbe, DataSkipped, Eval, Event, Fault, Finished, GradFlow, Log, RunStarted, Status, Step,
 )
@@ -50,6 +51,7 @@ class RunHistory:
         self.best_eval: Eval | None = None  # highest finite top-1, the latest on ties
         self.probes: list[AttentionProbe] = []  # by step; bounded (MAX_PROBES)
         self.grad_flow: GradFlow | None = None  # the latest
+        self.probe_off = ""  # why attention probing switched off (the worker's log line), "" while it runs
         self.resumes: list[int] = []  # the step each resume went back to
         self.faults = 0
         self.warnings = 0
@@ -80,6 +82,7 @@ class RunHistory:
                 if e.resumed_from_step:
                     self.resumes.append(e.resumed_from_step)
                 self.started = e
+                self.probe_off = ""  # a new worker probes again (and logs again if it must stop)
             elif isinstance(e, Status):
                 self.state = e.state
             elif isinstance(e, Finished):
@@ -88,6 +91,8 @@ class RunHistory:
                 self.faults += 1
             elif isinstance(e, Log) and e.level in ("warning", "error"):
                 self.warnings += 1
+                if e.message.startswith(PROBE_OFF_PREFIX):
+                    self.probe_off = e.message
             elif isinstance(e, DataSkipped):
                 self.skipped = e.count
             elif isinstance(e, AttentionProbe):

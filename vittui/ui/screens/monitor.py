@@ -284,6 +284,7 @@ class MonitorScreen(VittuiScreen):
         insight = self.insight
         insight.probes = tuple(h.probes)
         insight.grad_flow = h.grad_flow
+        insight.probe_off = h.probe_off
 
     def _draw_header(self) -> None:
         h = self.history

@@ -19,7 +19,7 @@ from textual.widgets import Static
 
 from vittui.ui.heatmap import HALF_BLOCK, ascii_heatmap, halfblock_cells, image_cells
 from vittui.runs.events import AttentionProbe
-from vittui.ui.probeview import LoadedProbe, Selection, attention_map, image_of, luminance
+from vittui.ui.probeview import LoadedProbe, Selection, attention_map, image_of, luminance, map_label
 
 MAP_COLS = 16
 MAP_ROWS = 8
@@ -36,6 +36,7 @@ class AttentionView:
     probe: LoadedProbe | None = None  # None while loading
     selection: Selection = field(default_factory=Selection)
     error: str = ""
+    off: str = ""  # the run's "attention probe off: why" line, when probing switched off
 
 
 def _fmt(v: float | None, spec: str) -> str:
@@ -97,6 +98,10 @@ class AttentionPane(Static):
         v = self.view
         t = Text(no_wrap=True, overflow="ellipsis")
         if v.probes == 0 or v.event is None:
+            if v.off:
+                t.append("OFF ", style="bold reverse yellow")
+                t.append(v.off, style="yellow")
+                return t
             t.append("no attention probe yet\n", style="dim")
             t.append("the run saves one every run.probe_every steps", style="dim")
             return t
@@ -138,9 +143,12 @@ class AttentionPane(Static):
     def _info_lines(self, where: str, ev: AttentionProbe, p: LoadedProbe,
                     sel: Selection) -> list[list[tuple[str, str]]]:
         """The words, one list of (text, style) segments per line: what is shown, its statistics, the flags."""
-        info: list[list[tuple[str, str]]] = [
-            [(where, "bold")],
+        info: list[list[tuple[str, str]]] = [[(where, "bold")]]
+        if self.view.off:  # probing stopped after this probe: say why, above everything else
+            info.append([("OFF ", "bold reverse yellow"), (self.view.off, "yellow")])
+        info += [
             [(f"image {sel.image + 1}/{p.images_count}", "")],
+            [(f"map: {map_label(p, sel.rollout)}", "bold" if p.query != "cls" else "")],
             [(f"rollout, {p.layers} layers (heads mean)" if sel.rollout
               else f"layer {sel.layer}  head {sel.head}  ({p.layers} layers x {p.heads} heads)", "")],
         ]

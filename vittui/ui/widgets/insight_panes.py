@@ -43,6 +43,8 @@ class InsightPanes(Horizontal):
     """The run's attention probes, oldest first (set by the screen)."""
     grad_flow: var[GradFlow | None] = var(None)
     """The latest gradient-flow event (set by the screen)."""
+    probe_off: var[str] = var("")
+    """The run's log line saying why attention probing switched off, "" while it runs (set by the screen)."""
     probe_index: var[int | None] = var(None)
     """The probe shown; None follows the newest."""
     selection: var[Selection] = var(Selection)
@@ -81,6 +83,9 @@ class InsightPanes(Horizontal):
     def watch_probes(self) -> None:
         self.show_attention()
 
+    def watch_probe_off(self) -> None:
+        self.show_attention()
+
     def watch_probe_index(self) -> None:
         self.show_attention()
 
@@ -96,7 +101,7 @@ class InsightPanes(Horizontal):
         if not self.is_mounted:
             return
         probes = self.probes
-        view = AttentionView(probes=len(probes), selection=self.selection)
+        view = AttentionView(probes=len(probes), selection=self.selection, off=self.probe_off)
         if probes:
             index = self.shown_index
             event = probes[index]
