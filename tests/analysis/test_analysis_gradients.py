@@ -98,3 +98,47 @@ def test_frozen_block_reports_zero_and_no_flag():
     assert ev.names == ["blocks.0", "blocks.1", "blocks.2"]
     assert ev.attn[0] == 0.0 and ev.mlp[0] == 0.0
     assert not any(f.startswith("blocks.0") for f in ev.flags)
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("totals, flagged", [
+    ([NAN] * 12, list(range(12))),                   # every block NaN: the median is NaN
+    ([1.0, NAN, 1.0, NAN], [1, 3]),                  # half NaN
+    ([1.0, INF], [1]),                               # 1 of 2 inf: the median is inf
+    ([INF, 1.0, INF, 1.0], [0, 2]),                  # 2 of 4 inf
+    ([1.0, 1.0, -INF], [2]),
+])
+def test_non_finite_blocks_are_flagged_whatever_the_median(totals, flagged):
+    names = [f"blocks.{i}" for i in range(len(totals))]
+    flags = flow_flags(names, totals)
+    hit = [i for i in range(len(totals)) if any(f.startswith(f"blocks.{i}: non-finite gradient in block {i}")
+                                                for f in flags)]
+    assert hit == flagged
+    assert not any("vanishing" in f or "exploding" in f for f in flags)  # the finite ones are all equal
+
+
+def test_non_finite_flag_names_the_branch_and_finite_blocks_still_compare():
+    names = [f"blocks.{i}" for i in range(5)]
+    flags = flow_flags(names, [1.0, 1.0, NAN, 1.0, 1e3], attn=[0.7, 0.7, NAN, 0.7, 1e3], mlp=[0.7, 0.7, 0.5, 0.7, 1])
+    assert flags[0].startswith("blocks.2: non-finite gradient in block 2 attn (")
+    assert flags[1].startswith("blocks.4: exploding")
+
+
+def test_grad_flow_flags_a_nan_injected_block_and_says_when_it_measured():
+    model = tiny_timm(depth=3)
+    backward(model)
+    model.blocks[1].attn.qkv.weight.grad[0, 0] = float("nan")
+    g = grad_flow(model, step=5, clip_grad=1.0)
+    assert any(f.startswith("blocks.1: non-finite gradient in block 1 attn") for f in g.flags)
+    assert g.measured == "after clipping to max norm 1"
+    assert grad_flow(model, before_clip=True).measured == "before clipping"
+    assert grad_flow(model, clip_grad=0.0).measured == "no clipping"
+    assert "not stated" in grad_flow(model).measured
+    back = decode(json_line(g))  # NaN norms survive events.jsonl
+    assert back.flags == g.flags and back.measured == g.measured
+
+
+def json_line(event) -> str:
+    return event.to_json()  # what EventWriter writes to events.jsonl

@@ -103,3 +103,31 @@ async def test_pane_says_why_probing_switched_off(runs_root, fake_run, no_gpu, m
         assert "OFF attention probe off: not available for windowed attention" in text
         assert text.count("attention probe off") == 1
         assert "no attention probe yet" not in text
+
+
+async def test_nan_injected_step_shows_the_non_finite_flag(runs_root, fake_run, no_gpu):
+    """A real GradFlow from a model with a NaN in block 1's attention gradient, through events.jsonl."""
+    import timm
+
+    from vittui.analysis.gradients import grad_flow
+    from vittui.runs.events import GradFlow, decode
+    from vittui.ui.widgets.grad_pane import GradPane
+
+    fake_run.started()
+    torch.manual_seed(0)
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=3, **TINY)
+    torch.nn.functional.cross_entropy(model(torch.randn(2, 3, 32, 32)), torch.tensor([0, 1])).backward()
+    model.blocks[1].attn.qkv.weight.grad[0, 0] = float("nan")
+    fake_run.emit(grad_flow(model, step=20, clip_grad=1.0))
+    lines = (fake_run.path / "events.jsonl").read_text().splitlines()
+    written = [e for e in map(decode, lines) if isinstance(e, GradFlow)]
+    assert written and written[0].flags[0].startswith("blocks.1: non-finite gradient in block 1 attn")
+    app = create_app(runs_root, gpu_source=no_gpu, attach=fake_run.run.name)
+    async with app.run_test(size=SIZE) as pilot:
+        grads = app.screen.query_one(GradPane)
+        await wait_for(pilot, lambda: grads.flow is not None)
+        text = grads.text
+        assert "FLAG blocks.1: non-finite gradient in block 1 attn" in text
+        assert "norms after clipping to max norm 1" in text
+        row1 = next(line for line in text.splitlines() if line.replace("!", " ").split()[:1] == ["1"])
+        assert row1.startswith("!") and "NaN/Inf" in row1

@@ -57,12 +57,27 @@ def _norm(grads: list[torch.Tensor]) -> float:
     return float(torch.linalg.vector_norm(torch.stack([n.float().cpu() for n in norms])))
 
 
+def measured_label(clip_grad: float | None = None, before_clip: bool = False) -> str:
+    """When the norms were read, in words for the pane and the event: "before clipping", or after
+    `clip_grad_norm_` with that max norm ("after clipping to max norm 1"; "no clipping" when it is off)."""
+    if before_clip:
+        return "before clipping"
+    if clip_grad is None:
+        return "after clip_grad_norm_ (max norm not stated)"
+    if not clip_grad or not math.isfinite(clip_grad):
+        return "no clipping"
+    return f"after clipping to max norm {clip_grad:g}"
+
+
 def grad_flow(model: nn.Module, blocks: Sequence[nn.Module] | None = None, step: int = 0,
-              names: Sequence[str] | None = None):
+              names: Sequence[str] | None = None, *, clip_grad: float | None = None, before_clip: bool = False):
     """A `GradFlow` event from the gradients already in `p.grad`.
 
     `blocks` defaults to `find_blocks(model)`. Blocks without any gradient (frozen) report 0.0 and are
-    left out of the median that the vanishing/exploding flags compare against."""
+    left out of the median that the vanishing/exploding flags compare against; a block with a NaN/Inf
+    gradient is flagged whatever the median. `clip_grad` (the recipe's max norm, 0 = off) and `before_clip`
+    set the event's `measured` label: the loop calls this after `clip_grad_norm_`, so the norms are clipped
+    ones unless it says `before_clip=True`."""
     from vittui.runs.events import GradFlow
 
     net = unwrap(model)
@@ -105,23 +120,38 @@ def grad_flow(model: nn.Module, blocks: Sequence[nn.Module] | None = None, step:
     other = {"embed": _norm(embed), "head": _norm(head), "total": _norm(every)}
 
     return GradFlow(step=int(step), names=names, attn=attn_norms, mlp=mlp_norms, other=other,
-                    flags=flow_flags(names, totals))
+                    flags=flow_flags(names, totals, attn_norms, mlp_norms),
+                    measured=measured_label(clip_grad, before_clip))
 
 
-def flow_flags(names: Sequence[str], totals: Sequence[float | None]) -> list[str]:
-    """Flags for blocks whose gradient norm is below median/100 or above median*100 (None = frozen)."""
-    live = [t for t in totals if t is not None]
+def _finite(v: float | None) -> bool:
+    return v is not None and math.isfinite(v)
+
+
+def flow_flags(names: Sequence[str], totals: Sequence[float | None], attn: Sequence[float] | None = None,
+               mlp: Sequence[float] | None = None) -> list[str]:
+    """Flags, block by block: a non-finite (NaN/Inf) gradient first, always ("blocks.3: non-finite
+    gradient in block 3 attn"), whatever the other blocks do; then, against the median of the finite live
+    blocks, norms below median/100 (vanishing) or above median*100 (exploding). None = frozen."""
     out: list[str] = []
+    for i, (name, t) in enumerate(zip(names, totals)):
+        if t is None or math.isfinite(t):
+            continue
+        branches = [b for b, vals in (("attn", attn), ("mlp", mlp))
+                    if vals is not None and i < len(vals) and not _finite(vals[i])]
+        where = " and ".join(branches) if branches else "norm/other parameters"
+        out.append(f"{name}: non-finite gradient in block {i} {where} (norm {t})")
+    live = [t for t in totals if _finite(t)]
     if not live:
         return out
     med = float(sorted(live)[len(live) // 2]) if len(live) % 2 else float(
         (sorted(live)[len(live) // 2 - 1] + sorted(live)[len(live) // 2]) / 2)
-    if med <= 0 or not math.isfinite(med):
+    if med <= 0:
         return out
     for name, t in zip(names, totals):
-        if t is None:
+        if not _finite(t):
             continue
-        if not math.isfinite(t) or t > med * EXPLODING_RATIO:
+        if t > med * EXPLODING_RATIO:
             out.append(f"{name}: exploding gradient (norm {t:.3g} > {EXPLODING_RATIO:g} x median {med:.3g})")
         elif t < med / VANISHING_RATIO:
             out.append(f"{name}: vanishing gradient (norm {t:.3g} < median {med:.3g} / {VANISHING_RATIO:g})")

@@ -81,11 +81,13 @@ class GradPane(Static):
             t.append("!" if mark else " ", style="bold yellow")
             t.append(f"{label:>3} ", style="bold yellow" if mark else "")
             t.append("attn ")
-            t.append(bar(a, top, width), style="cyan")
+            t.append(bar(a, top, width) if math.isfinite(a) else "NaN/Inf".ljust(width)[:width],
+                     style="cyan" if math.isfinite(a) else "bold red")
             if numbers:
                 t.append(f" {a:8.2e}")
             t.append("  mlp ")
-            t.append(bar(m, top, width), style="magenta")
+            t.append(bar(m, top, width) if math.isfinite(m) else "NaN/Inf".ljust(width)[:width],
+                     style="magenta" if math.isfinite(m) else "bold red")
             if numbers:
                 t.append(f" {m:8.2e}")
             t.append("\n")
@@ -94,5 +96,7 @@ class GradPane(Static):
             t.append(flag + "\n", style="yellow")
         if not g.flags:
             t.append("OK ", style="bold green")
-            t.append("no vanishing or exploding block", style="green")
+            t.append("no vanishing or exploding block\n", style="green")
+        # the loop reads p.grad after clip_grad_norm_: say so (events written before the label: after clipping)
+        t.append(f"norms {getattr(g, 'measured', '') or 'after clip_grad_norm_'}", style="dim")
         return t
