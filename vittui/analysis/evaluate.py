@@ -89,9 +89,9 @@ def _predict(model: Any, loader: Iterable, device: Any, transform=None, max_batc
             probs.append(torch.softmax(logits, dim=-1).double().cpu().numpy())
             labels.append(y.cpu().numpy())
     n = sum(len(l) for l in labels)
-    if not probs:
-        return np.zeros((0, 0)), np.zeros(0, dtype=np.int64), None, skipped
-    return np.concatenate(probs), np.concatenate(labels), sum(losses) / max(n, 1), skipped
+    if not probs:  # no batch at all: no samples, loss NaN like every other metric
+        return np.zeros((0, 0)), np.zeros(0, dtype=np.int64), float("nan"), skipped
+    return np.concatenate(probs), np.concatenate(labels), (sum(losses) / n if n else float("nan")), skipped
 
 
 def evaluate(model: Any, loader: Iterable, num_classes: int, device: Any = "cpu",

@@ -7,6 +7,14 @@ Conventions:
 - precision/recall/F1 of a class with an empty denominator are 0 (scikit-learn's zero_division=0);
 - ECE uses equal-width confidence bins over [0, 1]; bin b holds confidences c with lo < c <= hi, and
   confidence 0 falls in the first bin; ECE = sum_b (n_b / N) |accuracy_b - confidence_b|.
+
+Edge cases, the same everywhere:
+- a label outside [0, classes) is an error (ValueError), never wrapped around or dropped;
+- an output row with a non-finite value (NaN/Inf logits give NaN probabilities) predicts nothing: it counts
+  as wrong in top-1/top-k and in its class's recall, is left out of the confusion matrix, the calibration
+  (its confidence is undefined) and the binary metrics, and the report says how many (`nonfinite`);
+- AUC refuses non-finite scores (ValueError); `binary_clinical` leaves them out and says how many;
+- no samples: every rate is NaN (top-1, top-k, macro F1, balanced accuracy, ECE, per-class P/R/F1, loss).
 """
 
 from __future__ import annotations
@@ -60,18 +68,38 @@ def expected_calibration_error(confidences: Any, correct: Any, n_bins: int = 15)
     return float(ece)
 
 
+def check_labels(labels: Any, num_classes: int, what: str = "label") -> np.ndarray:
+    """The labels as int64, or a ValueError naming the first one outside [0, num_classes)."""
+    y = np.asarray(labels).ravel()
+    if y.size and not np.issubdtype(y.dtype, np.integer):
+        if not np.all(np.isfinite(y.astype(np.float64))) or np.any(y != np.round(y)):
+            raise ValueError(f"{what}s must be whole numbers in [0, {num_classes})")
+    y = y.astype(np.int64)
+    bad = (y < 0) | (y >= num_classes)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{what} {int(y[i])} (row {i}) is outside [0, {num_classes}); "
+                         f"{int(bad.sum())} of {y.size} are")
+    return y
+
+
 def confusion_matrix(labels: Any, preds: Any, num_classes: int) -> np.ndarray:
-    """(C, C) int64 counts, rows true, columns predicted."""
-    y = np.asarray(labels, dtype=np.int64).ravel()
-    p = np.asarray(preds, dtype=np.int64).ravel()
+    """(C, C) int64 counts, rows true, columns predicted. Labels or predictions outside [0, C): ValueError."""
+    y = check_labels(labels, num_classes)
+    p = check_labels(preds, num_classes, "prediction")
+    if y.size != p.size:
+        raise ValueError(f"{y.size} labels for {p.size} predictions")
     cm = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(cm, (y, p), 1)
     return cm
 
 
 def per_class_metrics(labels: Any, preds: Any = None, num_classes: int | None = None, *,
-                      cm: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """precision, recall, f1, support per class, from labels and predictions or a confusion matrix."""
+                      cm: np.ndarray | None = None, unpredicted: Any = None) -> dict[str, np.ndarray]:
+    """precision, recall, f1, support per class, from labels and predictions or a confusion matrix.
+
+    `unpredicted`: per true class, samples with no prediction (non-finite outputs), outside `cm`: they count
+    in the support and against recall. With no samples at all every rate is NaN."""
     if cm is None:
         if num_classes is None:
             raise ValueError("num_classes is needed with labels and predictions")
@@ -80,10 +108,14 @@ def per_class_metrics(labels: Any, preds: Any = None, num_classes: int | None = 
     tp = np.diag(cm)
     predicted = cm.sum(axis=0)
     support = cm.sum(axis=1)
+    if unpredicted is not None:
+        support = support + np.asarray(unpredicted, dtype=np.float64)
     precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
     recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
     denom = precision + recall
     f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    if support.sum() == 0:  # no samples: undefined, not 0
+        precision, recall, f1 = (np.full_like(tp, np.nan) for _ in range(3))
     return {"precision": precision, "recall": recall, "f1": f1, "support": support.astype(np.int64)}
 
 
@@ -99,9 +131,12 @@ def topk_accuracy(probs: Any, labels: Any, k: int) -> float:
 
 def roc_auc(scores: Any, positives: Any) -> float | None:
     """Area under the ROC curve by the rank-sum (Mann-Whitney) formula, ties counted half.
-    None when only one class is present."""
+    None when only one class is present. Non-finite scores: ValueError (a NaN has no rank)."""
     s = np.asarray(scores, dtype=np.float64).ravel()
     pos = np.asarray(positives, dtype=bool).ravel()
+    if not np.isfinite(s).all():
+        raise ValueError(f"AUC: {int((~np.isfinite(s)).sum())} of {s.size} scores are not finite (NaN/Inf); "
+                         "drop or fix them first")
     n_pos, n_neg = int(pos.sum()), int((~pos).sum())
     if n_pos == 0 or n_neg == 0:
         return None
@@ -121,9 +156,12 @@ def roc_auc(scores: Any, positives: Any) -> float | None:
 def binary_clinical(prob_positive: Any, labels: Any, threshold: float = 0.5,
                     positive: int = 1) -> dict[str, Any]:
     """AUC, sensitivity (recall of the positive class), specificity, PPV, NPV and the counts, predicting
-    positive when the positive class's probability is >= threshold."""
+    positive when the positive class's probability is >= threshold. Non-finite scores are left out of every
+    number here and counted in `nonfinite`."""
     s = np.asarray(prob_positive, dtype=np.float64).ravel()
     y = np.asarray(labels).ravel() == positive
+    finite = np.isfinite(s)
+    s, y = s[finite], y[finite]
     pred = s >= threshold
     tp = int((pred & y).sum())
     fn = int((~pred & y).sum())
@@ -142,6 +180,7 @@ def binary_clinical(prob_positive: Any, labels: Any, threshold: float = 0.5,
         "ppv": ratio(tp, tp + fp),
         "npv": ratio(tn, tn + fn),
         "tp": tp, "fp": fp, "tn": tn, "fn": fn,
+        "nonfinite": int((~finite).sum()),
     }
 
 
@@ -170,6 +209,7 @@ class EvalReport:
     robustness: list[dict[str, Any]] | None = None
     throughput: dict[str, Any] | None = None
     skipped: int = 0
+    nonfinite: int = 0  # outputs with NaN/Inf: counted wrong, left out of the confusion matrix and calibration
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -225,6 +265,8 @@ def report_markdown(r: EvalReport) -> str:
     ]
     if r.skipped:
         summary.append(("unreadable images skipped", r.skipped))
+    if r.nonfinite:
+        summary.append(("non-finite outputs (NaN/Inf, counted wrong)", r.nonfinite))
     if r.binary:
         b = r.binary
         summary += [("AUC", b.get("auc")), (f"sensitivity @ {b['threshold']:g}", b.get("sensitivity")),
@@ -269,32 +311,39 @@ def write_report(run_dir: str | Path, report: EvalReport) -> tuple[Path, Path]:
 def report_from_probs(probs: Any, labels: Any, num_classes: int, class_names: Sequence[str] | None = None, *,
                       loss: float | None = None, threshold: float = 0.5, positive: int = 1,
                       n_bins: int = 15, skipped: int = 0) -> EvalReport:
-    """Every metric of the report from class probabilities (N, C) and true labels (N,)."""
+    """Every metric of the report from class probabilities (N, C) and true labels (N,); see the module's
+    docstring for non-finite rows, bad labels and empty inputs."""
     p = np.asarray(probs, dtype=np.float64).reshape(-1, num_classes)
-    y = np.asarray(labels, dtype=np.int64).ravel()
+    y = check_labels(labels, num_classes)
+    if len(y) != len(p):
+        raise ValueError(f"{len(y)} labels for {len(p)} rows of probabilities")
     names = [str(c) for c in class_names] if class_names else [str(i) for i in range(num_classes)]
     if len(names) != num_classes:
         raise ValueError(f"{len(names)} class names for {num_classes} classes")
-    pred = p.argmax(axis=1) if len(y) else np.zeros(0, dtype=np.int64)
-    conf = p.max(axis=1) if len(y) else np.zeros(0)
-    correct = pred == y
-    cm = confusion_matrix(y, pred, num_classes)
-    pc = per_class_metrics(None, cm=cm)
+    n = int(len(y))
+    finite = np.isfinite(p).all(axis=1)
+    pf, yf = p[finite], y[finite]
+    pred = pf.argmax(axis=1) if len(yf) else np.zeros(0, dtype=np.int64)
+    conf = pf.max(axis=1) if len(yf) else np.zeros(0)
+    correct = pred == yf  # over the finite rows; the others are wrong
+    cm = confusion_matrix(yf, pred, num_classes)
+    pc = per_class_metrics(None, cm=cm, unpredicted=np.bincount(y[~finite], minlength=num_classes))
     per_class = [{"name": names[i], "precision": float(pc["precision"][i]), "recall": float(pc["recall"][i]),
                   "f1": float(pc["f1"][i]), "support": int(pc["support"][i])} for i in range(num_classes)]
     present = pc["support"] > 0
     k = min(5, num_classes)
+    nan = float("nan")
     return EvalReport(
-        n=int(len(y)),
+        n=n,
         num_classes=num_classes,
         class_names=names,
-        top1=float(correct.mean()) if len(y) else float("nan"),
-        top5=topk_accuracy(p, y, k),
+        top1=float(correct.sum() / n) if n else nan,
+        top5=topk_accuracy(pf, yf, k) * len(yf) / n if len(yf) else (0.0 if n else nan),
         top5_k=k,
-        loss=loss,
+        loss=loss if n else nan,
         per_class=per_class,
-        macro_f1=float(pc["f1"].mean()),
-        balanced_accuracy=float(pc["recall"][present].mean()) if present.any() else float("nan"),
+        macro_f1=float(pc["f1"].mean()) if n else nan,
+        balanced_accuracy=float(pc["recall"][present].mean()) if present.any() else nan,
         confusion=cm.tolist(),
         ece=expected_calibration_error(conf, correct, n_bins),
         reliability=reliability_table(conf, correct, n_bins),
@@ -302,4 +351,5 @@ def report_from_probs(probs: Any, labels: Any, num_classes: int, class_names: Se
         confidence_wrong=float(conf[~correct].mean()) if (~correct).any() else None,
         binary=binary_clinical(p[:, positive], y, threshold, positive) if num_classes == 2 else None,
         skipped=int(skipped),
+        nonfinite=int((~finite).sum()),
     )
