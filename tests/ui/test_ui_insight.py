@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ui_helpers import SIZE, screen_text, wait_for
+from ui_helpers import SIZE, attention_pane, screen_text, shown_map, wait_for
 
 from vittui.analysis.metrics import report_from_probs, write_report
 from vittui.runs.events import AttentionProbe, GradFlow
@@ -79,14 +79,7 @@ def add_probes(fake_run) -> None:
 
 
 def pane(app) -> AttentionPane:
-    return app.screen.query_one(AttentionPane)
-
-
-def shown_map(app) -> list[str]:
-    """The heatmap as it is on screen: columns 18..34 of the 8 map lines inside the pane's border."""
-    lines = screen_text(app).splitlines()
-    region = pane(app).content_region
-    return [lines[region.y + r][region.x + 18: region.x + 34] for r in range(8)]
+    return attention_pane(app)
 
 
 async def test_attention_pane_draws_the_probe_and_follows_the_keys(runs_root, fake_run, no_gpu, monkeypatch):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from ui_helpers import SIZE, screen_text, wait_for
+from ui_helpers import SIZE, attention_pane, shown_map, wait_for
 
 from vittui.analysis import attention as A
 from vittui.models.build import build_model
@@ -22,13 +22,7 @@ TINY = dict(img_size=32, patch_size=8, depth=2, embed_dim=64, num_heads=2)
 
 
 def pane(app) -> AttentionPane:
-    return app.screen.query_one(AttentionPane)
-
-
-def shown_map(app) -> list[str]:
-    lines = screen_text(app).splitlines()
-    region = pane(app).content_region
-    return [lines[region.y + r][region.x + 18: region.x + 34] for r in range(8)]
+    return attention_pane(app)
 
 
 def save_real_probe(model, fake_run) -> np.ndarray:

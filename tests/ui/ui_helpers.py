@@ -44,3 +44,17 @@ def screen_text(app) -> str:
                       legacy_windows=False, force_terminal=False)
     console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
     return "\n".join(line.rstrip() for line in console.export_text().splitlines())
+
+
+def attention_pane(app):
+    """The monitor's attention pane."""
+    from vittui.ui.widgets.attention_pane import AttentionPane
+
+    return app.screen.query_one(AttentionPane)
+
+
+def shown_map(app) -> list[str]:
+    """The heatmap as it is on screen: columns 18..34 of the 8 map lines inside the attention pane's border."""
+    lines = screen_text(app).splitlines()
+    region = attention_pane(app).content_region
+    return [lines[region.y + r][region.x + 18: region.x + 34] for r in range(8)]
