@@ -205,3 +205,23 @@ def test_attention_and_gradient_probes_are_written(tmp_path, tiny_recipe):
     assert probe.attention.shape == (2, 4, 2, 17, 17)  # layers, images, heads, tokens
     assert probe.images.shape == (4, 16, 16, 3)
     assert len(flows[0].attn) == 2 and all(v > 0 for v in flows[0].attn + flows[0].mlp)
+
+
+def test_one_host_sync_of_the_loss_per_optimizer_step(tmp_path, tiny_recipe, monkeypatch):
+    """The loss of `accum` micro-batches adds up on the device: the loop calls .item() once a step."""
+    import sys
+
+    import torch
+
+    r = tiny_recipe.with_overrides(["compute.accumulation=2", "schedule.max_steps=3"])
+    run = prepare_run(r, tmp_path, "t")
+    from_loop, real_item = [], torch.Tensor.item
+
+    def item(self):
+        if sys._getframe(1).f_code.co_filename.endswith(("train/loop.py", "train\\loop.py")):
+            from_loop.append(sys._getframe(1).f_code.co_name)
+        return real_item(self)
+
+    monkeypatch.setattr(torch.Tensor, "item", item)
+    assert train(r, run.path).step == 3
+    assert len(from_loop) == 3, from_loop
