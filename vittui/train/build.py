@@ -1,8 +1,9 @@
 """Everything the training loop trains with, made once from the Recipe: `build()` returns a `Built`
 (accelerator, data, model and its uncompiled self, EMA, optimizer, schedule, loss, step counts).
 
-The order of the steps keeps the seeded random draws of a run the same from one version to the next
-(the exported script, planning/templates/train_script.py.tmpl, builds in the same order).
+Keep the order of the steps: the model's initial weights, dropout and augmentation come from the
+seeded RNGs, and a run's losses for a seed (which the exported script reproduces, tests/planning)
+depend on what draws from them first.
 """
 
 from __future__ import annotations
@@ -51,7 +52,6 @@ class Built:
     @property
     def batches_per_epoch(self) -> int:
         return self.steps_per_epoch * self.accum
-
 
 
 def build(recipe: Recipe, run_path: Path, on_event: Callable[[ev.Event], None] | None = None) -> Built:

@@ -187,8 +187,8 @@ def _no_readable_image(b: Built, p: Progress) -> None:
         from vittui.data.errors import DataError
 
         out = b.out
-        raise DataError(f"every training image of epoch {p.pos.epoch + 1} was unreadable "
-                        f"({out.skipped} skipped, e.g. {', '.join(map(str, out.skipped_examples[:2]))})")
+        raise DataError(f"every training image of {b.batches_per_epoch} batches in a row (an epoch's worth) was "
+                        f"unreadable ({out.skipped} skipped, e.g. {', '.join(map(str, out.skipped_examples[:2]))})")
 
 
 def _log_step(b: Built, p: Progress, loss: float, grad_norm: torch.Tensor, rows: int, data_time: float,
@@ -217,7 +217,9 @@ def run_eval(b: Built, p: Progress) -> None:
     seen = set(p.val_skipped)
     loss, top1, top5 = evaluate(b.model, b.data.val_loader, b.acc.device, b.acc.autocast, skipped=p.val_skipped)
     b.out.count_skipped(sorted(p.val_skipped - seen))
-    ema_top1 = evaluate(b.ema.module, b.data.val_loader, b.acc.device, b.acc.autocast).top1 if b.ema is not None else None
+    ema_top1 = None
+    if b.ema is not None:
+        ema_top1 = evaluate(b.ema.module, b.data.val_loader, b.acc.device, b.acc.autocast).top1
     p.last_top1 = top1
     b.out.emit(ev.Eval(step=p.pos.step, epoch=_epoch_progress(b, p), loss=loss, top1=top1, top5=top5,
                        ema_top1=ema_top1))
