@@ -31,7 +31,7 @@ def direct(recipe, blocks: int, steps_per_block: int) -> dict:
     from vittui.analysis.gradients import grad_flow
     from vittui.data.sources import build_data
     from vittui.models.build import build_model
-    from vittui.train.loop import PROBE_IMAGES, _probe_batch
+    from vittui.train.build import PROBE_IMAGES, _probe_batch
     from vittui.train.optim import build_optimizer
 
     if recipe.compute.threads:

@@ -11,6 +11,7 @@ import torch
 from gpu_helpers import cuda_recipe, record_calls, steps_of
 
 import vittui.models.build as model_build
+import vittui.train.build as train_build
 import vittui.train.loop as loop
 from vittui.runs.launcher import prepare_run
 from vittui.train import checkpoint as ckpt
@@ -34,8 +35,8 @@ def test_autocast_steps_run_in_the_precision(tmp_path, monkeypatch, precision, d
                     (mod.training, out.dtype, out.device.type, mod.weight.dtype)))
         return model
 
-    monkeypatch.setattr(model_build, "build_model", build)  # train() imports it at call time
-    accelerators = record_calls(monkeypatch, loop, "_accelerator")
+    monkeypatch.setattr(model_build, "build_model", build)  # build() imports it at call time
+    accelerators = record_calls(monkeypatch, train_build, "_accelerator")
     r = cuda_recipe(f"compute.precision={precision}", "schedule.max_steps=4")
     run = prepare_run(r, tmp_path, precision)
     result = loop.train(r, run.path)
@@ -64,7 +65,7 @@ def test_autocast_steps_run_in_the_precision(tmp_path, monkeypatch, precision, d
 def test_fused_adamw_is_built_fused_and_steps(tmp_path, monkeypatch):
     from vittui.train.optim import build_optimizer
 
-    made = record_calls(monkeypatch, loop, "build_optimizer")
+    made = record_calls(monkeypatch, train_build, "build_optimizer")
     r = cuda_recipe("optim.fused=true", "schedule.max_steps=4")
     run = prepare_run(r, tmp_path, "fused")
     result = loop.train(r, run.path)

@@ -8,7 +8,8 @@ from vittui.runs import events as ev
 from vittui.runs.control import InProcessControl
 from vittui.runs.launcher import prepare_run
 from vittui.train.control_point import ControlPoint
-from vittui.train.loop import NAN_HOOK_ENV, train
+from vittui.train.faults import Faults
+from vittui.train.loop import train
 
 
 def steps(run):
@@ -151,11 +152,10 @@ def test_control_point_pauses_within_one_step_and_resumes(tmp_path, tiny_recipe)
     assert any(isinstance(e, ev.CheckpointSaved) and e.step == send_at for e in events[i:j])
 
 
-def test_nan_loss_pauses_and_resume_lowers_lr(tmp_path, tiny_recipe, monkeypatch):
-    monkeypatch.setenv(NAN_HOOK_ENV, "4")
+def test_nan_loss_pauses_and_resume_lowers_lr(tmp_path, tiny_recipe):
     run = prepare_run(tiny_recipe, tmp_path, "t")
     control = InProcessControl()
-    t, box = _run_in_thread(lambda: train(tiny_recipe, run.path, control))
+    t, box = _run_in_thread(lambda: train(tiny_recipe, run.path, control, faults=Faults(nan_at=4)))
     assert _wait(lambda: (run.read_status() or None) and run.read_status().state == "paused")
     faults = [e for e in ev.read_all(run.events_path) if isinstance(e, ev.Fault)]
     assert faults and faults[0].fault == "nan" and faults[0].step == 4 and faults[0].quantity == "loss"
@@ -165,6 +165,17 @@ def test_nan_loss_pauses_and_resume_lowers_lr(tmp_path, tiny_recipe, monkeypatch
     assert box["result"].state == "finished"
     assert all(math.isfinite(e.loss) for e in steps(run))
     assert [e.step for e in steps(run)] == list(range(1, 17))
+    # the multiplier scales the scheduled lr from the resumed step on, and only from there
+    import torch
+
+    from vittui.train.optim import build_scheduler
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=tiny_recipe.optim.lr)
+    schedule = build_scheduler(opt, tiny_recipe, total_steps=16, steps_per_epoch=8)
+    for e in steps(run):
+        schedule.step_update(e.step)
+        want = opt.param_groups[0]["lr"] * (0.5 if e.step >= 4 else 1.0)
+        assert e.lr == pytest.approx(want, rel=1e-9), (e.step, e.lr, want)
 
 
 def test_control_point_unit():
@@ -173,7 +184,7 @@ def test_control_point_unit():
     cp = ControlPoint(source=control, ack=lambda c, s, ok, d: acks.append((c.command, s, ok)))
     control.send("set", lr_scale=0.25, eval_every=7)
     assert cp(3) is False
-    assert cp.knobs.lr_scale == 0.25 and cp.knobs.eval_every == 7
+    assert cp.knobs.lr_multiplier == 0.25 and cp.knobs.eval_every == 7  # `lr_scale` on the wire
     control.send("stop")
     assert cp(4) is True
     assert acks == [("set", 3, True), ("stop", 4, True)]
@@ -194,3 +205,23 @@ def test_attention_and_gradient_probes_are_written(tmp_path, tiny_recipe):
     assert probe.attention.shape == (2, 4, 2, 17, 17)  # layers, images, heads, tokens
     assert probe.images.shape == (4, 16, 16, 3)
     assert len(flows[0].attn) == 2 and all(v > 0 for v in flows[0].attn + flows[0].mlp)
+
+
+def test_one_host_sync_of_the_loss_per_optimizer_step(tmp_path, tiny_recipe, monkeypatch):
+    """The loss of `accum` micro-batches adds up on the device: the loop calls .item() once a step."""
+    import sys
+
+    import torch
+
+    r = tiny_recipe.with_overrides(["compute.accumulation=2", "schedule.max_steps=3"])
+    run = prepare_run(r, tmp_path, "t")
+    from_loop, real_item = [], torch.Tensor.item
+
+    def item(self):
+        if sys._getframe(1).f_code.co_filename.endswith(("train/loop.py", "train\\loop.py")):
+            from_loop.append(sys._getframe(1).f_code.co_name)
+        return real_item(self)
+
+    monkeypatch.setattr(torch.Tensor, "item", item)
+    assert train(r, run.path).step == 3
+    assert len(from_loop) == 3, from_loop

@@ -1,7 +1,7 @@
 """Each training technique the loop offers, trained for real on the tiny recipe, checked for its effect.
 
 Every test observes the real `train()` through the least invasive hook it can: a wrapper around
-`build_optimizer` (the loop's own reference, patched for the test) that registers torch's documented
+`build_optimizer` (train/build.py's own reference, patched for the test) that registers torch's documented
 optimizer step hooks and module forward hooks on what the loop built, a recording subclass of a loss
 the loop looks up at call time, or the weights the run saved (safetensors). Expected values are computed
 here by hand from the saved weights, the data, or the recipe.
@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file
 from tiny import tiny_recipe, write_digit_folder
 
-import vittui.train.loop as loop
+import vittui.train.build as build
 from vittui.runs import events as ev
 from vittui.runs.launcher import prepare_run
 from vittui.train.loop import train
@@ -42,7 +42,7 @@ class Spy:
 @pytest.fixture
 def spy(monkeypatch) -> Spy:
     s = Spy()
-    real = loop.build_optimizer
+    real = build.build_optimizer
 
     def build_optimizer(model, recipe, *args, **kwargs):
         opt = real(model, recipe, *args, **kwargs)
@@ -67,7 +67,7 @@ def spy(monkeypatch) -> Spy:
             hook(model)
         return opt
 
-    monkeypatch.setattr(loop, "build_optimizer", build_optimizer)
+    monkeypatch.setattr(build, "build_optimizer", build_optimizer)
     return s
 
 
@@ -285,7 +285,7 @@ def test_weighted_loss_uses_inverse_class_frequencies(tmp_path, monkeypatch):
             used.append(None if self.weight is None else self.weight.detach().clone())
             return super().forward(input, target)
 
-    monkeypatch.setattr(loop.nn, "CrossEntropyLoss", RecordingCE)
+    monkeypatch.setattr(build.nn, "CrossEntropyLoss", RecordingCE)
     _train(tmp_path, "data.source=imagefolder", f"data.path={root}", "data.limit=0", "data.batch_size=8",
            "data.class_balance=weighted_loss", "schedule.max_steps=2", name="weighted")
     assert len(used) == 2

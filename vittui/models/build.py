@@ -44,23 +44,4 @@ def build_model(m: ModelSection, num_classes: int, *, drop_path: float = 0.0, dr
     return build_hf(m, num_classes, drop_path, dropout)
 
 
-# Names that lived here before the split, for branches written against the old module; import them from
-# their homes. (Looked up on first use, so importing this module still loads no torch.)
-_MOVED = {
-    "HFClassifier": "vittui.models.hf", "load_report": "vittui.models.weights",
-    "save_pretrained_local": "vittui.models.weights", "set_grad_checkpointing": "vittui.models.checkpointing",
-    **{name: "vittui.models.structure" for name in (
-        "unwrap", "is_hf", "hf_classifier", "transformer_blocks", "block_names", "block_index_of",
-        "block_index_map")},
-}
-
-
-def __getattr__(name: str) -> object:
-    if name in _MOVED:
-        import importlib
-
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 __all__ = ["build_model", "resolve_source"]

@@ -3,6 +3,8 @@
 Pause blocks here, at a step boundary, holding everything needed to resume (model, optimizer,
 loaders); resume returns to the loop, which continues the same step sequence. With several
 processes rank 0 reads the commands and broadcasts them, so every rank pauses at the same step.
+The loop builds it with its actions (acknowledge, set the state, checkpoint, evaluate); a signal
+handler reaches it only through the `StopRequest` it was given.
 """
 
 from __future__ import annotations
@@ -20,41 +22,55 @@ class CommandSource(Protocol):
 
 @dataclass
 class Knobs:
-    lr_scale: float = 1.0
+    lr_multiplier: float = 1.0  # the user's live multiplier on the scheduled lr (not timm's per-group lr_scale)
     eval_every: int = 0
     probe_every: int = 0
+
+
+# knob names as commands spell them (`vittui ctl RUN set --lr-scale`) -> the Knobs field
+WIRE_NAMES = {"lr_scale": "lr_multiplier"}
+
+
+@dataclass
+class StopRequest:
+    """Set from a signal handler: the loop stops (after a checkpoint) at the next step boundary; asked
+    twice, it stops without one."""
+
+    requested: bool = False
+    now: bool = False
+
+    def __call__(self) -> None:
+        if self.requested:
+            self.now = True
+        self.requested = True
+
+
+def _nothing(*_args) -> None:
+    return None
 
 
 @dataclass
 class ControlPoint:
     source: CommandSource | None = None
-    # wired by the loop: it owns the events, the state and what a checkpoint or an eval means
-    ack: Callable[[Command, int, bool, str], None] = lambda cmd, step, ok, detail: None
-    set_state: Callable[[str, str], None] = lambda state, reason: None
-    do_checkpoint: Callable[[], None] = lambda: None
-    do_eval: Callable[[], None] = lambda: None
-    emergency_checkpoint: Callable[[], None] = lambda: None  # after a fault, at the last step boundary
+    stop: StopRequest = field(default_factory=StopRequest)
+    # the loop's actions: it owns the events, the state and what a checkpoint or an eval means
+    ack: Callable[[Command, int, bool, str], None] = _nothing
+    set_state: Callable[[str, str], None] = _nothing
+    checkpoint: Callable[[], None] = _nothing
+    eval: Callable[[], None] = _nothing
+    broadcast: Callable[[list[Command]], list[Command]] | None = None  # several processes: rank 0's commands
     knobs: Knobs = field(default_factory=Knobs)
-    broadcast: Callable[[list[Command]], list[Command]] | None = None
     poll_interval: float = 0.05
     paused: bool = False
-    stop_requested: bool = False
-    stop_now: bool = False  # a second interrupt: leave without a checkpoint
     pause_reason: str = ""
 
     def _poll(self) -> list[Command]:
         cmds = self.source.poll() if self.source is not None else []
         if self.broadcast is None:
             return cmds
-        if self.stop_requested:  # a signal reached rank 0 only: every rank must stop at this step
+        if self.stop.requested:  # a signal reached rank 0 only: every rank must stop at this step
             cmds = cmds + [Command("stop", id="signal")]
         return self.broadcast(cmds)
-
-    def request_stop(self) -> None:
-        """From a signal handler: the loop stops (after a checkpoint) at the next step boundary."""
-        if self.stop_requested:
-            self.stop_now = True
-        self.stop_requested = True
 
     def pause(self, reason: str) -> None:
         self.paused = True
@@ -63,14 +79,14 @@ class ControlPoint:
     def __call__(self, step: int) -> bool:
         """Handle pending commands; block while paused. Returns True when the loop should stop."""
         self._handle(self._poll(), step)
-        if self.paused and not self.stop_requested:
+        if self.paused and not self.stop.requested:
             self.set_state("paused", self.pause_reason)
-            while self.paused and not self.stop_requested:
+            while self.paused and not self.stop.requested:
                 time.sleep(self.poll_interval)
                 self._handle(self._poll(), step)
-            if not self.stop_requested:
+            if not self.stop.requested:
                 self.set_state("running", "resumed")
-        return self.stop_requested
+        return self.stop.requested
 
     def _handle(self, cmds: list[Command], step: int) -> None:
         for cmd in cmds:
@@ -85,11 +101,11 @@ class ControlPoint:
                 self._apply_knobs(cmd.args)
                 self.paused = False
             elif cmd.command == "stop":
-                self.stop_requested = True
+                self.stop.requested = True
             elif cmd.command == "checkpoint":
-                self.do_checkpoint()
+                self.checkpoint()
             elif cmd.command == "eval":
-                self.do_eval()
+                self.eval()
             elif cmd.command == "set":
                 detail = self._apply_knobs(cmd.args)
             self.ack(cmd, step, ok, detail)
@@ -97,8 +113,9 @@ class ControlPoint:
     def _apply_knobs(self, args: dict) -> str:
         changed = []
         for key, value in args.items():
-            if hasattr(self.knobs, key):
-                cast = type(getattr(self.knobs, key))
-                setattr(self.knobs, key, cast(value))
+            name = WIRE_NAMES.get(key, key)
+            if hasattr(self.knobs, name):
+                cast = type(getattr(self.knobs, name))
+                setattr(self.knobs, name, cast(value))
                 changed.append(f"{key}={cast(value)}")
         return ", ".join(changed)

@@ -1,36 +1,33 @@
-"""The training loop, top to bottom on one page.
+"""The training loop, read top to bottom like nanoGPT's train.py:
 
-Everything it does comes from the Recipe. The extras — events, control, EMA, probes, checkpoints —
-are single calls at marked points, so a reader can follow a step from batch to optimizer update.
-Resuming restores weights, optimizer, EMA, scaler, RNG states and the position inside the epoch, so
-N steps + resume + N steps gives the same losses as 2N straight.
+    train() = build() -> resume_from_last() or step 0 -> _loop() -> _finish()
+
+`build` (train/build.py) makes everything the Recipe asks for into one `Built`. `_loop` runs one
+optimizer step per iteration: `accum` micro-batches, then the update, then the extras (Step event,
+probe, eval, checkpoint, control point) as plain calls to the functions below it. Resuming restores
+weights, optimizer, EMA, scaler, RNG states and the position inside the epoch, so N steps + resume +
+N steps gives the same losses as 2N straight.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import random
 import time
-from itertools import islice
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
-from torch import nn
 
 from vittui.recipe import Recipe
 from vittui.runs import events as ev
 from vittui.train import checkpoint as ckpt
-from vittui.train.control_point import CommandSource, ControlPoint
-from vittui.train.events_out import Emitter
-from vittui.train.optim import apply_lr_scale, build_optimizer, build_scheduler, current_lr
-
-NAN_HOOK_ENV = "VITTUI_TEST_NAN_AT_STEP"  # test hook: poison the loss once at this step
-OOM_HOOK_ENV = "VITTUI_TEST_OOM_AT_STEP"  # test hook: raise CUDA out-of-memory at this step
-PROBE_IMAGES = 4  # validation images whose attention the dashboard shows, fixed for the whole run
+from vittui.train.build import Built, build
+from vittui.train.control_point import CommandSource, ControlPoint, Knobs, StopRequest
+from vittui.train.evaluate import evaluate
+from vittui.train.faults import Faults, is_out_of_memory
+from vittui.train.optim import apply_lr_multiplier, current_lr
 
 
 @dataclass
@@ -42,356 +39,303 @@ class TrainResult:
     wall_time: float
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+@dataclass
+class Progress:
+    """What the loop changes: the position (what a checkpoint saves) and the scores."""
 
-
-def _accelerator(recipe: Recipe):
-    from accelerate import Accelerator
-
-    c = recipe.compute
-    cpu = c.device == "cpu" or (c.device == "auto" and not torch.cuda.is_available())
-    if c.device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("compute.device = 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
-    precision = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[c.precision]
-    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        # accelerate keeps process-wide state; a second run in one process (tests, notebooks) may
-        # ask for another precision, which is only allowed on a fresh state.
-        from accelerate.state import AcceleratorState, GradientState
-
-        AcceleratorState._reset_state(reset_partial_state=True)
-        GradientState._reset_state()
-    return Accelerator(cpu=cpu, mixed_precision=precision)
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, loader, device, autocast,
-             skipped: set[str] | None = None) -> tuple[float, float, float]:
-    """Mean loss, top-1 and top-5 (%) on the loader; runs under a forked RNG so it never shifts training.
-    The identifiers of unreadable images the loader dropped are added to `skipped`."""
-    was_training = model.training
-    model.eval()
-    loss_sum, top1, top5, n = 0.0, 0, 0, 0
-    with torch.random.fork_rng(devices=[]):
-        for batch in loader:
-            if skipped is not None and len(batch) > 2:
-                skipped.update(map(str, batch[2]))
-            x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
-            if len(y) == 0:
-                continue
-            with autocast():
-                logits = model(x)
-            logits = logits.float()
-            loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum").item()
-            k = min(5, logits.shape[1])
-            topk = logits.topk(k, dim=1).indices
-            top1 += (topk[:, 0] == y).sum().item()
-            top5 += (topk == y[:, None]).any(dim=1).sum().item()
-            n += len(y)
-    model.train(was_training)
-    if n == 0:
-        return float("nan"), 0.0, 0.0
-    return loss_sum / n, 100.0 * top1 / n, 100.0 * top5 / n
+    pos: ckpt.Position = field(default_factory=lambda: ckpt.Position(step=0, epoch=0, batch=0))
+    best_top1: float | None = None
+    last_top1: float | None = None
+    val_skipped: set[str] = field(default_factory=set)  # unreadable validation images, each counted once
+    unreadable_steps: int = 0  # steps in a row whose batches held no readable image
 
 
 def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = None, *, resume: bool = False,
-          on_event: Callable[[ev.Event], None] | None = None, control_point: ControlPoint | None = None) -> TrainResult:
-    from vittui.data.samplers import seed_per_image
-    from vittui.data.sources import build_data
-    from vittui.data.transforms import class_weights
-    from vittui.models.adapt import apply_adaptation
-    from vittui.models.build import build_model
-    from vittui.models.checkpointing import set_grad_checkpointing
+          on_event: Callable[[ev.Event], None] | None = None, stop: StopRequest | None = None,
+          faults: Faults | None = None) -> TrainResult:
+    """Train `recipe` into `run_path`. `control` delivers commands, `stop` is set by signal handlers,
+    `faults` (tests only) poisons the loss or runs out of memory at a chosen step."""
+    b = build(recipe, Path(run_path), on_event)
+    p, rng = resume_from_last(b) if resume else (Progress(), None)
+    b.scheduler.step_update(p.pos.step)
+    if faults is not None:
+        b.criterion = faults.wrap(b.criterion, step=lambda: p.pos.step + 1)
+    cp = ControlPoint(
+        source=control, stop=stop or StopRequest(),
+        ack=lambda cmd, step, ok, detail: b.out.emit(
+            ev.ControlAck(command=cmd.command, id=cmd.id, step=step, ok=ok, detail=detail)),
+        set_state=lambda state, reason: b.out.set_state(state, p.pos.step, reason),
+        checkpoint=lambda: save_checkpoint(b, p), eval=lambda: run_eval(b, p), broadcast=_broadcast(b.acc),
+        knobs=Knobs(eval_every=recipe.run.eval_every, probe_every=recipe.run.probe_every))
+    _announce(b, p)
+    if rng is not None:
+        ckpt.set_rng_state(rng)  # the last thing before the first step: nothing else draws from them
+    t_start = time.time()
+    try:
+        _loop(b, p, cp)
+    except Exception as e:
+        if is_out_of_memory(e):
+            emergency_checkpoint(b, p)
+        raise
+    return _finish(b, p, time.time() - t_start)
 
-    run_path = Path(run_path)
-    acc = _accelerator(recipe)
-    if recipe.compute.threads:
-        torch.set_num_threads(recipe.compute.threads)
-    out = Emitter(run_path, enabled=acc.is_main_process, on_event=on_event)
 
-    # ---- data, model, optimizer ------------------------------------------------------------------
-    data = build_data(recipe)  # splits and samplers carry their own seeds
-    out.watch_skips(data)
-    seed_everything(recipe.run.seed)  # after the data: its first build may draw from the global RNGs
-    model = build_model(recipe.model, len(data.classes), drop_path=recipe.regularize.drop_path,
-                        dropout=recipe.regularize.dropout)
-    model, report = apply_adaptation(model, recipe.adapt)
-    if recipe.compute.grad_checkpointing and not set_grad_checkpointing(model, True):
-        out.log("warning", "gradient checkpointing is not supported by this model; training without it")
-    if recipe.compute.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    model = model.to(acc.device)
-    optimizer = build_optimizer(model, recipe, acc.device.type)
-    ema = None
-    if recipe.regularize.ema:
-        from timm.utils import ModelEmaV3
+def _loop(b: Built, p: Progress, cp: ControlPoint) -> None:
+    """One optimizer step per iteration: `accum` micro-batches, the update, then the extras."""
+    pos, batches = p.pos, None
+    while pos.step < b.total_steps:
+        if batches is None or pos.batch == 0:
+            batches = _epoch(b.acc, b.train_loader, pos.epoch, pos.batch)
+        t_step, data_time = time.perf_counter(), 0.0
+        loss_sum, rows = torch.zeros((), device=b.acc.device), 0
+        for _ in range(b.accum):  # gradient accumulation: the gradients of `accum` batches add up
+            t_data = time.perf_counter()
+            x, y = _next_batch(b, batches)
+            data_time += time.perf_counter() - t_data
+            if len(y) == 0:  # every image of this batch was unreadable
+                continue
+            with b.acc.autocast():
+                loss = b.criterion(b.model(x), y)
+            b.acc.backward(loss / b.accum)
+            loss_sum, rows = loss_sum + loss.detach(), rows + len(y)
+        pos.batch += b.accum
+        if pos.batch == b.batches_per_epoch:
+            pos.epoch, pos.batch = pos.epoch + 1, 0
 
-        ema = ModelEmaV3(model, decay=recipe.regularize.ema_decay)
-    if recipe.data.class_balance == "weighted_loss":
-        weight = torch.tensor(class_weights(data.class_counts), dtype=torch.float32, device=acc.device)
-    else:
-        weight = None
-    if data.mixup is not None:
-        from timm.loss import SoftTargetCrossEntropy
+        step_loss = _mean_loss(b, loss_sum)  # the step's one .item(); every process gets the same number
+        if rows == 0:
+            _no_readable_image(b, p)
+        elif not math.isfinite(step_loss):
+            _skip_and_pause(b, p, cp, step_loss)
+        else:
+            grad_norm = _update(b, p, cp.knobs)
+            _log_step(b, p, step_loss, grad_norm, rows, data_time, t_step)
+            if _due(cp.knobs.probe_every, pos.step):
+                run_probe(b, p, cp.knobs)
+            if _due(cp.knobs.eval_every, pos.step):
+                run_eval(b, p)
+            if _due(b.recipe.run.checkpoint_every, pos.step):
+                save_checkpoint(b, p)
 
-        criterion: nn.Module = SoftTargetCrossEntropy()
-    else:
-        criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=recipe.regularize.label_smoothing)
-    # Several processes: accelerate wraps the model in DDP and shards the training batches. Every rank
-    # evaluates the whole validation set, so rank 0's numbers are the full set's.
-    train_loader, val_loader = data.train_loader, data.val_loader
-    if acc.num_processes > 1:
-        # accelerate's loader reads a batch ahead: crops from per-image seeds keep resume exact (data/samplers.py)
-        seed_per_image(train_loader)
-        model, optimizer, train_loader = acc.prepare(model, optimizer, train_loader)
-    else:
-        model, optimizer = acc.prepare(model, optimizer)
-    # the uncompiled module: checkpoints, probes and EMA see its own parameter names (not "_orig_mod.…")
-    raw_model = acc.unwrap_model(model)
-    if recipe.compute.compile:
-        model = torch.compile(model)
-    accum = recipe.compute.accumulation
-    steps_per_epoch = max(len(train_loader) // accum, 1)
-    total_steps = recipe.schedule.epochs * steps_per_epoch
-    if recipe.schedule.max_steps:
-        total_steps = min(total_steps, recipe.schedule.max_steps)
-    scheduler = build_scheduler(optimizer, recipe, total_steps, steps_per_epoch)
-    trainable = [p for p in model.parameters() if p.requires_grad]
+        stop = cp(pos.step) or pos.step >= b.total_steps  # commands; blocks while paused
+        if (pos.batch == 0 or stop) and not cp.stop.now:  # an epoch's end, or the run's
+            if pos.batch == 0 or pos.step >= b.total_steps:
+                run_eval(b, p)
+            save_checkpoint(b, p)
+        if stop:
+            break
 
-    # ---- resume ----------------------------------------------------------------------------------
-    pos = ckpt.Position(step=0, epoch=0, batch=0)
-    best_top1: float | None = None
-    last_top1: float | None = None
-    rng_to_restore = None
-    if resume:
-        found = ckpt.find(out.run.checkpoints, "last")
-        if found is None:
-            raise ckpt.CheckpointError(f"nothing to resume: no checkpoint in {out.run.checkpoints}")
-        state = ckpt.load_state(found)
-        ckpt.load_weights(raw_model, found)
-        if ema is not None and (found / "ema.safetensors").exists():
-            ckpt.load_weights(ema.module, found, ema=True)
-        optimizer.load_state_dict(state["optimizer"])
-        if "scaler" in state and acc.scaler is not None:
-            acc.scaler.load_state_dict(state["scaler"])
-        pos = ckpt.Position(**state["position"])
-        best_top1, last_top1 = state.get("best_top1"), state.get("last_top1")
-        rng_to_restore = state["rng"]
-        out.log("info", f"resumed from {found.name} at step {pos.step}")
-    scheduler.step_update(pos.step)
 
-    def autocast():
-        return acc.autocast()
+# ---- the step's parts ----------------------------------------------------------------------------------
 
-    val_skipped: set[str] = set()  # unreadable validation images, each counted once however many evals
 
-    def run_eval() -> None:
-        nonlocal last_top1
-        seen = set(val_skipped)
-        loss, top1, top5 = evaluate(model, val_loader, acc.device, autocast, skipped=val_skipped)
-        out.count_skipped(sorted(val_skipped - seen))
-        ema_top1 = evaluate(ema.module, val_loader, acc.device, autocast)[1] if ema is not None else None
-        last_top1 = top1
-        out.emit(ev.Eval(step=pos.step, epoch=pos.epoch + pos.batch / (steps_per_epoch * accum),
-                         loss=loss, top1=top1, top5=top5, ema_top1=ema_top1))
-        out.status(last_top1=top1, best_top1=max(top1, best_top1 or 0.0))
+def _next_batch(b: Built, batches) -> tuple[torch.Tensor, torch.Tensor]:
+    """The next micro-batch on the device (channels-last, mixed when the recipe says so), counting the
+    unreadable images the loader dropped; empty when all of them were."""
+    x, y, skipped = next(batches)
+    b.out.count_skipped(skipped)
+    if len(y) == 0:
+        return x, y
+    x, y = x.to(b.acc.device, non_blocking=True), y.to(b.acc.device, non_blocking=True)
+    if b.recipe.compute.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    if b.data.mixup is not None:
+        x, y = b.data.mixup(x, y)
+    return x, y
 
-    def save_checkpoint() -> None:
-        nonlocal best_top1
-        if not acc.is_main_process:
-            return
-        is_best = last_top1 is not None and (best_top1 is None or last_top1 >= best_top1)
-        if is_best:
-            best_top1 = last_top1
-        state = {
-            "optimizer": optimizer.state_dict(),
-            "position": {"step": pos.step, "epoch": pos.epoch, "batch": pos.batch},
-            "rng": ckpt.rng_state(),
-            "best_top1": best_top1,
-            "last_top1": last_top1,
-        }
-        if acc.scaler is not None:
-            state["scaler"] = acc.scaler.state_dict()
-        path = ckpt.save(out.run.checkpoints, pos.step, model=raw_model,
-                         ema=ema.module if ema is not None else None, state=state,
-                         keep_last=recipe.run.keep_last, best=is_best, metric=last_top1)
-        out.emit(ev.CheckpointSaved(step=pos.step, path=str(path.relative_to(run_path)), best=is_best,
-                                    metric=last_top1))
-        out.status(last_checkpoint_step=pos.step, best_top1=best_top1)
 
-    cp = control_point or ControlPoint(source=control)
-    cp.ack = lambda cmd, step, ok, detail: out.emit(
-        ev.ControlAck(command=cmd.command, id=cmd.id, step=step, ok=ok, detail=detail))
-    cp.set_state = lambda state, reason: out.set_state(state, pos.step, reason)
-    cp.do_checkpoint, cp.do_eval = save_checkpoint, run_eval
-    boundary = {"step": 0, "epoch": 0, "batch": 0}  # position at the last optimizer-step boundary
+def _mean_loss(b: Built, loss_sum: torch.Tensor) -> float:
+    loss = loss_sum / b.accum
+    if b.acc.num_processes > 1:  # every rank must agree on a NaN pause
+        loss = b.acc.reduce(loss, "mean")
+    return loss.item()
 
-    def emergency_checkpoint() -> None:
-        """After an out-of-memory error: drop the half-accumulated gradients and save the weights as of
-        the last completed step (the RNG has moved on, so this resume is not bit-exact)."""
-        optimizer.zero_grad(set_to_none=True)
+
+def _update(b: Built, p: Progress, knobs: Knobs) -> torch.Tensor:
+    """Clip, the gradient-flow probe when due, the optimizer step, the scheduled lr times the user's
+    multiplier, EMA. Returns the gradient norm before clipping."""
+    grad_norm = b.acc.clip_grad_norm_(b.trainable, b.recipe.optim.clip_grad or float("inf"))
+    if _due(knobs.probe_every, p.pos.step + 1) and b.acc.is_main_process:
+        from vittui.analysis.gradients import grad_flow
+
+        b.out.emit(grad_flow(b.raw_model, step=p.pos.step + 1, clip_grad=b.recipe.optim.clip_grad))
+    b.optimizer.step()
+    b.optimizer.zero_grad(set_to_none=True)
+    p.pos.step += 1
+    p.unreadable_steps = 0
+    b.scheduler.step_update(p.pos.step)
+    apply_lr_multiplier(b.optimizer, knobs.lr_multiplier)
+    if b.ema is not None:
+        b.ema.update(b.raw_model, step=p.pos.step)
+    return grad_norm
+
+
+def _skip_and_pause(b: Built, p: Progress, cp: ControlPoint, loss: float) -> None:
+    """A non-finite loss: show which blocks' gradients went non-finite, drop the gradients, skip the
+    update (its batches stay consumed) and pause."""
+    step = p.pos.step + 1
+    if b.acc.is_main_process:
+        from vittui.analysis.gradients import grad_flow
+
+        b.out.emit(grad_flow(b.raw_model, step=step, before_clip=True))
+    b.optimizer.zero_grad(set_to_none=True)
+    b.out.emit(ev.Fault(fault="nan", step=step, quantity="loss", message=(
+        f"loss is {loss} at step {step}; the update was skipped and the run paused"),
+        suggestion="resume with a lower lr (vittui ctl RUN resume --lr-scale 0.5) or stop"))
+    cp.pause(f"non-finite loss at step {step}")
+
+
+def _no_readable_image(b: Built, p: Progress) -> None:
+    """A step whose batches were all unreadable takes no update; an epoch's worth of them is an error."""
+    p.unreadable_steps += 1
+    if p.unreadable_steps >= b.steps_per_epoch:
+        from vittui.data.errors import DataError
+
+        out = b.out
+        raise DataError(f"every training image of {b.batches_per_epoch} batches in a row (an epoch's worth) was "
+                        f"unreadable ({out.skipped} skipped, e.g. {', '.join(map(str, out.skipped_examples[:2]))})")
+
+
+def _log_step(b: Built, p: Progress, loss: float, grad_norm: torch.Tensor, rows: int, data_time: float,
+              t_step: float) -> None:
+    step = p.pos.step
+    if step % b.recipe.run.log_every and step != b.total_steps:
+        return
+    step_time = time.perf_counter() - t_step
+    b.out.emit(ev.Step(step=step, epoch=_epoch_progress(b, p), loss=loss, lr=current_lr(b.optimizer),
+                       grad_norm=float(grad_norm), images_per_s=rows / step_time, data_time=data_time,
+                       step_time=step_time, **_cuda_memory()))
+
+
+def _due(every: int, step: int) -> bool:
+    return bool(every) and step % every == 0
+
+
+def _epoch_progress(b: Built, p: Progress) -> float:
+    return p.pos.epoch + p.pos.batch / b.batches_per_epoch
+
+
+# ---- eval, checkpoint, probe: at marked points of the loop and on command ------------------------------
+
+
+def run_eval(b: Built, p: Progress) -> None:
+    seen = set(p.val_skipped)
+    loss, top1, top5 = evaluate(b.model, b.data.val_loader, b.acc.device, b.acc.autocast, skipped=p.val_skipped)
+    b.out.count_skipped(sorted(p.val_skipped - seen))
+    ema_top1 = None
+    if b.ema is not None:
+        ema_top1 = evaluate(b.ema.module, b.data.val_loader, b.acc.device, b.acc.autocast).top1
+    p.last_top1 = top1
+    b.out.emit(ev.Eval(step=p.pos.step, epoch=_epoch_progress(b, p), loss=loss, top1=top1, top5=top5,
+                       ema_top1=ema_top1))
+    b.out.status(last_top1=top1, best_top1=max(top1, p.best_top1 or 0.0))
+
+
+def save_checkpoint(b: Built, p: Progress) -> None:
+    if not b.acc.is_main_process:
+        return
+    is_best = p.last_top1 is not None and (p.best_top1 is None or p.last_top1 >= p.best_top1)
+    if is_best:
+        p.best_top1 = p.last_top1
+    pos = p.pos
+    state = {
+        "optimizer": b.optimizer.state_dict(),
+        "position": {"step": pos.step, "epoch": pos.epoch, "batch": pos.batch},
+        "rng": ckpt.rng_state(),
+        "best_top1": p.best_top1,
+        "last_top1": p.last_top1,
+    }
+    if b.acc.scaler is not None:
+        state["scaler"] = b.acc.scaler.state_dict()
+    path = ckpt.save(b.out.run.checkpoints, pos.step, model=b.raw_model,
+                     ema=b.ema.module if b.ema is not None else None, state=state,
+                     keep_last=b.recipe.run.keep_last, best=is_best, metric=p.last_top1)
+    b.out.emit(ev.CheckpointSaved(step=pos.step, path=str(path.relative_to(b.run_path)), best=is_best,
+                                  metric=p.last_top1))
+    b.out.status(last_checkpoint_step=pos.step, best_top1=p.best_top1)
+
+
+def emergency_checkpoint(b: Built, p: Progress) -> None:
+    """After an out-of-memory error: drop the half-accumulated gradients and save the weights as of the
+    last completed step, where the position still stands (the RNG has moved on: not a bit-exact resume)."""
+    try:
+        b.optimizer.zero_grad(set_to_none=True)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-        pos.step, pos.epoch, pos.batch = boundary["step"], boundary["epoch"], boundary["batch"]
-        save_checkpoint()
+        save_checkpoint(b, p)
+    except Exception as e:  # noqa: BLE001 - the checkpoint is a courtesy; the fault is what matters
+        b.out.log("warning", f"no checkpoint after the out-of-memory error: {type(e).__name__}: {e}")
 
-    cp.emergency_checkpoint = emergency_checkpoint
-    cp.knobs.eval_every = cp.knobs.eval_every or recipe.run.eval_every
-    cp.knobs.probe_every = cp.knobs.probe_every or recipe.run.probe_every
-    if acc.num_processes > 1:
-        from accelerate.utils import broadcast_object_list
 
-        cp.broadcast = lambda cmds: broadcast_object_list([cmds])[0]
+def run_probe(b: Built, p: Progress, knobs: Knobs) -> None:
+    """Attention maps of the fixed probe images, eager path on this call only; a few ms."""
+    if not b.acc.is_main_process or b.probe_images.numel() == 0:
+        return
+    from vittui.analysis.attention import probe
+    from vittui.runs.probes import probe_off_message
 
-    out.emit(ev.RunStarted(
-        name=run_path.name, model=recipe.model.name, params_total=report.total, params_trainable=report.trainable,
+    try:
+        with torch.random.fork_rng(devices=[]):
+            _, _, event = probe(b.raw_model, b.probe_images, b.out.run.attention, p.pos.step,
+                                mean=b.recipe.data.mean, std=b.recipe.data.std)
+    except Exception as e:  # noqa: BLE001 - an exotic model must not kill the run for a plot
+        b.out.log("warning", probe_off_message(e))  # once: the pane shows why
+        knobs.probe_every = 0
+        return
+    b.out.emit(event)
+
+
+# ---- resume, start and finish -------------------------------------------------------------------
+
+
+def resume_from_last(b: Built) -> tuple[Progress, dict]:
+    """Weights, EMA, optimizer and scaler from the last checkpoint; the position, the scores and the RNG
+    states to restore just before the first step."""
+    found = ckpt.find(b.out.run.checkpoints, "last")
+    if found is None:
+        raise ckpt.CheckpointError(f"nothing to resume: no checkpoint in {b.out.run.checkpoints}")
+    state = ckpt.load_state(found)
+    ckpt.load_weights(b.raw_model, found)
+    if b.ema is not None and (found / "ema.safetensors").exists():
+        ckpt.load_weights(b.ema.module, found, ema=True)
+    b.optimizer.load_state_dict(state["optimizer"])
+    if "scaler" in state and b.acc.scaler is not None:
+        b.acc.scaler.load_state_dict(state["scaler"])
+    pos = ckpt.Position(**state["position"])
+    if pos.batch >= b.batches_per_epoch:  # saved at an epoch's last step, before it rolled over
+        pos = ckpt.Position(step=pos.step, epoch=pos.epoch + 1, batch=0)
+    b.out.log("info", f"resumed from {found.name} at step {pos.step}")
+    return Progress(pos=pos, best_top1=state.get("best_top1"), last_top1=state.get("last_top1")), state["rng"]
+
+
+def _announce(b: Built, p: Progress) -> None:
+    r, data = b.recipe, b.data
+    b.out.emit(ev.RunStarted(
+        name=b.run_path.name, model=r.model.name, params_total=b.params.total, params_trainable=b.params.trainable,
         num_classes=len(data.classes), classes=list(data.classes), train_size=data.train_size,
-        val_size=data.val_size, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
-        device=str(acc.device), resumed_from_step=pos.step))
-    out.log("info", f"{recipe.model.name}: {report}")
-    out.status(total_steps=total_steps, pid=os.getpid())
-    probe_images = _probe_batch(val_loader, PROBE_IMAGES).to(acc.device)
-
-    def run_probe() -> None:
-        """Attention maps of the fixed probe images, eager path on this call only; a few ms."""
-        if not acc.is_main_process or probe_images.numel() == 0:
-            return
-        from vittui.analysis.attention import probe
-
-        try:
-            with torch.random.fork_rng(devices=[]):
-                _, _, event = probe(raw_model, probe_images, out.run.attention, pos.step,
-                                    mean=recipe.data.mean, std=recipe.data.std)
-        except Exception as e:  # noqa: BLE001 - an exotic model must not kill the run for a plot
-            out.log("warning", f"attention probe off: {type(e).__name__}: {e}")
-            cp.knobs.probe_every = 0
-            return
-        out.emit(event)
-    out.set_state("running", pos.step, "started")
-    if rng_to_restore is not None:
-        ckpt.set_rng_state(rng_to_restore)
-
-    # ---- the loop --------------------------------------------------------------------------------
-    nan_at = int(os.environ.get(NAN_HOOK_ENV, "0") or 0)
-    oom_at = int(os.environ.get(OOM_HOOK_ENV, "0") or 0)
-    t_start = time.time()
-    model.train()
-    stop = pos.step >= total_steps
-    while not stop:
-        batches_per_epoch = steps_per_epoch * accum
-        t_step = t_data = time.perf_counter()
-        data_time, micro, loss_sum, seen = 0.0, 0, 0.0, 0
-        epoch_start_batch, rows = pos.batch, 0
-        for x, y, skipped in islice(_epoch(acc, train_loader, pos.epoch, pos.batch), batches_per_epoch - pos.batch):
-            out.count_skipped(skipped)
-            if micro == 0:
-                boundary.update(step=pos.step, epoch=pos.epoch, batch=pos.batch)
-            pos.batch += 1
-            if len(y) == 0:  # every image of this batch was unreadable
-                t_data = time.perf_counter()
-                continue
-            rows += len(y)
-            data_time += time.perf_counter() - t_data
-            x, y = x.to(acc.device, non_blocking=True), y.to(acc.device, non_blocking=True)
-            if recipe.compute.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            if data.mixup is not None:
-                x, y = data.mixup(x, y)
-            if oom_at and pos.step + 1 == oom_at:
-                raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected by " + OOM_HOOK_ENV + ")")
-            with autocast():
-                logits = model(x)
-                loss = criterion(logits, y)
-            if nan_at and pos.step + 1 == nan_at:
-                loss = loss * float("nan")
-                nan_at = 0
-            acc.backward(loss / accum)
-            loss_sum += loss.item()
-            seen += len(x)
-            micro += 1
-            if micro < accum:
-                t_data = time.perf_counter()
-                continue
-
-            # ---- optimizer step ----
-            step_loss = loss_sum / accum
-            if acc.num_processes > 1:  # every rank must agree on a NaN pause
-                step_loss = acc.reduce(torch.tensor(step_loss, device=acc.device), "mean").item()
-            if not math.isfinite(step_loss):
-                optimizer.zero_grad(set_to_none=True)
-                out.emit(ev.Fault(fault="nan", step=pos.step + 1, quantity="loss", message=(
-                    f"loss is {step_loss} at step {pos.step + 1}; the update was skipped and the run paused"),
-                    suggestion="resume with a lower lr (vittui ctl RUN resume --lr-scale 0.5) or stop"))
-                cp.pause(f"non-finite loss at step {pos.step + 1}")
-            else:
-                grad_norm = acc.clip_grad_norm_(trainable, recipe.optim.clip_grad or float("inf"))
-                probing = cp.knobs.probe_every and (pos.step + 1) % cp.knobs.probe_every == 0
-                if probing and acc.is_main_process:
-                    from vittui.analysis.gradients import grad_flow
-
-                    out.emit(grad_flow(raw_model, step=pos.step + 1))
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                pos.step += 1
-                scheduler.step_update(pos.step)
-                apply_lr_scale(optimizer, cp.knobs.lr_scale)
-                if ema is not None:
-                    ema.update(raw_model, step=pos.step)
-                step_time = time.perf_counter() - t_step
-                if pos.step % recipe.run.log_every == 0 or pos.step == total_steps:
-                    out.emit(ev.Step(
-                        step=pos.step, epoch=pos.epoch + pos.batch / batches_per_epoch, loss=step_loss,
-                        lr=current_lr(optimizer), grad_norm=float(grad_norm), images_per_s=seen / step_time,
-                        data_time=data_time, step_time=step_time, **_cuda_memory()))
-                if probing:
-                    run_probe()
-                if cp.knobs.eval_every and pos.step % cp.knobs.eval_every == 0:
-                    run_eval()
-                if recipe.run.checkpoint_every and pos.step % recipe.run.checkpoint_every == 0:
-                    save_checkpoint()
-            stop = cp(pos.step) or pos.step >= total_steps
-            micro, loss_sum, seen, data_time = 0, 0.0, 0, 0.0
-            if stop:
-                break
-            t_step = t_data = time.perf_counter()
-        else:
-            pos.batch = batches_per_epoch  # the epoch's batches are all consumed
-        if rows == 0 and pos.batch > epoch_start_batch:
-            from vittui.data.errors import DataError
-
-            raise DataError(f"every training image of epoch {pos.epoch + 1} was unreadable "
-                            f"({out.skipped} skipped, e.g. {', '.join(map(str, out.skipped_examples[:2]))})")
-        if pos.batch >= batches_per_epoch:
-            pos.epoch, pos.batch = pos.epoch + 1, 0
-            if not cp.stop_now:
-                run_eval()
-                save_checkpoint()
-        elif not cp.stop_now:  # stopped or finished mid-epoch
-            if pos.step >= total_steps:
-                run_eval()
-            save_checkpoint()
-        stop = stop or pos.step >= total_steps
-
-    state = "finished" if pos.step >= total_steps else "stopped"
-    wall = time.time() - t_start
-    out.emit(ev.Finished(step=pos.step, best_top1=best_top1, wall_time=wall))
-    out.set_state(state, pos.step, "")
-    out.close()
-    acc.end_training()
-    return TrainResult(state=state, step=pos.step, best_top1=best_top1, last_top1=last_top1, wall_time=wall)
+        val_size=data.val_size, steps_per_epoch=b.steps_per_epoch, total_steps=b.total_steps,
+        device=str(b.acc.device), resumed_from_step=p.pos.step))
+    b.out.log("info", f"{r.model.name}: {b.params}")
+    b.out.status(total_steps=b.total_steps, pid=os.getpid())
+    b.out.set_state("running", p.pos.step, "started")
 
 
-def _probe_batch(loader, n: int) -> torch.Tensor:
-    """The first `n` validation images (the val loader is in a fixed order), the same at every probe."""
-    images = []
-    with torch.random.fork_rng(devices=[]):
-        for batch in loader:
-            images.append(batch[0])
-            if sum(len(b) for b in images) >= n:
-                break
-    return torch.cat(images)[:n] if images else torch.empty(0)
+def _finish(b: Built, p: Progress, wall: float) -> TrainResult:
+    state = "finished" if p.pos.step >= b.total_steps else "stopped"
+    b.out.emit(ev.Finished(step=p.pos.step, best_top1=p.best_top1, wall_time=wall))
+    b.out.set_state(state, p.pos.step, "")
+    b.out.close()
+    b.acc.end_training()
+    return TrainResult(state=state, step=p.pos.step, best_top1=p.best_top1, last_top1=p.last_top1, wall_time=wall)
+
+
+def _broadcast(acc) -> Callable | None:
+    """With several processes, rank 0's commands reach every rank, so all pause at the same step."""
+    if acc.num_processes == 1:
+        return None
+    from accelerate.utils import broadcast_object_list
+
+    return lambda cmds: broadcast_object_list([cmds])[0]
 
 
 def _epoch(acc, loader, epoch: int, start: int):

@@ -20,7 +20,8 @@ def _no_decay(name: str, param: torch.Tensor, extra: set[str]) -> bool:
 
 
 def param_groups(model: nn.Module, recipe: Recipe) -> list[dict]:
-    """Groups with `weight_decay` and `lr_scale` (timm's scheduler multiplies lr by lr_scale)."""
+    """Groups with `weight_decay` and `lr_scale`, the layer-decay factor (timm's scheduler reads that key
+    and multiplies the group's lr by it); the user's live multiplier is another thing, `apply_lr_multiplier`."""
     from vittui.models.structure import block_index_of, is_hf, transformer_blocks
 
     wd, decay = recipe.optim.weight_decay, recipe.optim.layer_decay
@@ -76,11 +77,12 @@ def build_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe, total_step
     )
 
 
-def apply_lr_scale(optimizer: torch.optim.Optimizer, scale: float) -> None:
-    """The live lr multiplier from the control channel, applied after the schedule set the lr."""
-    if scale != 1.0:
+def apply_lr_multiplier(optimizer: torch.optim.Optimizer, multiplier: float) -> None:
+    """The user's live lr multiplier (control knob `lr_multiplier`), applied after the schedule set each
+    group's lr (which already includes the group's layer-decay `lr_scale`)."""
+    if multiplier != 1.0:
         for g in optimizer.param_groups:
-            g["lr"] *= scale
+            g["lr"] *= multiplier
 
 
 def current_lr(optimizer: torch.optim.Optimizer) -> float:

@@ -47,7 +47,8 @@ def _fail(run: RunDir, fault: str, message: str, suggestion: str = "") -> None:
 def run_worker(run_path: str | Path, *, resume: bool = False, on_event: Callable[[ev.Event], None] | None = None,
                interactive: bool = False) -> int:
     from vittui.train.allocator import tune_malloc
-    from vittui.train.control_point import ControlPoint
+    from vittui.train.control_point import StopRequest
+    from vittui.train.faults import Faults, is_out_of_memory
 
     run = RunDir(run_path)
     main = _rank() == 0
@@ -65,12 +66,12 @@ def run_worker(run_path: str | Path, *, resume: bool = False, on_event: Callable
             print(f"error: {e}", file=sys.stderr)
             return 2
     reader = CommandReader(run.commands_path, skip_ids=_acked_ids(run)) if main else None
-    cp = ControlPoint(source=reader)
+    stop = StopRequest()  # the loop's control point reads it at the next step boundary
 
     def on_signal(signum, frame):
-        if cp.stop_requested and signum == signal.SIGINT:
+        if stop.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        cp.request_stop()
+        stop()
         if interactive and signum == signal.SIGINT:
             print("\ncheckpointing and stopping at the end of this step (Ctrl-C again to stop now)",
                   file=sys.stderr, flush=True)
@@ -83,7 +84,8 @@ def run_worker(run_path: str | Path, *, resume: bool = False, on_event: Callable
     try:
         from vittui.train.loop import train
 
-        result = train(recipe, run.path, resume=resume, on_event=on_event, control_point=cp)
+        result = train(recipe, run.path, reader, resume=resume, on_event=on_event, stop=stop,
+                       faults=Faults.from_env())  # end-to-end tests set VITTUI_TEST_*_AT_STEP
         world = os.environ.get("WORLD_SIZE", "1")
         if world != "1":  # with several processes, worker.log says how each rank ended
             print(f"rank {_rank()}/{world}: {result.state} at step {result.step}", file=sys.stderr, flush=True)
@@ -96,13 +98,8 @@ def run_worker(run_path: str | Path, *, resume: bool = False, on_event: Callable
         return 130
     except Exception as e:  # noqa: BLE001 - every failure must reach status.json
         traceback.print_exc()
-        oom = "OutOfMemoryError" in type(e).__name__ or "out of memory" in str(e).lower()
         if main:
-            if oom:
-                try:
-                    cp.emergency_checkpoint()
-                except Exception:  # noqa: BLE001 - the checkpoint is a courtesy; the fault is what matters
-                    traceback.print_exc()
+            if is_out_of_memory(e):  # train() saved the last completed step before raising
                 bs = recipe.data.batch_size
                 _fail(run, "oom", f"out of memory at batch size {bs}: {str(e).splitlines()[0]}", OOM_ADVICE)
             else:
