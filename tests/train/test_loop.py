@@ -160,6 +160,11 @@ def test_nan_loss_pauses_and_resume_lowers_lr(tmp_path, tiny_recipe):
     faults = [e for e in ev.read_all(run.events_path) if isinstance(e, ev.Fault)]
     assert faults and faults[0].fault == "nan" and faults[0].step == 4 and faults[0].quantity == "loss"
     assert run.read_status().step == 3
+    # the gradient pane's data: which blocks went non-finite at the poisoned step, whatever the median
+    flows = [e for e in ev.read_all(run.events_path) if isinstance(e, ev.GradFlow) and e.step == 4]
+    assert len(flows) == 1 and flows[0].measured == "before clipping"
+    assert any("non-finite gradient in block" in f for f in flows[0].flags), flows[0].flags
+    assert not all(math.isfinite(v) for v in flows[0].attn + flows[0].mlp)
     control.send("resume", lr_scale=0.5)
     t.join(120)
     assert box["result"].state == "finished"
