@@ -12,7 +12,7 @@ from tiny import TINY
 
 from vittui.recipe import Recipe
 from vittui.runs.events import AttentionProbe, Log, read_all
-from vittui.runs.probes import PROBE_OFF_PREFIX
+from vittui.runs.events import PROBE_OFF_PREFIX
 
 MODELS = {
     "hf-deit-distilled": (["model.name=facebook/deit-tiny-distilled-patch16-224", "model.source=hf"], 2, "cls"),

@@ -19,7 +19,8 @@ from typing import Any, Sequence
 from vittui.analysis.attention_stats import infer_grid, query_for, summarize
 from vittui.models.structure import (has_class_token, hf_classifier, is_hf, is_windowed, num_prefix_tokens,
                                      patch_size_of, unwrap)
-from vittui.runs.probes import PROBE_OFF_PREFIX, make_event, probe_off_message, save_probe
+from vittui.runs.events import PROBE_OFF_PREFIX, probe_off_message
+from vittui.runs.probes import make_event, save_probe
 
 
 class ProbeUnavailable(ValueError):

@@ -320,3 +320,20 @@ def event_dict(event: Event) -> dict[str, Any]:
     d = asdict(event)
     d["type"] = event.kind
     return d
+
+
+# ---- the log line that says attention probing switched off (the pane shows its reason) ----
+
+PROBE_OFF_PREFIX = "attention probe off: "  # the run's log line when probing switches off; the pane shows it
+
+
+def probe_off_message(error: BaseException | str) -> str:
+    """The one log line that says why attention probing switched off for the rest of the run, e.g.
+    "attention probe off: not available for windowed attention (SwinTransformer): ...". The dashboard
+    finds it by `PROBE_OFF_PREFIX` and shows the reason in the attention pane."""
+    if isinstance(error, BaseException):
+        why = str(error) if getattr(error, "plain", False) else f"{type(error).__name__}: {error}"
+    else:
+        why = str(error)
+    return PROBE_OFF_PREFIX + why
+

@@ -25,7 +25,7 @@ from collections import deque
 from operator import attrgetter
 from typing import Iterable, Sequence
 
-from vittui.runs.probes import PROBE_OFF_PREFIX
+from vittui.runs.events import PROBE_OFF_PREFIX
 from vittui.runs.events import (
     AttentionProbe, DataSkipped, Eval, Event, Fault, Finished, GradFlow, Log, RunStarted, Status, Step,
 )

@@ -22,20 +22,6 @@ from vittui.runs.events import AttentionProbe
 from vittui.runs.store import atomic_write_bytes
 
 PROBE_IMAGES = "images.npz"
-PROBE_OFF_PREFIX = "attention probe off: "  # the run's log line when probing switches off; the pane shows it
-
-
-def probe_off_message(error: BaseException | str) -> str:
-    """The one log line that says why attention probing switched off for the rest of the run, e.g.
-    "attention probe off: not available for windowed attention (SwinTransformer): ...". The dashboard
-    finds it by `PROBE_OFF_PREFIX` and shows the reason in the attention pane."""
-    if isinstance(error, BaseException):
-        why = str(error) if getattr(error, "plain", False) else f"{type(error).__name__}: {error}"
-    else:
-        why = str(error)
-    return PROBE_OFF_PREFIX + why
-
-
 def as_float64(x: Any) -> np.ndarray:
     """A float64 numpy array from a numpy array, a nested sequence or a torch tensor (on any device)."""
     if hasattr(x, "detach"):

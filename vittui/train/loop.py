@@ -272,7 +272,7 @@ def run_probe(b: Built, p: Progress, knobs: Knobs) -> None:
     if not b.acc.is_main_process or b.probe_images.numel() == 0:
         return
     from vittui.analysis.attention import probe
-    from vittui.runs.probes import probe_off_message
+    from vittui.runs.events import probe_off_message
 
     try:
         with torch.random.fork_rng(devices=[]):
