@@ -41,7 +41,9 @@ def test_run_directory_contract_and_planning_need_no_torch():
                         "vittui.analysis.attention_stats, vittui.analysis.metrics, vittui.planning.memory, "
                         "vittui.planning.select, vittui.models.catalog, vittui.hardware, vittui.cli, "
                         "vittui.models.structure, vittui.models.resolve, vittui.models.build, vittui.models.fetch, "
-                        "vittui.planning.dims, vittui.planning.block_memory, vittui.planning.codegen")
+                        "vittui.planning.dims, vittui.planning.block_memory, vittui.planning.codegen, "
+                        "vittui.runs.summary_csv, vittui.runs.notify, vittui.analysis.log_export, "
+                        "vittui.commands.export_log")
     assert not mods & (TORCH_STACK | {"textual"}), mods & (TORCH_STACK | {"textual"})
 
 

@@ -94,7 +94,16 @@ MALFORMED = [
     ("[optim\nlr = 1", "TOML syntax error"),
     ("[optim]\nlr = 1e-3\nlr = 2e-3", "TOML syntax error"),
     ("[optim]\nlr = nan", "optim.lr must be a finite number"),
+    ("[run]\nnotify = ['ntfy.sh/mytopic']", "run.notify entries must be URLs with a scheme"),
+    ("[run]\nnotify = 'json://host/x'", "run.notify must be a list of strings"),
+    ("[run]\nnotify = [3]", "run.notify[0] must be a string"),
 ]
+
+
+def test_notify_urls_round_trip():
+    r = R.loads("[run]\nnotify = ['json://127.0.0.1:8080/hook', 'ntfy://vittui-runs']")
+    assert r.run.notify == ("json://127.0.0.1:8080/hook", "ntfy://vittui-runs")
+    assert R.loads(r.to_toml()) == r
 
 
 @pytest.mark.parametrize("text,message", MALFORMED)

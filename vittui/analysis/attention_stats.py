@@ -150,6 +150,19 @@ def rollout_map(attn: Any, num_prefix_tokens: int = 1, grid: tuple[int, int] | i
     return row.reshape(*row.shape[:-1], gh, gw)
 
 
+def probe_geometry(probe: Any) -> tuple[int, tuple[int, int], str]:
+    """(prefix tokens, (gh, gw), query) of a probe read by `vittui.runs.probes.load_probe`, filling in what
+    files written before the geometry was saved lack: one prefix token, a square grid, and no prefix token
+    meaning no CLS token."""
+    a = probe.attention
+    if a.ndim != 5:
+        raise ValueError(f"expected attention (L, B, H, T, T), got shape {a.shape}")
+    prefix = 1 if probe.num_prefix_tokens is None else int(probe.num_prefix_tokens)
+    gh, gw = probe.grid if probe.grid is not None else infer_grid(a.shape[-1] - prefix)
+    query = probe.query or (QUERY_CLS if prefix else QUERY_PATCH_MEAN)
+    return prefix, (int(gh), int(gw)), query
+
+
 def entropy(attn: Any, normalize: bool = False) -> np.ndarray:
     """Mean over query rows of -sum_k p ln p (nats), reducing the last two axes: (..., T, T) -> (...).
 

@@ -2,8 +2,32 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 from pathlib import Path
+from typing import Any
+
+
+JSON_HELP = "print JSON instead of text (shapes: README, \"JSON output\")"
+
+
+def _plain(x: Any) -> Any:
+    """JSON-safe: non-finite floats become null, tuples lists, paths strings."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, Path):
+        return str(x)
+    return x
+
+
+def print_json(obj: Any) -> None:
+    """One JSON document on stdout: `--json` output of every listing (`vittui runs`, `estimate`, `select`, `eval`)."""
+    print(json.dumps(_plain(obj), indent=1, allow_nan=False))
 
 
 def runs_root(args) -> Path:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vittui.commands._common import load_recipe
+from vittui.commands._common import JSON_HELP, load_recipe, print_json
 
 
 def add_parser(sub) -> None:
@@ -11,6 +11,7 @@ def add_parser(sub) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--classes", type=int, default=10, help="number of classes of the head")
     p.add_argument("--gpu-mem", help="GPU memory to check against, e.g. 24GB (default: free memory from NVML)")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=run)
 
 
@@ -38,6 +39,11 @@ def run(args) -> int:
     recipe = load_recipe(args)
     free = parse_size(args.gpu_mem) if args.gpu_mem else gpu_free_bytes()
     est = estimate(recipe, num_classes=args.classes, gpu_free_bytes=free)
+    if args.json:
+        print_json({"preset": args.preset, "model": est.dims.name or None, "batch_size": recipe.data.batch_size,
+                    "precision": recipe.compute.precision, "img_size": recipe.model.img_size,
+                    "tokens": est.dims.tokens, "gpu_free_bytes": free, **est.as_dict(), "notes": est.notes})
+        return 0
     print(f"{args.preset}: batch {recipe.data.batch_size}, {recipe.compute.precision}, "
           f"img {recipe.model.img_size}px"
           + (", grad checkpointing" if recipe.compute.grad_checkpointing else "")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
-from vittui.commands._common import resolve_run
+from vittui.commands._common import JSON_HELP, print_json, resolve_run
 
 
 def add_parser(sub) -> None:
@@ -13,6 +14,7 @@ def add_parser(sub) -> None:
     p.add_argument("--checkpoint", default="best", help="best | last | a step number")
     p.add_argument("--no-robustness", action="store_true", help="skip the corruption sweep")
     p.add_argument("--threshold", type=float, default=0.5, help="decision threshold for two-class tasks")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=run)
 
 
@@ -39,6 +41,10 @@ def run(args) -> int:
     report.throughput = throughput(model, recipe.model.img_size, batch_sizes=(1, recipe.data.batch_size),
                                    device="cuda" if torch.cuda.is_available() else "cpu")
     json_path, md_path = write_report(rd.path, report)
-    print(report.to_markdown())
+    if args.json:
+        print_json({"run": rd.name, "checkpoint": restored.checkpoint.name, "ema": bool(restored.ema),
+                    "report": json.loads(report.to_json())})
+    else:
+        print(report.to_markdown())
     print(f"wrote {json_path} and {md_path}", file=sys.stderr)
     return 0

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from vittui.commands._common import runs_root
+from vittui.commands._common import JSON_HELP, print_json, runs_root
 
 
 def add_parser(sub) -> None:
     r = sub.add_parser("runs", help="list runs with their live state")
+    r.add_argument("--json", action="store_true", help=JSON_HELP)
     r.set_defaults(func=run)
 
 
@@ -14,6 +15,11 @@ def run(args) -> int:
     from vittui.runs.registry import scan_runs
 
     rows = scan_runs(runs_root(args))
+    if args.json:
+        print_json([{"name": r.name, "path": r.path, "state": r.state, "step": r.step, "total_steps": r.total_steps,
+                     "epoch": r.epoch, "best_top1": r.best_top1, "last_top1": r.last_top1, "model": r.model,
+                     "updated": r.updated or None} for r in rows])
+        return 0
     if not rows:
         print(f"no runs in {runs_root(args)}/")
         return 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from vittui.commands._common import JSON_HELP, print_json
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("select", help="recommend a model and a fine-tuning strategy for your data and GPU")
@@ -12,6 +14,7 @@ def add_parser(sub) -> None:
     p.add_argument("--gpu-mem", help="GPU memory, e.g. 24GB")
     p.add_argument("--latency-ms", type=float, help="inference latency budget per image")
     p.add_argument("--top", type=int, default=5)
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=run)
 
 
@@ -22,6 +25,12 @@ def run(args) -> int:
     gpu_gb = parse_size(args.gpu_mem) / (1 << 30) if args.gpu_mem else None
     recs = recommend(args.images, args.classes, args.similarity, gpu_mem_gb=gpu_gb, latency_ms=args.latency_ms,
                      top=args.top)
+    if args.json:
+        print_json([{"rank": i, "model": r.model.id, "key": r.model.key, "source": r.model.source,
+                     "strategy": r.strategy, "score": r.score, "params": r.model.params, "resolution": r.resolution,
+                     "imagenet_top1": r.model.imagenet_top1, "peak_bytes": r.peak_bytes, "latency_ms": r.latency_ms,
+                     "reasons": r.reasons} for i, r in enumerate(recs, 1)])
+        return 0 if recs else 1
     if not recs:
         print("no catalogued model meets these constraints; relax --gpu-mem or --latency-ms")
         return 1

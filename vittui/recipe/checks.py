@@ -183,13 +183,18 @@ def check_recipe(r: Recipe) -> None:
         raise RecipeError(f"schedule.min_lr ({r.schedule.min_lr:g}) must not exceed optim.lr ({r.optim.lr:g})")
     if r.run.name and any(c in r.run.name for c in "/\\\0") or r.run.name in (".", ".."):
         raise RecipeError(f"run.name must be a plain folder name (got {r.run.name!r})")
+    for url in r.run.notify:
+        if not NOTIFY_URL.match(url):
+            raise RecipeError(f"run.notify entries must be URLs with a scheme, such as 'ntfy://topic' or "
+                              f"'json://host/path' (got {url!r})")
     if r.augment.auto_augment and not AUTO_AUGMENT.match(r.augment.auto_augment):
         raise RecipeError(
             f"augment.auto_augment must be a timm policy such as 'rand-m9-mstd0.5-inc1' (got {r.augment.auto_augment!r})"
         )
 
 
+NOTIFY_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$")
 AUTO_AUGMENT = re.compile(r"^(rand|augmix|original|originalr|v0|v0r|3a)(-[a-z]+[0-9.]*)*$|^trivialaugment$")
 
 
-__all__ = ["CHOICES", "RANGES", "AUTO_AUGMENT", "field_hints", "coerce", "unknown_key", "check_value", "check_recipe"]
+__all__ = ["CHOICES", "RANGES", "AUTO_AUGMENT", "NOTIFY_URL", "field_hints", "coerce", "unknown_key", "check_value", "check_recipe"]

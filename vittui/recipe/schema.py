@@ -131,6 +131,7 @@ class RunSection:
     seed: int = 0
     log_every: int = 1
     probe_every: int = 50  # attention/gradient probe cadence in optimizer steps; 0 = off
+    notify: tuple[str, ...] = ()  # apprise URLs told when the run finishes, fails, diverges or is pruned
 
 
 @dataclass(frozen=True)

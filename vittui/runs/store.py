@@ -10,6 +10,7 @@
       checkpoints/     step-N/ folders, `last` and `best` pointers (their layout: train/checkpoint.py)
       attention/       probe arrays
       report.json      `vittui eval`'s report (and report.md, the same for people)
+      summary.csv      timm-style table, one row per evaluation (`runs/summary_csv.py`)
 
 Every other module reaches these through `RunDir`'s properties, never by spelling a name.
 
@@ -117,6 +118,10 @@ class RunDir:
     @property
     def report_md_path(self) -> Path:
         return self.path / "report.md"
+
+    @property
+    def summary_csv_path(self) -> Path:
+        return self.path / "summary.csv"
 
     @property
     def checkpoints(self) -> Path:

@@ -56,18 +56,15 @@ class Selection:
 
 def load(run_dir: str | Path, rel_path: str) -> LoadedProbe:
     """Read a probe written by `vittui.runs.probes.save_probe` and precompute its rollout."""
-    from vittui.analysis.attention_stats import QUERY_CLS, QUERY_PATCH_MEAN, infer_grid, rollout_map
+    from vittui.analysis.attention_stats import probe_geometry, rollout_map
     from vittui.runs.probes import load_probe
 
     p = load_probe(rel_path, run_dir)
     a = p.attention
-    if a.ndim != 5:
-        raise ValueError(f"{rel_path}: expected attention (L, B, H, T, T), got shape {a.shape}")
-    prefix = 1 if p.num_prefix_tokens is None else int(p.num_prefix_tokens)
-    gh, gw = p.grid if p.grid is not None else infer_grid(a.shape[-1] - prefix)
-    grid = (int(gh), int(gw))
-    # files written before the query was saved: no prefix token means no CLS token
-    query = p.query or (QUERY_CLS if prefix else QUERY_PATCH_MEAN)
+    try:
+        prefix, grid, query = probe_geometry(p)
+    except ValueError as e:
+        raise ValueError(f"{rel_path}: {e}") from None
     roll = rollout_map(a, prefix, grid, query=query).astype(np.float32)
     return LoadedProbe(path=rel_path, step=p.step, attention=a, images=p.images, grid=grid,
                        patch_size=p.patch_size, prefix=prefix, rollout=roll, query=query)

@@ -1,0 +1,428 @@
+"""A run's log in the formats other tools read: TensorBoard event files, CSV, JSON lines. No torch.
+
+`vittui export-log` drives it. Everything comes from the run directory through its one API:
+`events.jsonl` read by `EventTail` (so `--follow` converts what was appended since the last poll), the
+recipe from `RunDir.recipe_path`, probe files through `vittui.runs.probes`, the final metrics from the
+`RunHistory` fold. What each event becomes (tags are the same in every format):
+
+    Step          train/loss, train/lr, train/grad_norm, train/epoch, perf/images_per_s, perf/data_time_s,
+                  perf/step_time_s, memory/torch_allocated_mib, memory/torch_reserved_mib (the last two
+                  only when the worker measured them: CUDA runs)
+    Eval          val/loss, val/top1, val/top5, val/ema_top1 (with EMA)
+    GradFlow      grad_norm/attn/<block>, grad_norm/mlp/<block>, grad_norm/other/<name>
+    DataSkipped   data/skipped_images
+    AttentionProbe  image attention/rollout/image_<i> per probe image: the rollout from the probe's query
+                  (CLS, or the mean of patch queries without a CLS token) as a heat map over the image,
+                  at the image's size (grid x patch size without saved images); text attention/flags
+    ControlAck    text events/control (live knobs: `set lr_scale=…`, pause, resume, …)
+    Fault         text events/fault (divergence — non-finite loss —, OOM, exceptions)
+    Status        text events/status; Log warnings and errors: text events/log; RunStarted: text run
+    recipe.toml   text recipe, and hparams: every recipe field (`optim.lr`, …) with the final metrics
+                  hparam/best_top1, hparam/final_top1, hparam/final_val_loss, hparam/final_train_loss,
+                  hparam/final_step (written when the export closes)
+
+Sinks: `TensorBoardSink` (tensorboardX, one folder per run), `CsvSink` (scalars.csv, text.csv, hparams.csv
+and the timm-style summary.csv), `JsonlSink` (log.jsonl); CSV and JSONL write images as PNG files under
+images/. The README's "Exporting a run's log" section is the user-facing version of this table.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vittui.runs import events as ev
+from vittui.runs.history import RunHistory
+from vittui.runs.store import RunDir
+from vittui.runs.summary_csv import SummaryCsv
+
+FORMATS = ("tensorboard", "csv", "jsonl")
+MIB = float(1 << 20)
+DEFAULT_PATCH = 16  # heat-map pixels per patch when a probe saved neither images nor its patch size
+
+
+# ------------------------------------------------------------------------------------------- heat maps
+
+
+_ANCHORS = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], dtype=np.float64)
+
+
+def colormap(values: np.ndarray) -> np.ndarray:
+    """(h, w) values in [0, 1] -> (h, w, 3) uint8, an inferno-like ramp (dark = little attention)."""
+    v = np.clip(np.nan_to_num(np.asarray(values, dtype=np.float64)), 0.0, 1.0) * (len(_ANCHORS) - 1)
+    lo = np.floor(v).astype(int).clip(0, len(_ANCHORS) - 2)
+    frac = (v - lo)[..., None]
+    return np.round(_ANCHORS[lo] * (1 - frac) + _ANCHORS[lo + 1] * frac).astype(np.uint8)
+
+
+def heatmap_image(amap: np.ndarray, size: tuple[int, int], image: np.ndarray | None = None,
+                  alpha: float = 0.6) -> np.ndarray:
+    """A (gh, gw) attention map as an (H, W, 3) uint8 picture of `size` (H, W): min-max scaled, coloured,
+    upsampled by nearest neighbour, blended over `image` ((H', W', C) uint8, resized) when given."""
+    from PIL import Image
+
+    a = np.asarray(amap, dtype=np.float64)
+    finite = a[np.isfinite(a)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    a = (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
+    h, w = size
+    heat = np.asarray(Image.fromarray(colormap(a)).resize((w, h), Image.NEAREST), dtype=np.float64)
+    if image is None:
+        return heat.astype(np.uint8)
+    img = np.asarray(image)
+    if img.ndim == 2:
+        img = img[..., None]
+    if img.shape[-1] == 1:
+        img = np.repeat(img, 3, axis=-1)
+    base = np.asarray(Image.fromarray(img[..., :3].astype(np.uint8)).resize((w, h), Image.BILINEAR), dtype=np.float64)
+    return np.round((1 - alpha) * base + alpha * heat).astype(np.uint8)
+
+
+def probe_pictures(run: RunDir, probe_event: ev.AttentionProbe) -> list[np.ndarray]:
+    """One heat-map picture per probe image of the probe file an AttentionProbe event names."""
+    from vittui.analysis.attention_stats import probe_geometry, rollout_map
+    from vittui.runs.probes import load_probe
+
+    p = load_probe(probe_event.path, run.path)
+    prefix, grid, query = probe_geometry(p)
+    maps = rollout_map(p.attention, prefix, grid, query=query)  # (B, gh, gw)
+    out = []
+    for i, amap in enumerate(maps):
+        image = p.images[i] if p.images is not None and i < len(p.images) else None
+        if image is not None:
+            size = (int(image.shape[0]), int(image.shape[1]))
+        else:
+            ph, pw = p.patch_size or (DEFAULT_PATCH, DEFAULT_PATCH)
+            size = (grid[0] * ph, grid[1] * pw)
+        out.append(heatmap_image(amap, size, image))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ sinks
+
+
+class Sink:
+    """Where converted records go. `wall_time` is the event's time (seconds since the epoch)."""
+
+    def scalar(self, tag: str, value: float, step: int, wall_time: float) -> None: ...
+
+    def text(self, tag: str, text: str, step: int, wall_time: float) -> None: ...
+
+    def image(self, tag: str, picture: np.ndarray, step: int, wall_time: float) -> None: ...
+
+    def hparams(self, hparams: dict[str, Any], metrics: dict[str, float], step: int) -> None: ...
+
+    def event(self, event: ev.Event) -> None:
+        """Every raw event, for sinks that fold them themselves (CSV's summary.csv)."""
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _import_tensorboardx():
+    """tensorboardX's writer imports torch at import time when it is installed, only to accept tensors;
+    this exporter hands it numpy, so torch is hidden while tensorboardX loads (unless already loaded)."""
+    if "torch" in sys.modules or "tensorboardX" in sys.modules:
+        import tensorboardX
+        return tensorboardX
+    sys.modules["torch"] = None  # type: ignore[assignment]  # `import torch` raises ImportError
+    try:
+        import tensorboardX
+    finally:
+        if sys.modules.get("torch", 0) is None:
+            del sys.modules["torch"]
+    return tensorboardX
+
+
+class TensorBoardSink(Sink):
+    def __init__(self, logdir: Path) -> None:
+        tbx = _import_tensorboardx()
+        logdir.mkdir(parents=True, exist_ok=True)
+        for old in logdir.glob("events.out.tfevents.*"):  # exporting again replaces the last export
+            old.unlink()
+        self.writer = tbx.SummaryWriter(logdir=str(logdir), flush_secs=10)
+
+    def scalar(self, tag, value, step, wall_time):
+        self.writer.add_scalar(tag, float(value), int(step), walltime=wall_time)
+
+    def text(self, tag, text, step, wall_time):
+        self.writer.add_text(tag, text, int(step), walltime=wall_time)
+
+    def image(self, tag, picture, step, wall_time):
+        self.writer.add_image(tag, picture, int(step), walltime=wall_time, dataformats="HWC")
+
+    def hparams(self, hparams, metrics, step):
+        from tensorboardX.summary import hparams as hparams_summary
+
+        exp, ssi, sei = hparams_summary(hparams, metrics)
+        fw = self.writer._get_file_writer()  # in this run's folder, not a sub-run as add_hparams makes
+        for s in (exp, ssi, sei):
+            fw.add_summary(s)
+        for k, v in metrics.items():
+            self.writer.add_scalar(k, v, int(step))
+
+    def flush(self):
+        self.writer.flush()
+
+    def close(self):
+        self.writer.close()
+
+
+def _num(v: float) -> float | None:
+    return v if math.isfinite(v) else None
+
+
+class _FileSink(Sink):
+    """CSV and JSONL: images as PNG files under images/<tag>/step-NNNNNNNN.png."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+
+    def _png(self, tag: str, picture: np.ndarray, step: int) -> str:
+        from PIL import Image
+
+        rel = Path("images") / tag.replace("/", "_") / f"step-{int(step):08d}.png"
+        (self.folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(picture).save(self.folder / rel, format="PNG")
+        return rel.as_posix()
+
+    @staticmethod
+    def _open(path: Path):
+        return open(path, "w", newline="", encoding="utf-8")
+
+
+class CsvSink(_FileSink):
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
+        self._scalars = self._open(folder / "scalars.csv")
+        self._texts = self._open(folder / "text.csv")
+        self.scalars = csv.writer(self._scalars, lineterminator="\n")
+        self.texts = csv.writer(self._texts, lineterminator="\n")
+        self.scalars.writerow(("step", "wall_time", "tag", "value"))
+        self.texts.writerow(("step", "wall_time", "tag", "text"))
+        summary = folder / "summary.csv"
+        if summary.exists():
+            summary.unlink()
+        self.summary = SummaryCsv(summary)
+
+    def scalar(self, tag, value, step, wall_time):
+        self.scalars.writerow((int(step), repr(float(wall_time)), tag, repr(float(value))))
+
+    def text(self, tag, text, step, wall_time):
+        self.texts.writerow((int(step), repr(float(wall_time)), tag, text))
+
+    def image(self, tag, picture, step, wall_time):
+        self.texts.writerow((int(step), repr(float(wall_time)), tag, self._png(tag, picture, step)))
+
+    def hparams(self, hparams, metrics, step):
+        with self._open(self.folder / "hparams.csv") as f:
+            w = csv.writer(f, lineterminator="\n")
+            w.writerow(("key", "value"))
+            w.writerows(sorted(hparams.items()))
+            w.writerows(sorted(metrics.items()))
+
+    def event(self, event):
+        self.summary.feed(event)
+
+    def flush(self):
+        self._scalars.flush()
+        self._texts.flush()
+
+    def close(self):
+        self._scalars.close()
+        self._texts.close()
+
+
+class JsonlSink(_FileSink):
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
+        self._f = self._open(folder / "log.jsonl")
+
+    def _write(self, record: dict[str, Any]) -> None:
+        self._f.write(json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n")
+
+    def scalar(self, tag, value, step, wall_time):
+        self._write({"kind": "scalar", "tag": tag, "step": int(step), "wall_time": wall_time,
+                     "value": _num(float(value))})
+
+    def text(self, tag, text, step, wall_time):
+        self._write({"kind": "text", "tag": tag, "step": int(step), "wall_time": wall_time, "text": text})
+
+    def image(self, tag, picture, step, wall_time):
+        self._write({"kind": "image", "tag": tag, "step": int(step), "wall_time": wall_time,
+                     "path": self._png(tag, picture, step), "height": int(picture.shape[0]),
+                     "width": int(picture.shape[1])})
+
+    def hparams(self, hparams, metrics, step):
+        self._write({"kind": "hparams", "step": int(step), "hparams": hparams,
+                     "metrics": {k: _num(v) for k, v in metrics.items()}})
+
+    def flush(self):
+        self._f.flush()
+
+    def close(self):
+        self._f.close()
+
+
+SINKS = {"tensorboard": TensorBoardSink, "csv": CsvSink, "jsonl": JsonlSink}
+
+
+# ------------------------------------------------------------------------------------------- converter
+
+
+def recipe_hparams(recipe_dict: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Every recipe field as `section.key`: numbers, strings and booleans as they are, lists as text."""
+    out: dict[str, Any] = {}
+    for section, values in recipe_dict.items():
+        for key, v in values.items():
+            if isinstance(v, (list, tuple)):
+                v = json.dumps(list(v))
+            elif v is None:
+                v = ""
+            out[f"{section}.{key}"] = v
+    return out
+
+
+def final_metrics(h: RunHistory) -> dict[str, float]:
+    m: dict[str, float] = {}
+    best = h.best_top1
+    if best is not None:
+        m["hparam/best_top1"] = float(best)
+    if h.last_eval is not None:
+        m["hparam/final_top1"] = float(h.last_eval.top1)
+        m["hparam/final_val_loss"] = float(h.last_eval.loss)
+    if h.last_step is not None:
+        m["hparam/final_train_loss"] = float(h.last_step.loss)
+    m["hparam/final_step"] = float(h.step)
+    return m
+
+
+class RunExport:
+    """Converts one run into one sink; `poll()` converts what was appended since the last call."""
+
+    def __init__(self, run: RunDir, sink: Sink) -> None:
+        self.run = run
+        self.sink = sink
+        self.tail = ev.EventTail(run.events_path)
+        self.history = RunHistory(columns=("loss",), max_buckets=8)
+        self.records = 0
+        self._recipe_done = False
+        self.closed = False
+
+    def poll(self) -> int:
+        """Convert the events appended since the last poll; the number of events read."""
+        if not self._recipe_done:
+            self._recipe()
+        events = self.tail.poll()
+        for e in events:
+            self.history.feed((e,))
+            self.convert(e)
+        if events:
+            self.sink.flush()
+        return len(events)
+
+    def _recipe(self) -> None:
+        self._recipe_done = True
+        try:
+            text = self.run.recipe_path.read_text(encoding="utf-8")
+        except OSError:
+            return
+        t = self.run.recipe_path.stat().st_mtime
+        self.sink.text("recipe", "\n".join("    " + line for line in text.splitlines()), 0, t)
+
+    def convert(self, e: ev.Event) -> None:
+        s, t = self.sink, e.t
+        s.event(e)
+        if isinstance(e, ev.Step):
+            for tag, v in (("train/loss", e.loss), ("train/lr", e.lr), ("train/grad_norm", e.grad_norm),
+                           ("train/epoch", e.epoch), ("perf/images_per_s", e.images_per_s),
+                           ("perf/data_time_s", e.data_time), ("perf/step_time_s", e.step_time)):
+                s.scalar(tag, v, e.step, t)
+            if e.torch_allocated or e.torch_reserved:
+                s.scalar("memory/torch_allocated_mib", e.torch_allocated / MIB, e.step, t)
+                s.scalar("memory/torch_reserved_mib", e.torch_reserved / MIB, e.step, t)
+        elif isinstance(e, ev.Eval):
+            for tag, v in (("val/loss", e.loss), ("val/top1", e.top1), ("val/top5", e.top5)):
+                s.scalar(tag, v, e.step, t)
+            if e.ema_top1 is not None:
+                s.scalar("val/ema_top1", e.ema_top1, e.step, t)
+        elif isinstance(e, ev.GradFlow):
+            for name, a, m in zip(e.names, e.attn, e.mlp):
+                s.scalar(f"grad_norm/attn/{name}", a, e.step, t)
+                s.scalar(f"grad_norm/mlp/{name}", m, e.step, t)
+            for name, v in e.other.items():
+                s.scalar(f"grad_norm/other/{name}", v, e.step, t)
+            if e.flags:
+                s.text("grad_norm/flags", "\n\n".join(e.flags), e.step, t)
+        elif isinstance(e, ev.DataSkipped):
+            s.scalar("data/skipped_images", e.count, self.history.step, t)
+        elif isinstance(e, ev.AttentionProbe):
+            try:
+                pictures = probe_pictures(self.run, e)
+            except (OSError, ValueError, KeyError) as err:  # a probe file missing or torn: say so, go on
+                s.text("events/log", f"attention probe at step {e.step} unreadable: {err}", e.step, t)
+                pictures = []
+            for i, pic in enumerate(pictures):
+                s.image(f"attention/rollout/image_{i}", pic, e.step, t)
+            if e.flags:
+                s.text("attention/flags", "\n\n".join(e.flags), e.step, t)
+        elif isinstance(e, ev.ControlAck):
+            ok = "" if e.ok else " (refused)"
+            detail = f": {e.detail}" if e.detail else ""
+            s.text("events/control", f"{e.command}{detail}{ok}", e.step, t)
+        elif isinstance(e, ev.Fault):
+            hint = f" — {e.suggestion}" if e.suggestion else ""
+            what = f" ({e.quantity})" if e.quantity else ""
+            s.text("events/fault", f"{e.fault}{what}: {e.message}{hint}", e.step, t)
+        elif isinstance(e, ev.Status):
+            s.text("events/status", e.state + (f": {e.reason}" if e.reason else ""), e.step, t)
+        elif isinstance(e, ev.Log) and e.level in ("warning", "error"):
+            s.text("events/log", f"{e.level}: {e.message}", e.step, t)
+        elif isinstance(e, ev.RunStarted):
+            resumed = f", resumed from step {e.resumed_from_step}" if e.resumed_from_step else ""
+            s.text("run", f"{e.name}: {e.model}, {e.params_total:,} parameters ({e.params_trainable:,} trainable), "
+                          f"{e.num_classes} classes, {e.train_size} train / {e.val_size} val images, "
+                          f"{e.total_steps} steps on {e.device}{resumed}", e.resumed_from_step, t)
+
+    def close(self) -> None:
+        """Write the hyperparameters with the final metrics, then close the sink (once)."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            from vittui.recipe import load
+
+            hp = recipe_hparams(load(self.run.recipe_path).to_dict())
+        except Exception:  # noqa: BLE001 - an unreadable recipe loses the hparams, not the export
+            hp = {}
+        if hp:
+            self.sink.hparams(hp, final_metrics(self.history), self.history.step)
+        self.sink.close()
+
+
+def output_folders(runs: list[RunDir], out: Path) -> list[Path]:
+    """One subfolder of `out` per run, by name (`name-2`, … when two runs share one)."""
+    seen: dict[str, int] = {}
+    folders = []
+    for r in runs:
+        n = seen.get(r.name, 0) + 1
+        seen[r.name] = n
+        folders.append(out / (r.name if n == 1 else f"{r.name}-{n}"))
+    return folders
+
+
+def open_exports(runs: list[RunDir], out: Path, fmt: str) -> list[RunExport]:
+    if fmt not in SINKS:
+        raise ValueError(f"unknown format {fmt!r} (choose {', '.join(FORMATS)})")
+    os.makedirs(out, exist_ok=True)
+    return [RunExport(r, SINKS[fmt](folder)) for r, folder in zip(runs, output_folders(runs, out))]
+
