@@ -97,3 +97,14 @@ def test_eval_json(real_run):
     d = json.loads(out)
     assert d["run"] == "real" and d["checkpoint"] and isinstance(d["ema"], bool)
     assert d["report"] == json.loads(real_run.report_path.read_text())
+
+
+def test_the_worker_writes_summary_csv_as_it_trains(real_run, tmp_path):
+    """The run's own summary.csv (written by the worker's emitter) equals the events replayed by hand."""
+    assert real_run.summary_csv_path.exists()
+    replayed = tmp_path / "replayed.csv"
+    SummaryCsv(replayed).feed_all(ev.read_all(real_run.events_path))
+    assert real_run.summary_csv_path.read_text() == replayed.read_text()
+    evals = [e for e in ev.read_all(real_run.events_path) if isinstance(e, ev.Eval)]
+    rows = list(csv.DictReader(open(real_run.summary_csv_path, newline="")))
+    assert [(int(r["step"]), float(r["eval_top1"])) for r in rows] == [(e.step, e.top1) for e in evals]

@@ -90,3 +90,27 @@ def test_a_broken_notifier_never_reaches_the_run(monkeypatch, caplog):
     caplog.set_level(logging.WARNING, logger="vittui.notify")
     assert notify(["json://127.0.0.1:9/x"], "r", "failed", 1, 10.0) is False
     assert "RuntimeError: network stack on fire" in caplog.text
+
+
+def test_a_real_run_notifies_when_it_finishes_and_a_dead_url_changes_nothing(server, tmp_path):
+    """`vittui train` with run.notify: the live target gets one "finished" post naming the run, its last
+    step and best top-1; the unreachable one is logged by the worker and the run still finishes (exit 0)."""
+    import subprocess
+
+    from tiny import TINY, tiny_toml, vittui_cmd
+
+    from vittui.runs.store import RunDir
+
+    port, received = server
+    urls = [f"json://127.0.0.1:{port}/hook", f"json://127.0.0.1:{free_port()}/dead"]
+    recipe = tiny_toml(tmp_path / "tiny.toml", TINY + ["schedule.max_steps=4", f"run.notify={json.dumps(urls)}"])
+    p = subprocess.run([*vittui_cmd(), "--runs-dir", str(tmp_path / "runs"), "train", str(recipe), "--name", "n"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    run = RunDir(tmp_path / "runs" / "n")
+    status = run.read_status()
+    assert status.state == "finished" and status.step == 4
+    (post,) = received
+    assert post["path"] == "/hook" and post["json"]["title"] == "vittui: n finished"
+    best = max(e.top1 for e in ev.read_all(run.events_path) if isinstance(e, ev.Eval))
+    assert post["json"]["message"] == f"run n: finished at step 4; best top-1 {best:.2f}%"

@@ -62,7 +62,7 @@ def build(recipe: Recipe, run_path: Path, on_event: Callable[[ev.Event], None] |
     acc = _accelerator(recipe)
     if recipe.compute.threads:
         torch.set_num_threads(recipe.compute.threads)
-    out = Emitter(run_path, enabled=acc.is_main_process, on_event=on_event)
+    out = Emitter(run_path, enabled=acc.is_main_process, on_event=on_event, notify=recipe.run.notify)
     data = build_data(recipe)  # splits and samplers carry their own seeds
     out.watch_skips(data)
     seed_everything(recipe.run.seed)  # after the data: its first build may draw from the global RNGs

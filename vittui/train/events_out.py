@@ -1,4 +1,5 @@
-"""The worker's side of the run directory: events appended, status.json kept current.
+"""The worker's side of the run directory: events appended, status.json kept current, summary.csv (one row
+per evaluation, timm's columns) kept as the run goes, and the user told through `run.notify` when it ends.
 
 Only the main process writes (several ranks share one run directory). status.json is rewritten on
 every state change and at most twice a second otherwise, so a fast loop does not pay for it each step.
@@ -8,20 +9,26 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from vittui.runs import events as ev
+from vittui.runs.notify import RunNotifier
 from vittui.runs.store import RunDir, RunStatus
+from vittui.runs.summary_csv import SummaryCsv
 
 
 class Emitter:
     STATUS_INTERVAL = 0.5
 
-    def __init__(self, run_path: Path, *, enabled: bool = True, on_event: Callable[[ev.Event], None] | None = None):
+    def __init__(self, run_path: Path, *, enabled: bool = True, on_event: Callable[[ev.Event], None] | None = None,
+                 notify: Sequence[str] = ()):
         self.run = RunDir(run_path)
         self.enabled = enabled
         self.on_event = on_event
         self.writer = ev.EventWriter(self.run.events_path) if enabled else None
+        # readers of the events, fed as they are written (main process only); neither can fail the run
+        self.summary = SummaryCsv(self.run.summary_csv_path) if enabled else None
+        self.notifier = RunNotifier(notify, self.run.name) if enabled and notify else None
         self.status_data = self.run.read_status() or RunStatus()
         self._last_status = 0.0
         self.skipped = 0
@@ -30,6 +37,9 @@ class Emitter:
     def emit(self, event: ev.Event) -> None:
         if self.writer is not None:
             self.writer.write(event)
+            self.summary.feed(event)
+            if self.notifier is not None:
+                self.notifier.feed(event)
         if self.on_event is not None and self.enabled:
             self.on_event(event)
         if isinstance(event, ev.Step):

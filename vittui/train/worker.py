@@ -14,7 +14,7 @@ import signal
 import sys
 import traceback
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from vittui.recipe import RecipeError, load
 from vittui.runs import events as ev
@@ -34,7 +34,7 @@ def _acked_ids(run: RunDir) -> set[str]:
     return {e.id for e in ev.read_all(run.events_path) if isinstance(e, ev.ControlAck)}
 
 
-def _fail(run: RunDir, fault: str, message: str, suggestion: str = "") -> None:
+def _fail(run: RunDir, fault: str, message: str, suggestion: str = "", notify: Sequence[str] = ()) -> None:
     status = run.read_status() or RunStatus()
     status.state, status.message = "failed", message
     run.write_status(status)
@@ -42,6 +42,10 @@ def _fail(run: RunDir, fault: str, message: str, suggestion: str = "") -> None:
     w.write(ev.Fault(fault=fault, step=status.step, message=message, suggestion=suggestion))
     w.write(ev.Status(state="failed", step=status.step, reason=message))
     w.close()
+    if notify:  # logged, never raised: telling the user must not change how the run ends
+        from vittui.runs.notify import notify as send
+
+        send(notify, run.name, "failed", status.step, status.best_top1)
 
 
 def run_worker(run_path: str | Path, *, resume: bool = False, on_event: Callable[[ev.Event], None] | None = None,
@@ -101,9 +105,10 @@ def run_worker(run_path: str | Path, *, resume: bool = False, on_event: Callable
         if main:
             if is_out_of_memory(e):  # train() saved the last completed step before raising
                 bs = recipe.data.batch_size
-                _fail(run, "oom", f"out of memory at batch size {bs}: {str(e).splitlines()[0]}", OOM_ADVICE)
+                _fail(run, "oom", f"out of memory at batch size {bs}: {str(e).splitlines()[0]}", OOM_ADVICE,
+                      recipe.run.notify)
             else:
-                _fail(run, "exception", f"{type(e).__name__}: {e}")
+                _fail(run, "exception", f"{type(e).__name__}: {e}", notify=recipe.run.notify)
         return 2 if isinstance(e, RecipeError) or type(e).__name__ in ("DataError", "ModelError") else 1
     finally:
         for s, h in old.items():
