@@ -40,6 +40,11 @@ TINY_PROCESS = TINY_MODEL + TINY_AUGMENT + [
 ]
 
 
+# The model tests build directly (timm.create_model / build_model kwargs): 2 blocks, width 64, 32 px in 8 px
+# patches (a 4x4 grid).
+TINY_TIMM = dict(img_size=32, patch_size=8, depth=2, embed_dim=64, num_heads=2)
+
+
 def tiny_recipe(*extra: str):
     """The in-process tiny recipe, validated, with `extra` overrides (`"key=value"`) on top."""
     from vittui.recipe import Recipe

@@ -18,7 +18,6 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import pytest
 
 import timm  # noqa: F401,E402  (hard dependencies: missing, this fails rather than skips)
 import torch  # noqa: F401,E402

@@ -15,13 +15,15 @@ import numpy as np
 import pytest
 import torch
 
+from tiny import TINY_TIMM
+
 from vittui.analysis import attention as A
 from vittui.analysis.attention_stats import QUERY_CLS, QUERY_PATCH_MEAN
 from vittui.models.build import build_model
 from vittui.models.hf import HFClassifier
 from vittui.recipe import ModelSection
 
-TINY = dict(img_size=32, patch_size=8, depth=2, embed_dim=64, num_heads=2)
+TINY = TINY_TIMM
 
 
 # ---------------------------------------------------------------------------------------------- references

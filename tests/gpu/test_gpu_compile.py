@@ -9,7 +9,6 @@ import shutil
 import sysconfig
 
 import pytest
-import torch
 from gpu_helpers import cuda_recipe, record_calls, steps_of
 
 import vittui.train.loop as loop

@@ -6,6 +6,8 @@ from dataclasses import replace
 import pytest
 import torch
 
+from tiny import TINY_TIMM
+
 from vittui.models.adapt import ParamReport, apply_adaptation, head_names, lora_targets, param_report
 from vittui.models.build import build_model
 from vittui.models.structure import is_hf, transformer_blocks, unwrap
@@ -14,7 +16,7 @@ from vittui.models.errors import ModelError
 from vittui.recipe import AdaptSection, ModelSection
 
 DEPTH, DIM, R = 3, 64, 4
-TINY = dict(img_size=32, patch_size=8, depth=DEPTH, embed_dim=DIM, num_heads=2)
+TINY = {**TINY_TIMM, "depth": DEPTH, "embed_dim": DIM}
 TIMM = ModelSection(name="vit_tiny_patch16_224", **TINY)
 HF_VIT = ModelSection(name="google/vit-base-patch16-224", **TINY)
 X = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))

@@ -8,6 +8,8 @@ import pytest
 import torch
 from torch import nn
 
+from tiny import TINY_TIMM
+
 from vittui.models.build import build_model
 from vittui.models.checkpointing import set_grad_checkpointing
 from vittui.models.errors import ModelError
@@ -18,7 +20,7 @@ from vittui.models.weights import load_report, save_pretrained_local
 
 from vittui.recipe import ModelSection
 
-TINY = dict(img_size=32, patch_size=8, depth=2, embed_dim=64, num_heads=2)
+TINY = TINY_TIMM
 TIMM = ModelSection(name="vit_tiny_patch16_224", **TINY)
 HF_VIT = ModelSection(name="google/vit-base-patch16-224", **TINY)
 HF_DEIT = ModelSection(name="facebook/deit-tiny-patch16-224", **TINY)

@@ -8,6 +8,8 @@ import pytest
 import torch
 from torch import nn
 
+from tiny import TINY_TIMM
+
 from vittui.models.adapt import lora_targets
 from vittui.models.build import build_model
 from vittui.models.hf import HFClassifier
@@ -21,7 +23,7 @@ from vittui.models.structure import (
 )
 from vittui.recipe import ModelSection
 
-TINY = dict(img_size=32, patch_size=8, depth=2, embed_dim=64, num_heads=2)
+TINY = TINY_TIMM
 TIMM = ModelSection(name="vit_tiny_patch16_224", **TINY)
 HF_VIT = ModelSection(name="google/vit-base-patch16-224", **TINY)
 

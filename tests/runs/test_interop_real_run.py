@@ -65,7 +65,6 @@ def test_summary_csv_rows_equal_the_eval_events(real_run, tmp_path):
 
 
 def test_export_of_a_real_run_round_trips(real_run, tmp_path):
-    from PIL import Image
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from vittui.cli import main

@@ -1,8 +1,8 @@
 import math
 import threading
-import time
 
 import pytest
+from tiny import wait_for
 
 from vittui.runs import events as ev
 from vittui.runs.control import InProcessControl
@@ -81,8 +81,6 @@ def test_exact_resume_matches_a_straight_run(tmp_path, tiny_recipe):
 
 
 def test_layer_decay_scales_lr_towards_the_input(tmp_path, tiny_recipe):
-    import torch
-
     from vittui.models.build import build_model
     from vittui.train.optim import build_optimizer
 
@@ -100,15 +98,6 @@ def _run_in_thread(target):
     t = threading.Thread(target=lambda: box.setdefault("result", target()), daemon=True)
     t.start()
     return t, box
-
-
-def _wait(pred, timeout=60.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_control_point_pauses_within_one_step_and_resumes(tmp_path, tiny_recipe):
@@ -156,7 +145,7 @@ def test_nan_loss_pauses_and_resume_lowers_lr(tmp_path, tiny_recipe):
     run = prepare_run(tiny_recipe, tmp_path, "t")
     control = InProcessControl()
     t, box = _run_in_thread(lambda: train(tiny_recipe, run.path, control, faults=Faults(nan_at=4)))
-    assert _wait(lambda: (run.read_status() or None) and run.read_status().state == "paused")
+    wait_for(lambda: (run.read_status() or None) and run.read_status().state == "paused", timeout=60, what="paused")
     faults = [e for e in ev.read_all(run.events_path) if isinstance(e, ev.Fault)]
     assert faults and faults[0].fault == "nan" and faults[0].step == 4 and faults[0].quantity == "loss"
     assert run.read_status().step == 3

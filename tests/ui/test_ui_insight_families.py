@@ -8,6 +8,8 @@ import pytest
 import torch
 from ui_helpers import SIZE, attention_pane, shown_map, wait_for
 
+from tiny import TINY_TIMM
+
 from vittui.analysis import attention as A
 from vittui.models.build import build_model
 from vittui.recipe import ModelSection
@@ -18,7 +20,7 @@ from vittui.ui.widgets.attention_pane import AttentionPane
 
 pytestmark = pytest.mark.anyio
 
-TINY = dict(img_size=32, patch_size=8, depth=2, embed_dim=64, num_heads=2)
+TINY = TINY_TIMM
 
 
 def pane(app) -> AttentionPane:
