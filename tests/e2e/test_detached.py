@@ -183,3 +183,53 @@ def test_headless_attach_prints_history_then_follows_to_the_end(cli, tiny_toml):
         assert "run a is finished" in out
     finally:
         kill_worker(run)
+
+
+def test_resume_before_the_first_checkpoint_starts_over_with_the_same_losses(cli, tmp_path):
+    from tiny import TINY_PROCESS, tiny_toml
+
+    # an epoch of ~26 steps, 20 steps in all: no checkpoint until the run's end
+    toml = tiny_toml(tmp_path / "early.toml", TINY_PROCESS + [
+        "data.batch_size=8", "schedule.max_steps=20", "run.checkpoint_every=1000", "run.eval_every=3"])
+    cli("train", str(toml), "--detach", "--name", "k", extra_env={"VITTUI_TEST_NAN_AT_STEP": "9"})
+    run = cli.root / "k"
+    try:
+        wait_for(lambda: status(run).get("state") == "paused")  # held at step 8, evaluated at 3 and 6
+        pid = status(run)["pid"]
+        kill_worker(run)
+        wait_for(lambda: not pid_alive(pid), what="the killed worker to exit")
+    finally:
+        kill_worker(run)
+    before = ev.read_all(run / "events.jsonl")
+    assert steps(run) == list(range(1, 9))
+    assert not any(isinstance(e, ev.CheckpointSaved) for e in before)
+    assert [e.step for e in before if isinstance(e, ev.Eval)] == [3, 6]
+
+    p = cli("train", "--resume", "k", timeout=180)  # foreground: to the end
+    assert "no checkpoint yet: starting over from step 0" in p.stdout
+    after = ev.read_all(run / "events.jsonl")
+    assert [e.to_json() for e in after[:len(before)]] == [e.to_json() for e in before]  # history kept
+    new = after[len(before):]
+    assert isinstance(new[0], ev.Log) and new[0].message == "no checkpoint yet: starting over from step 0"
+    assert isinstance(new[1], ev.RunStarted) and new[1].resumed_from_step == 0
+    assert status(run)["state"] == "finished"
+
+    cli("train", str(toml), "--name", "u", timeout=180)  # the same recipe, never interrupted
+    straight = ev.read_all(cli.root / "u" / "events.jsonl")
+
+    def losses(evs):
+        return [(e.step, e.loss) for e in evs if isinstance(e, ev.Step)]
+
+    assert [s for s, _ in losses(new)] == list(range(1, 21))
+    for (s, a), (t, b) in zip(losses(new), losses(straight), strict=True):
+        assert s == t and abs(a - b) <= 1e-5 * abs(b), (s, a, b)
+
+    from vittui.runs.history import RunHistory
+
+    h = RunHistory(max_buckets=None)
+    h.feed(after)  # the fold rewinds the first attempt: what the run became is the second
+    assert h.steps == list(range(1, 21)) and h.eval_steps == [3, 6, 9, 12, 15, 18, 20] and h.resumes == [0]
+    assert h.finished is not None
+    rows = (run / "summary.csv").read_text().splitlines()
+    assert [r.split(",")[6] for r in rows[1:]] == ["3", "6", "9", "12", "15", "18", "20"]  # no row of the first attempt
+    assert rows == (cli.root / "u" / "summary.csv").read_text().splitlines()

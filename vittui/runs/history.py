@@ -9,8 +9,11 @@ steps after its checkpoint at K. At that event the history rewinds to K: the ste
 and gradient snapshot logged after K are dropped — that stretch was redone, and the redone one is what
 the run became — and the run is no longer finished. What happened to the run is kept: faults, warnings,
 skipped images (and the logs a view keeps itself). The ETA's timing window starts again (a new process
-runs at its own speed). A Step at or before the last one with no such event before it (a log written
-without `resumed_from_step`) rewinds the same way, to the step before it.
+runs at its own speed). A run resumed before its first checkpoint starts over: its worker logs the
+warning "no checkpoint yet: starting over from step 0" and a second `RunStarted(resumed_from_step=0)`,
+which rewinds everything to 0 (and counts as a resume to 0 in `resumes`). A Step at or before the last
+one with no such event before it (a log written without `resumed_from_step`) rewinds the same way, to
+the step before it.
 
 Per-step values sit in a `StepSeries`: bounded for the monitor (a million steps cost what two thousand
 do), exact for compare (`max_buckets=None`). Feeding the file back — every line, or with Step lines
@@ -79,7 +82,7 @@ class RunHistory:
                 if self.started is not None or e.resumed_from_step:
                     self.rewind(e.resumed_from_step)
                     self.recent.clear()
-                if e.resumed_from_step:
+                if e.resumed_from_step or self.started is not None:  # a start-over resumes to 0
                     self.resumes.append(e.resumed_from_step)
                 self.started = e
                 self.probe_off = ""  # a new worker probes again (and logs again if it must stop)

@@ -9,7 +9,7 @@ step's. Top-1/top-5 are in percent, as in the `Eval` events.
 
 An event consumer, no torch: the worker's emitter feeds it every event it writes (`feed`), and
 `vittui export-log --format csv` replays `events.jsonl` through the same class. Resumed runs follow the
-fold's rule (`runs/history.py`): at `RunStarted(resumed_from_step=K)` the rows after K are dropped (the
+fold's rule (`runs/history.py`): at `RunStarted(resumed_from_step=K)` (K = 0 too) the rows after K are dropped (the
 file is rewritten) and the redone evaluations are appended again. A new `SummaryCsv` on an existing file
 (a resumed worker) keeps its rows.
 """
@@ -68,7 +68,7 @@ class SummaryCsv:
             self.rows.append(row)
             self._losses = []
             self._append(row)
-        elif isinstance(event, RunStarted) and event.resumed_from_step:
+        elif isinstance(event, RunStarted):  # a start-over (resumed before any checkpoint) rewinds to 0
             self.rewind(event.resumed_from_step)
 
     def feed_all(self, events: Iterable[Event]) -> "SummaryCsv":

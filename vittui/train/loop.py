@@ -30,6 +30,9 @@ from vittui.train.faults import Faults, is_out_of_memory
 from vittui.train.optim import apply_lr_multiplier, current_lr
 
 
+START_OVER = "no checkpoint yet: starting over from step 0"
+
+
 @dataclass
 class TrainResult:
     state: str  # finished | stopped
@@ -288,12 +291,17 @@ def run_probe(b: Built, p: Progress, knobs: Knobs) -> None:
 # ---- resume, start and finish -------------------------------------------------------------------
 
 
-def resume_from_last(b: Built) -> tuple[Progress, dict]:
+def resume_from_last(b: Built) -> tuple[Progress, dict | None]:
     """Weights, EMA, optimizer and scaler from the last checkpoint; the position, the scores and the RNG
-    states to restore just before the first step."""
+    states to restore just before the first step. A run killed before its first checkpoint starts over
+    from step 0 with its recipe (the same build, so the same seeds: the losses an uninterrupted run logs);
+    its earlier events stay in the log, marked by a warning, and the fold rewinds them at the new
+    RunStarted (runs/history.py)."""
     found = ckpt.find(b.out.run.checkpoints, "last")
     if found is None:
-        raise ckpt.CheckpointError(f"nothing to resume: no checkpoint in {b.out.run.checkpoints}")
+        b.out.emit(ev.Log(level="warning", message=START_OVER, step=0))
+        b.out.status(best_top1=None, last_top1=None, last_checkpoint_step=None)
+        return Progress(), None
     state = ckpt.load_state(found)
     ckpt.load_weights(b.raw_model, found)
     if b.ema is not None and (found / "ema.safetensors").exists():
