@@ -46,6 +46,10 @@ def run(args) -> int:
     recipe = load_recipe(args)
     if not recipe.run.output_dir == "runs" and not args.runs_dir:
         root = Path(recipe.run.output_dir)
+    if problems := _preflight(recipe, root):  # before any run directory exists
+        for line in problems:
+            print(f"error: {line}", file=sys.stderr)
+        return 2
     if args.detach or args.gpus > 1 or args.accelerate_config:
         rd = launcher.launch(recipe, root, args.name, gpus=args.gpus, accelerate_config=args.accelerate_config)
         print(f"started {rd.name} detached; follow it with `vittui attach {rd.name}` (log: {rd.log_path})")
@@ -53,6 +57,13 @@ def run(args) -> int:
     rd = launcher.prepare_run(recipe, root, args.name)
     print(f"run {rd.name} in {rd.path}")
     return _foreground(RunDir(rd.path), resume=False)
+
+
+def _preflight(recipe, root: Path) -> list[str]:
+    """Pre-flight (vittui/planning/preflight.py): problems, one line each, found before anything starts."""
+    from vittui.planning.preflight_libs import preflight
+
+    return preflight(recipe, root)
 
 
 def _foreground(rd, resume: bool) -> int:

@@ -101,7 +101,13 @@ def run_worker(run_path: str | Path, *, resume: bool = False, on_event: Callable
             run.write_status(status)
         return 130
     except Exception as e:  # noqa: BLE001 - every failure must reach status.json
-        traceback.print_exc()
+        if interactive:  # a terminal gets one line; the traceback goes to worker.log
+            with open(run.log_path, "a", encoding="utf-8") as log:
+                traceback.print_exc(file=log)
+            print(f"error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
+                  f"(traceback in {run.log_path})", file=sys.stderr)
+        else:
+            traceback.print_exc()
         if main:
             if is_out_of_memory(e):  # train() saved the last completed step before raising
                 bs = recipe.data.batch_size
