@@ -1,5 +1,8 @@
-"""`vittui ctl RUN pause|resume|stop|checkpoint|eval|set [--lr-scale X] [--wait S]`: send a command to a
-live run through its `commands.jsonl`, optionally waiting for the worker's acknowledgement."""
+"""`vittui ctl RUN pause|resume|stop|suspend|checkpoint|eval|set [--lr-scale X] [--wait S]`: send a command
+to a live run through its `commands.jsonl`, optionally waiting for the worker's acknowledgement.
+
+`resume` on a run no worker is behind (suspended; stopped, failed or lost with a checkpoint) starts a new
+detached worker from the last checkpoint, as `vittui train --resume RUN --detach` does."""
 
 from __future__ import annotations
 
@@ -10,9 +13,9 @@ from vittui.commands._common import resolve_run
 
 
 def add_parser(sub) -> None:
-    c = sub.add_parser("ctl", help="send a command to a live run")
+    c = sub.add_parser("ctl", help="send a command to a live run (resume also restarts a suspended one)")
     c.add_argument("run")
-    c.add_argument("command", choices=["pause", "resume", "stop", "checkpoint", "eval", "set"])
+    c.add_argument("command", choices=["pause", "resume", "stop", "suspend", "checkpoint", "eval", "set"])
     c.add_argument("--lr-scale", type=float)
     c.add_argument("--eval-every", type=int)
     c.add_argument("--probe-every", type=int)
@@ -22,10 +25,12 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from vittui.runs import control
-    from vittui.runs.registry import run_state
+    from vittui.runs.registry import is_live, run_state
 
     rd = resolve_run(args, args.run)
     state = run_state(rd)
+    if args.command == "resume" and not is_live(state):
+        return _relaunch(rd, state)
     if state not in ("running", "paused", "starting"):
         print(f"error: run {rd.name} is {state}; nothing is listening for commands", file=sys.stderr)
         return 2
@@ -44,6 +49,18 @@ def run(args) -> int:
         print(f"{command} took effect at step {ack.step}" + (f" ({ack.detail})" if ack.detail else ""))
     else:
         print(f"sent {command} to {rd.name}")
+    return 0
+
+
+def _relaunch(rd, state: str) -> int:
+    from vittui.runs import launcher
+    from vittui.runs.registry import why_not_resumable
+
+    if (why := why_not_resumable(rd, state)) is not None:
+        print(f"error: {why}", file=sys.stderr)
+        return 2
+    proc = launcher.resume(rd)
+    print(f"resuming {rd.name} ({state}) detached from its last checkpoint (pid {proc.pid}); log: {rd.log_path}")
     return 0
 
 

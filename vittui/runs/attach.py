@@ -17,7 +17,7 @@ from vittui.runs.registry import run_state
 from vittui.runs.store import RunDir
 
 KEYS = {"p": "pause", "r": "resume", "s": "stop", "c": "checkpoint", "e": "eval"}
-DONE = ("finished", "stopped", "failed", "lost")
+DONE = ("finished", "stopped", "suspended", "failed", "lost")
 
 
 def attach_headless(run: RunDir, out=sys.stdout, inp=sys.stdin, poll: float = 0.2) -> int:
@@ -45,7 +45,7 @@ def attach_headless(run: RunDir, out=sys.stdout, inp=sys.stdin, poll: float = 0.
             state = run_state(run)
             if state in DONE:
                 out.write(("\n" if tty else "") + f"run {run.name} is {state}\n")
-                return 0 if state in ("finished", "stopped") else 1
+                return 0 if state in ("finished", "stopped", "suspended") else 1
             if tty and select.select([inp], [], [], poll)[0]:
                 key = os.read(inp.fileno(), 1).decode(errors="ignore").lower()
                 if key == "q":

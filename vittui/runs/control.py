@@ -17,7 +17,7 @@ from typing import Any
 
 from vittui.runs.store import RunDir
 
-COMMANDS = ("pause", "resume", "stop", "checkpoint", "eval", "set")
+COMMANDS = ("pause", "resume", "stop", "suspend", "checkpoint", "eval", "set")
 KNOBS = ("lr_scale", "eval_every", "probe_every")
 
 

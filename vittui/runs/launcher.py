@@ -73,4 +73,13 @@ def launch(recipe: Recipe, runs_root: str | Path, name: str | None = None, *, gp
 
 def resume(run: RunDir, *, gpus: int = 0, accelerate_config: str | None = None,
            env: dict[str, str] | None = None) -> subprocess.Popen:
-    return spawn(worker_command(run, resume=True, gpus=gpus, accelerate_config=accelerate_config), run, env)
+    """A detached worker continuing `run` from its last checkpoint (`vittui train --resume RUN --detach`,
+    `vittui ctl RUN resume` on a run no worker is behind, the runs screen's resume key). status.json says
+    `starting` with the new pid at once, so a reader never sees the old final state behind a live worker."""
+    status = run.read_status() or RunStatus()
+    status.state, status.message, status.pid = "starting", "resuming from the last checkpoint", None
+    run.write_status(status)
+    proc = spawn(worker_command(run, resume=True, gpus=gpus, accelerate_config=accelerate_config), run, env)
+    status.pid = proc.pid
+    run.write_status(status)
+    return proc

@@ -65,7 +65,7 @@ def notable(e: ev.Event) -> str | None:
                 f"top-1 {e.top1:.2f}%  top-5 {e.top5:.2f}%{ema}")
     if isinstance(e, ev.RunStarted) and e.resumed_from_step:
         return f"resumed from the checkpoint at step {e.resumed_from_step}"
-    if isinstance(e, ev.Status) and e.state in ("paused", "stopped", "failed", "finished"):
+    if isinstance(e, ev.Status) and e.state in ("paused", "stopped", "suspended", "failed", "finished"):
         return f"{e.state} at step {e.step}" + (f": {e.reason}" if e.reason else "")
     if isinstance(e, ev.Fault):
         return f"FAULT {e.fault} at step {e.step}: {e.message}" + (f" — {e.suggestion}" if e.suggestion else "")

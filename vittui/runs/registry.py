@@ -22,7 +22,8 @@ from vittui.runs.store import LIVE_STATES, RunDir, RunStatus, list_runs
 
 
 def run_state(run: RunDir) -> str:
-    """starting / running / paused / stopping / stopped / finished / failed / lost (see the module docstring)."""
+    """starting / running / paused / stopping / stopped / suspended / finished / failed / lost (see the module
+    docstring). `suspended` is final for now: the worker checkpointed and exited; a resume starts a new one."""
     status = run.read_status()
     if status is None:
         return "starting" if lock_holder_alive(run.lock_path) else "lost"
@@ -34,6 +35,26 @@ def run_state(run: RunDir) -> str:
 def is_live(state: str | None) -> bool:
     """A worker is (or should be) behind a run in this state: it can take commands."""
     return state in LIVE_STATES
+
+
+RESUMABLE = ("suspended", "stopped", "failed", "lost")
+
+
+def has_checkpoint(run: RunDir) -> bool:
+    """A complete checkpoint folder (train/checkpoint.py writes state.pt last, then renames into place)."""
+    return any((p / "state.pt").exists() for p in run.checkpoints.glob("step-*"))
+
+
+def why_not_resumable(run: RunDir, state: str) -> str | None:
+    """None when a new worker may continue `run` from its last checkpoint, else the reason in one line."""
+    if is_live(state):
+        return f"run {run.name} is {state}: a worker is behind it"
+    if state not in RESUMABLE:
+        return f"run {run.name} is {state}; only suspended, stopped, failed or lost runs resume"
+    if not has_checkpoint(run):
+        return (f"run {run.name} is {state} and has no checkpoint to resume from "
+                f"(`vittui train --resume {run.name}` starts it over)")
+    return None
 
 
 @dataclass

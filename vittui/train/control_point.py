@@ -1,7 +1,9 @@
 """The loop's control point: between optimizer steps it reads commands and acts on them.
 
 Pause blocks here, at a step boundary, holding everything needed to resume (model, optimizer,
-loaders); resume returns to the loop, which continues the same step sequence. With several
+loaders); resume returns to the loop, which continues the same step sequence. Suspend ends the loop
+like stop (a checkpoint at this step boundary) and the run ends `suspended`: the worker exits, its
+memory is freed, and `vittui ctl RUN resume` starts a new worker from that checkpoint. With several
 processes rank 0 reads the commands and broadcasts them, so every rank pauses at the same step.
 The loop builds it with its actions (acknowledge, set the state, checkpoint, evaluate); a signal
 handler reaches it only through the `StopRequest` it was given.
@@ -63,6 +65,7 @@ class ControlPoint:
     poll_interval: float = 0.05
     paused: bool = False
     pause_reason: str = ""
+    suspended: bool = False  # the loop stops as for `stop`; the run ends `suspended`, not `stopped`
 
     def _poll(self) -> list[Command]:
         cmds = self.source.poll() if self.source is not None else []
@@ -101,6 +104,9 @@ class ControlPoint:
                 self._apply_knobs(cmd.args)
                 self.paused = False
             elif cmd.command == "stop":
+                self.stop.requested = True
+            elif cmd.command == "suspend":
+                self.suspended = True
                 self.stop.requested = True
             elif cmd.command == "checkpoint":
                 self.checkpoint()

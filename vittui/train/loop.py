@@ -35,7 +35,7 @@ START_OVER = "no checkpoint yet: starting over from step 0"
 
 @dataclass
 class TrainResult:
-    state: str  # finished | stopped
+    state: str  # finished | stopped | suspended
     step: int
     best_top1: float | None
     last_top1: float | None
@@ -80,7 +80,7 @@ def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = 
         if is_out_of_memory(e):
             emergency_checkpoint(b, p)
         raise
-    return _finish(b, p, time.time() - t_start)
+    return _finish(b, p, time.time() - t_start, suspended=cp.suspended and not cp.stop.now)
 
 
 def _loop(b: Built, p: Progress, cp: ControlPoint) -> None:
@@ -328,10 +328,18 @@ def _announce(b: Built, p: Progress) -> None:
     b.out.set_state("running", p.pos.step, "started")
 
 
-def _finish(b: Built, p: Progress, wall: float) -> TrainResult:
-    state = "finished" if p.pos.step >= b.total_steps else "stopped"
-    b.out.emit(ev.Finished(step=p.pos.step, best_top1=p.best_top1, wall_time=wall))
-    b.out.set_state(state, p.pos.step, "")
+def _finish(b: Built, p: Progress, wall: float, *, suspended: bool = False) -> TrainResult:
+    """The run's last state. Suspended (checkpointed at this step, to be resumed by a new worker) writes
+    no Finished event: the run is not over."""
+    if p.pos.step >= b.total_steps:
+        state, reason = "finished", ""
+    elif suspended:
+        state, reason = "suspended", f"suspended by user: checkpoint at step {p.pos.step}, worker exited"
+    else:
+        state, reason = "stopped", ""
+    if state != "suspended":
+        b.out.emit(ev.Finished(step=p.pos.step, best_top1=p.best_top1, wall_time=wall))
+    b.out.set_state(state, p.pos.step, reason)
     b.out.close()
     b.acc.end_training()
     return TrainResult(state=state, step=p.pos.step, best_top1=p.best_top1, last_top1=p.last_top1, wall_time=wall)

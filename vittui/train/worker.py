@@ -3,7 +3,7 @@
 It owns one run directory: takes its lock, trains the recipe stored there, answers commands from
 `commands.jsonl`, and leaves `status.json` saying how it ended. SIGTERM (what cluster schedulers
 send) checkpoints and exits cleanly; the first Ctrl-C does the same and a second one stops at once.
-Exit codes: 0 finished or stopped, 1 the run failed, 2 bad input.
+Exit codes: 0 finished, stopped or suspended, 1 the run failed, 2 bad input.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def run_worker(run_path: str | Path, *, resume: bool = False, on_event: Callable
         world = os.environ.get("WORLD_SIZE", "1")
         if world != "1":  # with several processes, worker.log says how each rank ended
             print(f"rank {_rank()}/{world}: {result.state} at step {result.step}", file=sys.stderr, flush=True)
-        return 0 if result.state in ("finished", "stopped") else 1
+        return 0 if result.state in ("finished", "stopped", "suspended") else 1
     except KeyboardInterrupt:
         if main:
             status = run.read_status() or RunStatus()

@@ -14,7 +14,7 @@ from vittui.runs.history import fmt_duration
 
 STATE_STYLE = {
     "running": "bold green", "starting": "bold cyan", "paused": "bold yellow", "stopping": "bold yellow",
-    "stopped": "bold", "finished": "bold green", "failed": "bold red", "lost": "bold red",
+    "stopped": "bold", "suspended": "bold yellow", "finished": "bold green", "failed": "bold red", "lost": "bold red",
 }
 
 
