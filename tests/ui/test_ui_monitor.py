@@ -509,3 +509,23 @@ async def test_an_idle_monitor_redraws_nothing(runs_root, fake_run, no_gpu, monk
         assert [p.draws for p in plots] == before[1]
         fake_run.steps(1)
         await wait_for(pilot, lambda: counts["header"] > before[0]["header"], what="a new step repaints the header")
+
+
+async def test_z_suspends_a_live_run_and_is_off_once_it_is_suspended(runs_root, fake_run, no_gpu):
+    fake_run.started()
+    fake_run.steps(4)
+    async with replayed_monitor(runs_root, fake_run, no_gpu) as (app, pilot):
+        await wait_for(pilot, lambda: app.screen.state == "running")
+        assert footer_actions(app)["z"] == "suspend"
+        await pilot.press("z")
+        assert [c["command"] for c in fake_run.commands()] == ["suspend"]
+        assert "suspending" in header(app)
+        await pilot.press("z")  # off while it is pending: one command, not two
+        assert [c["command"] for c in fake_run.commands()] == ["suspend"]
+        fake_run.emit(ControlAck(command="suspend", id=fake_run.commands()[0]["id"], step=4))
+        fake_run.set_state("suspended", "suspended by user: checkpoint at step 4, worker exited")
+        await wait_for(pilot, lambda: "SUSPENDED" in header(app), what="suspended state")
+        assert "suspending" not in header(app)
+        assert not {"z", "space", "s", "c", "e"} & set(footer_actions(app))
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Suspend run" not in titles

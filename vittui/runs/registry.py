@@ -69,6 +69,7 @@ class RunSummary:
     last_top1: float | None
     model: str
     updated: float  # status.json's last write (0 without one)
+    resumable: bool = False  # no worker behind it and a checkpoint to continue from (why_not_resumable)
 
     @property
     def updated_text(self) -> str:
@@ -82,8 +83,9 @@ def summarize(run: RunDir) -> RunSummary:
         model = load(run.recipe_path).model.name
     except Exception:  # noqa: BLE001 - a broken recipe must not hide the run from the list
         model = "?"
-    return RunSummary(run.name, run.path, run_state(run), s.step, s.total_steps, s.epoch, s.best_top1,
-                      s.last_top1, model, s.updated)
+    state = run_state(run)
+    return RunSummary(run.name, run.path, state, s.step, s.total_steps, s.epoch, s.best_top1,
+                      s.last_top1, model, s.updated, resumable=why_not_resumable(run, state) is None)
 
 
 def scan_runs(runs_root: str | Path) -> list[RunSummary]:

@@ -53,6 +53,7 @@ class MonitorScreen(VittuiScreen):
         Binding("question_mark", "help", "Help"),
         Binding("c", "checkpoint", "Ckpt"),
         Binding("e", "eval", "Eval"),
+        Binding("z", "suspend", "Suspend"),
         Binding("r", "app.runs", "Runs"),
         Binding("tab", "app.focus_next", "Pane"),
         Binding("shift+tab", "app.focus_previous", "Pane", show=False),
@@ -70,6 +71,7 @@ class MonitorScreen(VittuiScreen):
         ("checkpoint", "Checkpoint now", "Save a checkpoint at the next step"),
         ("eval", "Evaluate now", "Run validation at the next step"),
         ("stop", "Stop run", "Checkpoint and end the run (asks first)"),
+        ("suspend", "Suspend run", "Checkpoint and let the worker exit, freeing its memory; resume from the runs screen"),
         ("detach", "Detach", "Leave the run going and quit the dashboard"),
         ("app.runs", "Runs", "Every run in the runs folder"),
         ("app.setup", "New run", "Back to the setup screen"),
@@ -80,7 +82,9 @@ class MonitorScreen(VittuiScreen):
         ("report", "Evaluation report", "The report of a finished or stopped run (offers to evaluate)"),
         ("help", "Help", "Keys of this screen"),
     ]
-    HELP_NOTES = ("[ and ] change the loss smoothing. Plots show train loss smoothed (braille) and val (markers).\n"
+    HELP_NOTES = ("z suspends: a checkpoint at the next step, then the worker exits and frees its memory; "
+                  "u on the runs screen resumes it.\n"
+                  "[ and ] change the loss smoothing. Plots show train loss smoothed (braille) and val (markers).\n"
                   "Attention: l/L layer, h/H head, o rollout, i/I image, < and > older/newer probe; a shows or "
                   "hides the attention and gradient panes (on a narrow terminal they take the plots' place).")
 
@@ -322,6 +326,8 @@ class MonitorScreen(VittuiScreen):
             return True if state in ("running", "paused") else None
         if action == "stop":
             return True if is_live(state) and state != "stopping" else None
+        if action == "suspend":
+            return True if is_live(state) and state != "stopping" and not self.pending else None
         if action == "detach":
             return is_live(state)
         if action == "report":
@@ -354,6 +360,11 @@ class MonitorScreen(VittuiScreen):
     def action_eval(self) -> None:
         self._send("eval")
         self.notify("evaluation requested")
+
+    def action_suspend(self) -> None:
+        self._send("suspend", "suspending…")
+        self.notify("suspending: the worker checkpoints and exits; resume it from the runs screen (u) "
+                    f"or with `vittui ctl {self.run.name} resume`")
 
     def action_stop(self) -> None:
         def done(yes: bool | None) -> None:

@@ -1,4 +1,5 @@
-"""Every run in the runs folder with its state and best metric; enter attaches the monitor to it."""
+"""Every run in the runs folder with its state and best metric; enter attaches the monitor to it, u resumes
+a run no worker is behind (suspended, or stopped, failed or lost with a checkpoint) and attaches."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from textual.reactive import var
 from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
+from vittui.runs import launcher
 from vittui.runs.registry import RunSummary, scan_runs
 from vittui.ui.messages import RunsScanned
 from vittui.ui.screens.base import VittuiScreen
@@ -24,6 +26,7 @@ REFRESH_S = 2.0
 class RunsScreen(VittuiScreen):
     BINDINGS = [
         Binding("enter", "attach", "Attach"),
+        Binding("u", "resume_run", "Resume"),
         Binding("m,space", "mark", "Mark"),
         Binding("c", "compare", "Compare"),
         Binding("v", "report", "Report"),
@@ -34,7 +37,8 @@ class RunsScreen(VittuiScreen):
     ]
     PALETTE = [("app.setup", "New run", "Back to the setup screen"), ("back", "Back", "Leave the runs list"),
                ("compare", "Compare marked runs", "Curves overlaid and the recipe fields that differ"),
-               ("report", "Evaluation report", "The report of the run under the cursor")]
+               ("report", "Evaluation report", "The report of the run under the cursor"),
+               ("resume_run", "Resume run", "Start a new worker from the last checkpoint of the run under the cursor")]
 
     marked: var[list[Path]] = var(list, bindings=True)
     """The runs marked for comparing, in the order they were marked (compare needs two)."""
@@ -72,6 +76,16 @@ class RunsScreen(VittuiScreen):
         empty = self.query_one("#runs-empty", Static)
         empty.update("" if rows else "no runs yet - press n to set one up")
         empty.display = not rows
+        self.refresh_bindings()  # the run under the cursor may have become resumable
+
+    def on_data_table_row_highlighted(self) -> None:
+        self.refresh_bindings()
+
+    def _current(self) -> RunSummary | None:
+        table = self.query_one(RunsTable)
+        if table.rows_data and 0 <= table.cursor_row < len(table.rows_data):
+            return table.rows_data[table.cursor_row]
+        return None
 
     def on_runs_table_chosen(self, message: RunsTable.Chosen) -> None:
         self.vittui_app.attach(message.path)
@@ -84,7 +98,27 @@ class RunsScreen(VittuiScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "compare":
             return True if len(self.marked) >= 2 else None
+        if action == "resume_run":
+            row = self._current()
+            return True if row is not None and row.resumable else None
         return True
+
+    def action_resume_run(self) -> None:
+        from vittui.runs.registry import run_state, why_not_resumable
+        from vittui.runs.store import RunDir
+
+        if (row := self._current()) is None:
+            return
+        run = RunDir(row.path)
+        if (why := why_not_resumable(run, run_state(run))) is not None:  # the list is up to 2 s old
+            self.notify(why, severity="error")
+            return
+        try:
+            launcher.resume(run)
+        except OSError as e:
+            self.notify(f"could not resume {run.name}: {e}", severity="error")
+            return
+        self.vittui_app.attach(run.path)
 
     def action_mark(self) -> None:
         table = self.query_one(RunsTable)
