@@ -184,6 +184,17 @@ def test_control_point_unit():
     assert acks == [("set", 3, True), ("stop", 4, True)]
 
 
+def test_control_point_suspend_ends_the_loop_even_while_paused():
+    control = InProcessControl()
+    acks = []
+    cp = ControlPoint(source=control, ack=lambda c, s, ok, d: acks.append((c.command, s, ok)), poll_interval=0.001)
+    control.send("pause")
+    control.send("suspend")  # read while paused: the pause ends and the loop stops, suspended
+    assert cp(5) is True
+    assert cp.suspended and not cp.stop.now  # a suspend checkpoints: not a stop-now
+    assert acks == [("pause", 5, True), ("suspend", 5, True)]
+
+
 def test_attention_and_gradient_probes_are_written(tmp_path, tiny_recipe):
     from vittui.runs.probes import load_probe
 

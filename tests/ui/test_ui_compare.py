@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 
 import pytest
-from ui_helpers import SIZE, screen_text, wait_for
+from ui_helpers import SIZE, runs_screen_from, screen_text, wait_for
 from fakerun import FakeRun
 
 from vittui import recipe as R
@@ -14,7 +14,6 @@ from vittui.ui.screens.compare import CompareScreen
 from vittui.ui.screens.runs import RunsScreen
 from vittui.ui.widgets.compare_table import CompareTable
 from vittui.ui.widgets.metric_plot import MetricPlot
-from vittui.ui.widgets.runs_table import RunsTable
 
 pytestmark = pytest.mark.anyio
 
@@ -37,11 +36,7 @@ async def runs_screen_of_two(runs_root, gpu):
     a, b = two_runs(runs_root)
     app = create_app(runs_root, gpu_source=gpu, attach="run-a")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.screen.replayed)
-        await pilot.press("r")
-        assert isinstance(app.screen, RunsScreen)
-        table = app.screen.query_one(RunsTable)
-        await wait_for(pilot, lambda: len(table.rows_data) == 2, what="runs listed")
+        await runs_screen_from(app, pilot, 2)
         yield app, pilot
     a.close()
     b.close()

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import pytest
 from fakerun import FakeRun
-from ui_helpers import SIZE, screen_text, wait_for
+from ui_helpers import SIZE, runs_screen_from, screen_text, wait_for
 
 from vittui.runs import launcher
 from vittui.ui.app import create_app
 from vittui.ui.screens.monitor import MonitorScreen
-from vittui.ui.screens.runs import RunsScreen
-from vittui.ui.widgets.runs_table import RunsTable
 
 pytestmark = pytest.mark.anyio
 
@@ -37,11 +35,7 @@ async def test_resume_key_relaunches_a_suspended_run_and_attaches(runs_root, no_
     monkeypatch.setattr(launcher, "resume", lambda run, **kw: launched.append(run.name))
     app = create_app(runs_root, gpu_source=no_gpu, attach="done")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.screen.replayed)
-        await pilot.press("r")
-        assert isinstance(app.screen, RunsScreen)
-        table = app.screen.query_one(RunsTable)
-        await wait_for(pilot, lambda: len(table.rows_data) == 2, what="runs listed")
+        table = await runs_screen_from(app, pilot, 2)
         assert "suspended" in screen_text(app)
         names = [r.name for r in table.rows_data]
         table.move_cursor(row=names.index("done"))
@@ -67,9 +61,6 @@ async def test_resume_key_is_off_for_a_stopped_run_without_a_checkpoint(runs_roo
     stopped.set_state("stopped")
     app = create_app(runs_root, gpu_source=no_gpu, attach="stopped")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.screen.replayed)
-        await pilot.press("r")
-        table = app.screen.query_one(RunsTable)
-        await wait_for(pilot, lambda: len(table.rows_data) == 1, what="runs listed")
+        await runs_screen_from(app, pilot, 1)
         assert app.screen.check_action("resume_run", ()) is None
     stopped.close()

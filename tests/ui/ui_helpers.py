@@ -58,3 +58,16 @@ def shown_map(app) -> list[str]:
     lines = screen_text(app).splitlines()
     region = attention_pane(app).content_region
     return [lines[region.y + r][region.x + 18: region.x + 34] for r in range(8)]
+
+
+async def runs_screen_from(app, pilot, runs: int):
+    """From the monitor `app` opened on: r, then the runs screen's table once it lists `runs` runs."""
+    from vittui.ui.screens.runs import RunsScreen
+    from vittui.ui.widgets.runs_table import RunsTable
+
+    await wait_for(pilot, lambda: app.screen.replayed)
+    await pilot.press("r")
+    assert isinstance(app.screen, RunsScreen)
+    table = app.screen.query_one(RunsTable)
+    await wait_for(pilot, lambda: len(table.rows_data) == runs, what="runs listed")
+    return table
