@@ -88,3 +88,20 @@ def test_a_worker_failure_in_the_foreground_is_one_line_and_the_log_path(cli, tm
     [line] = [x for x in p.stderr.splitlines() if x.startswith("error: ")]
     assert "match no Linear layer" in line and line.endswith(f"(traceback in {log})")
     assert "Traceback" in log.read_text()
+
+
+def test_resume_refuses_a_preset_or_overrides_and_leaves_the_run_alone(cli, tmp_path):
+    """`--resume` trains the run's own recipe.toml: a PRESET or `--set` beside it is refused in one line
+    (naming the file to edit), never silently ignored, and the run is left as it was."""
+    recipe = tiny_toml(tmp_path / "tiny.toml", [*TINY_PROCESS, "schedule.max_steps=2"])
+    cli("train", str(recipe), "--name", "r")
+    before = (cli.root / "r" / "recipe.toml").read_bytes()
+    events = (cli.root / "r" / "events.jsonl").read_bytes()
+    for extra in (["--set", "optim.lr=0.5"], [str(recipe)]):
+        p = cli("train", "--resume", "r", *extra, check=False)
+        assert p.returncode == 2, p.stderr
+        lines = p.stderr.strip().splitlines()
+        assert len(lines) == 1 and "takes no PRESET or --set" in lines[0] and "recipe.toml" in lines[0], lines
+        assert "Traceback" not in p.stdout + p.stderr
+    assert (cli.root / "r" / "recipe.toml").read_bytes() == before
+    assert (cli.root / "r" / "events.jsonl").read_bytes() == events

@@ -32,7 +32,7 @@ def run(args) -> int:
     data = build_data(recipe, for_eval=True)
     model = restored.model
     print(f"evaluating {rd.name} ({restored.checkpoint.name}{', EMA weights' if restored.ema else ''}) "
-          f"on {data.val_size} validation images", file=sys.stderr)
+          f"on {data.val_size} validation image files (unreadable ones are skipped and counted)", file=sys.stderr)
     report = evaluate(model, data.val_loader, len(restored.classes), class_names=restored.classes,
                       threshold=args.threshold)
     if not args.no_robustness:

@@ -30,6 +30,10 @@ def run(args) -> int:
     root = runs_root(args)
     if args.resume:
         rd = resolve_run(args, args.resume)
+        if args.preset or args.set:  # a resumed run trains its own recipe.toml, nothing else
+            print(f"error: --resume continues the run's own recipe; it takes no PRESET or --set (to change a "
+                  f"value before resuming, edit {rd.recipe_path})", file=sys.stderr)
+            return 2
         if is_live(state := run_state(rd)):
             print(f"error: run {rd.name} is still live (state {state}); use `vittui attach {rd.name}`",
                   file=sys.stderr)
