@@ -91,6 +91,7 @@ def imagefolder_split(recipe: Recipe) -> SourceSplit:
     train_dir, val_dir = root / d.train_split, root / d.val_split
     if train_dir.is_dir() and val_dir.is_dir():
         classes, train_files, ign_tr = _scan_class_folders(train_dir)
+        _require_two_classes(classes, root)
         val_classes, val_files, ign_va = _scan_class_folders(val_dir)
         check_same_classes(classes, val_classes, train_dir, val_dir)
         ignored = ign_tr + ign_va
@@ -113,11 +114,19 @@ def imagefolder_split(recipe: Recipe) -> SourceSplit:
                       test, _ignored_warning(ignored), ignored)
     base = train_dir if train_dir.is_dir() else root
     classes, files, ignored = _scan_class_folders(base)
+    _require_two_classes(classes, root)
     paths, labels = _flatten(classes, files)
     tr, va = split_indices(labels, d.val_fraction, recipe.run.seed)
     reader = FileReader(paths)
     return SourceSplit(reader, tr, labels[tr], reader, va, labels[va], classes, None,
                   _ignored_warning(ignored), ignored)
+
+
+def _require_two_classes(classes, root: Path) -> None:
+    """One class folder trains a classifier that cannot be wrong: refused here, for the worker and pre-flight."""
+    if len(classes) < 2:
+        raise DataError(f"data.path {root} has {len(classes)} class folder ({', '.join(classes)}); "
+                        "a classifier needs at least 2")
 
 
 __all__ = ["imagefolder_split", "check_same_classes"]

@@ -45,9 +45,6 @@ def _imagefolder_problems(recipe: Recipe) -> list[str]:
         split = imagefolder_split(recipe)  # path, class folders, train/val classes alike (a folder scan)
     except DataError as e:
         return [str(e)]
-    if len(split.classes) < 2:
-        return [f"data.path {recipe.data.path} has {len(split.classes)} class folder "
-                f"({', '.join(split.classes)}); a classifier needs at least 2"]
     paths = _sample(split.reader_train, split.train_idx)
     bad = [p for p in paths if not _decodes(p)]
     if paths and len(bad) == len(paths):
