@@ -175,19 +175,20 @@ def test_nan_loss_pauses_and_resume_lowers_lr(tmp_path, tiny_recipe):
 def test_control_point_unit():
     control = InProcessControl()
     acks = []
-    cp = ControlPoint(source=control, ack=lambda c, s, ok, d: acks.append((c.command, s, ok)))
-    control.send("set", lr_scale=0.25, eval_every=7)
+    cp = ControlPoint(source=control, ack=lambda c, s, ok, d, ch: acks.append((c.command, s, ok, ch)))
+    control.send("set", lr_scale=0.25, eval_every=7)  # the old name of lr_multiplier still reads
     assert cp(3) is False
-    assert cp.knobs.lr_multiplier == 0.25 and cp.knobs.eval_every == 7  # `lr_scale` on the wire
+    assert cp.knobs.lr_multiplier == 0.25 and cp.knobs.eval_every == 7
     control.send("stop")
     assert cp(4) is True
-    assert acks == [("set", 3, True), ("stop", 4, True)]
+    # the ack says what changed, old -> new, under the knob's one name
+    assert acks == [("set", 3, True, {"lr_multiplier": [1.0, 0.25], "eval_every": [0, 7]}), ("stop", 4, True, {})]
 
 
 def test_control_point_suspend_ends_the_loop_even_while_paused():
     control = InProcessControl()
     acks = []
-    cp = ControlPoint(source=control, ack=lambda c, s, ok, d: acks.append((c.command, s, ok)), poll_interval=0.001)
+    cp = ControlPoint(source=control, ack=lambda c, s, ok, d, ch: acks.append((c.command, s, ok)), poll_interval=0.001)
     control.send("pause")
     control.send("suspend")  # read while paused: the pause ends and the loop stops, suspended
     assert cp(5) is True

@@ -65,8 +65,8 @@ def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = 
         b.criterion = faults.wrap(b.criterion, step=lambda: p.pos.step + 1)
     cp = ControlPoint(
         source=control, stop=stop or StopRequest(),
-        ack=lambda cmd, step, ok, detail: b.out.emit(
-            ev.ControlAck(command=cmd.command, id=cmd.id, step=step, ok=ok, detail=detail)),
+        ack=lambda cmd, step, ok, detail, changes: b.out.emit(
+            ev.ControlAck(command=cmd.command, id=cmd.id, step=step, ok=ok, detail=detail, changes=changes)),
         set_state=lambda state, reason: b.out.set_state(state, p.pos.step, reason),
         checkpoint=lambda: save_checkpoint(b, p), eval=lambda: run_eval(b, p), broadcast=_broadcast(b.acc),
         knobs=Knobs(eval_every=recipe.run.eval_every, probe_every=recipe.run.probe_every))
@@ -184,7 +184,7 @@ def _skip_and_pause(b: Built, p: Progress, cp: ControlPoint, loss: float) -> Non
     b.optimizer.zero_grad(set_to_none=True)
     b.out.emit(ev.Fault(fault="nan", step=step, quantity="loss", message=(
         f"loss is {loss} at step {step}; the update was skipped and the run paused"),
-        suggestion="resume with a lower lr (vittui ctl RUN resume --lr-scale 0.5) or stop"))
+        suggestion="resume with a lower lr (vittui ctl RUN resume --lr-multiplier 0.5) or stop"))
     cp.pause(f"non-finite loss at step {step}")
 
 
