@@ -216,3 +216,82 @@ def test_history_folds_a_rewind_like_a_resume():
     assert h.loss == [1.0] * 6 + [2.0] * 4  # the redone steps replace the old ones
     assert h.eval_steps == [4] and h.best_eval.top1 == 50.0  # the eval at 8 was after the rewind point
     assert [r.to_step for r in h.rewinds] == [6] and h.resumes == []
+
+
+# ---- early stopping ----------------------------------------------------------------------------------
+
+
+def _scripted_evals(monkeypatch, top1s, losses):
+    """The loop's evaluation returns these scores in turn (the weights still train for real)."""
+    from vittui.train import loop
+    from vittui.train.evaluate import Scores
+
+    scores = iter(zip(losses, top1s))
+
+    def fake(*args, **kwargs):
+        loss, top1 = next(scores)
+        return Scores(loss, top1, 100.0)
+
+    monkeypatch.setattr(loop, "evaluate", fake)
+
+
+def _weights(path):
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+@pytest.mark.parametrize(("metric", "top1s", "losses"), [
+    ("val_top1", [10.0, 30.0, 20.0, 25.0, 99.0], [9.0] * 5),  # best 30 at step 4, then 2 evals without better
+    ("val_loss", [50.0] * 5, [2.0, 1.0, 1.5, 1.2, 0.1]),  # best 1.0 at step 4 (top-1 is flat throughout)
+])
+def test_early_stop_ends_the_run_and_best_follows_the_metric(tmp_path, tiny_recipe, monkeypatch, metric, top1s,
+                                                             losses):
+    _scripted_evals(monkeypatch, top1s, losses)
+    r = tiny_recipe.with_overrides(["run.probe_every=0", "run.eval_every=2", "run.checkpoint_every=2",
+                                    "schedule.early_stop_patience=2", f"schedule.early_stop_metric={metric}"])
+    run = prepare_run(r, tmp_path, "t")
+    result = train(r, run.path)
+    # evals at 2, 4 (best), 6, 8: two without improvement -> stop at 8 of 16, finished
+    assert result.state == "finished" and result.step == 8
+    assert [e.step for e in _of(run, ev.Eval)] == [2, 4, 6, 8]
+    status = run.read_status()
+    assert status.state == "finished" and status.message.startswith("early stop at step 8: no improvement in 2 evals")
+    assert any(isinstance(e, ev.Log) and e.message.startswith("early stop at step 8") for e in _events(run))
+    assert not any(isinstance(e, ev.Step) and e.step > 8 for e in _events(run))
+    best = [c for c in _of(run, ev.CheckpointSaved) if c.best]
+    assert best[-1].step == 4
+    from vittui.train import checkpoint as ckpt
+
+    assert ckpt.find(run.checkpoints, "best").name == "step-00000004"
+    # what export and eval load by default (restore's "best") is step 4's weights, not the last ones
+    from vittui.train.restore import restore
+
+    restored = restore(run.path)
+    assert restored.checkpoint.name == "step-00000004"
+    at4, at8 = _weights(run.checkpoints / "step-00000004" / "model.safetensors"), _weights(
+        run.checkpoints / "step-00000008" / "model.safetensors")
+    state = restored.model.state_dict()
+    assert all((state[k] == v).all() for k, v in at4.items())
+    assert any(not (state[k] == v).all() for k, v in at8.items())
+    if metric == "val_top1":  # `vittui export-model RUN` (checkpoint "best" by default) writes those weights
+        from vittui.deploy.export import export_model
+
+        res = export_model(run.path, tmp_path / "export", "safetensors")
+        exported = _weights(tmp_path / "export" / "model.safetensors")
+        assert res.checkpoint == "step-00000004"
+        assert exported.keys() == at4.keys() and all((exported[k] == at4[k]).all() for k in at4)
+
+
+def test_early_stop_stops_a_stalled_run(tmp_path, tiny_recipe):
+    """A real stall: an lr so small the weights cannot move top-1; the first eval stays the best."""
+    r = tiny_recipe.with_overrides(["run.probe_every=0", "run.eval_every=2", "optim.lr=1e-12",
+                                    "schedule.min_lr=0", "schedule.warmup_lr=0", "schedule.epochs=4",
+                                    "schedule.early_stop_patience=3"])
+    run = prepare_run(r, tmp_path, "t")
+    result = train(r, run.path)
+    evals = _of(run, ev.Eval)
+    assert len({e.top1 for e in evals}) == 1  # it did stall
+    assert result.state == "finished" and result.step == 8 < 32  # evals at 2 (best), 4, 6, 8: three without
+    assert "no improvement in 3 evals" in run.read_status().message
+    assert [c.step for c in _of(run, ev.CheckpointSaved) if c.best] == [2]  # ties are no improvement

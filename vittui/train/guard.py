@@ -12,7 +12,8 @@ last checkpoint saved before the divergence began (`good_step`), at a lower lr.
 
 **Early stopping.** `schedule.early_stop_patience = P` evals in a row whose metric
 (`schedule.early_stop_metric`) did not beat the best so far by more than `early_stop_min_delta` end
-the run; the best checkpoint follows the same metric (`better`), so the exported model is that one.
+the run; the best checkpoint follows the same metric (`better`), and an eval that improves it is
+checkpointed at once (whatever `run.checkpoint_every` says), so the exported model is that one.
 """
 
 from __future__ import annotations
@@ -82,11 +83,13 @@ class EarlyStop:
     min_delta: float = 0.0
     best: float | None = None
     bad_evals: int = 0
+    unsaved_best: bool = False  # the last eval improved and no checkpoint holds it yet
 
     def after_eval(self, value: float) -> bool:
         """Feed one eval's metric; True when the run should stop now."""
         if better(self.metric, value, self.best, self.min_delta):
             self.best, self.bad_evals = value, 0
+            self.unsaved_best = bool(self.patience)
         else:
             self.bad_evals += 1
         return bool(self.patience) and self.bad_evals >= self.patience

@@ -132,7 +132,7 @@ def _loop(b: Built, p: Progress, cp: ControlPoint, guard: DivergenceRule) -> Non
                 run_probe(b, p, cp.knobs)
             if _due(cp.knobs.eval_every, pos.step):
                 run_eval(b, p)
-            if _due(b.recipe.run.checkpoint_every, pos.step):
+            if _due(b.recipe.run.checkpoint_every, pos.step) or p.stopper.unsaved_best:  # early stop: keep the best
                 save_checkpoint(b, p)
 
         stop = cp(pos.step) or pos.step >= b.total_steps or bool(p.early_stop)  # commands; blocks while paused
@@ -293,11 +293,14 @@ def run_eval(b: Built, p: Progress) -> None:
 def save_checkpoint(b: Built, p: Progress) -> None:
     if not b.acc.is_main_process:
         return
-    # the best checkpoint follows schedule.early_stop_metric (top-1 by default); the latest wins a tie
-    is_best = p.last_metric is not None and (p.best_metric is None or p.last_metric == p.best_metric
-                                             or better(p.stopper.metric, p.last_metric, p.best_metric))
+    # the best checkpoint follows schedule.early_stop_metric (top-1 by default): the latest wins a tie, except
+    # under early stopping, where best is what the stopper calls an improvement (beyond early_stop_min_delta)
+    st = p.stopper
+    tie = p.last_metric == p.best_metric and not st.patience
+    is_best = p.last_metric is not None and (tie or better(st.metric, p.last_metric, p.best_metric, st.min_delta))
     if is_best:
         p.best_top1, p.best_metric = p.last_top1, p.last_metric
+    st.unsaved_best = False
     pos = p.pos
     state = {
         "optimizer": b.optimizer.state_dict(),
