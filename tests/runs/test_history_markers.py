@@ -44,7 +44,29 @@ def test_a_resume_drops_the_markers_after_its_checkpoint_and_marks_the_restart()
     # the knob change at 4, the fault at 6 and the pause at 5 were after the checkpoint at 3: redone, gone
     assert kinds(h) == [(2, "knob"), (3, "pause"), (3, "resume"), (3, "restart")]
     assert h.knob_changes == [KnobChange(2, "lr_multiplier", 1.0, 0.5)]
-    assert h.knobs == {}  # the new worker starts from its recipe's knobs
+    # the new worker starts from its recipe's intervals and the lr multiplier its checkpoint (at 3) kept
+    assert h.knobs == {"lr_multiplier": 0.5}
+
+
+def test_a_start_over_keeps_no_knob():
+    h = RunHistory()
+    h.feed(LIVE + [started(resumed=0, t=10.0)])
+    assert kinds(h) == [(0, "restart")] and h.knob_changes == [] and h.knobs == {}
+
+
+def test_a_divergence_rewind_is_marked_where_it_went_back_to_and_sets_the_lr_multiplier():
+    h = RunHistory()
+    # the loss spiked at step 6; the guard reloaded the checkpoint at 4 and halved the multiplier (0.5 -> 0.25)
+    h.feed(LIVE[:10] + [ev.Fault(fault="spike", step=6, message="loss spike", t=6.0),
+                        ev.Rewound(step=6, to_step=4, lr_multiplier=0.25, reason="loss spike at step 6", t=6.1),
+                        step(5, 5.2, 7)])
+    assert kinds(h) == [(2, "knob"), (3, "pause"), (3, "resume"), (4, "knob"), (4, "rewind")]  # the fault at 6: gone
+    assert h.markers[-1] == Marker(4, "rewind", "rewind: diverged at step 6 (loss spike at step 6), back to step 4, "
+                                                "lr multiplier 0.25", "rewind lr x0.25")
+    assert h.knobs == {"lr_multiplier": 0.25, "eval_every": 10}
+    # killed later and resumed from the checkpoint at 4: the multiplier the rewind set is the one kept
+    h.feed([started(resumed=4, t=20.0)])
+    assert h.knobs == {"lr_multiplier": 0.25} and kinds(h)[-1] == (4, "restart")
 
 
 def test_repeated_steps_without_a_resume_event_drop_markers_the_same_way():

@@ -13,7 +13,8 @@ runs at its own speed). A run resumed before its first checkpoint starts over: i
 warning "no checkpoint yet: starting over from step 0" and a second `RunStarted(resumed_from_step=0)`,
 which rewinds everything to 0 (and counts as a resume to 0 in `resumes`). A Step at or before the last
 one with no such event before it (a log written without `resumed_from_step`) rewinds the same way, to
-the step before it.
+the step before it. A `Rewound(to_step=K)` (the divergence guard reloaded the checkpoint at K) rewinds
+the same way; the event itself is kept in `rewinds`, for the views that mark it.
 
 Per-step values sit in a `StepSeries`: bounded for the monitor (a million steps cost what two thousand
 do), exact for compare (`max_buckets=None`). Feeding the file back — every line, or with Step lines
@@ -25,8 +26,9 @@ last steps exactly, and the curves at the resolution a plot draws.
 reason: by the user, or automatically), a worker restarted from a checkpoint — is folded into `markers`,
 which the plots draw at their step and the log lists, and the knob changes alone into `knob_changes`
 (what `vittui compare` lists). Each event kind's markers come from one entry of `MARKERS`. The resume
-rule holds for them as for steps: markers after the step a resume goes back to are dropped. `knobs` is
-what the live worker's knobs were set to; a new worker starts from its recipe's values, so it empties.
+rule holds for them as for steps: markers after the step a resume (or a rewind) goes back to are dropped.
+`knobs` is what the live worker's knobs were set to (by a `set`, or by a rewind's lr factor); a worker
+resumed from a checkpoint starts from its recipe's intervals and the lr multiplier the checkpoint kept.
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 from vittui.runs.events import PROBE_OFF_PREFIX
 from vittui.runs.events import (
-    AttentionProbe, ControlAck, DataSkipped, Eval, Event, Fault, Finished, GradFlow, Log, RunStarted, Status,
-    Step,
+    AttentionProbe, ControlAck, DataSkipped, Eval, Event, Fault, Finished, GradFlow, Log, Rewound, RunStarted,
+    Status, Step,
 )
 from vittui.runs.step_series import StepSeries
 
@@ -100,6 +102,12 @@ def _fault_markers(e: Fault) -> list[Marker]:
     return [Marker(e.step, "fault", f"{e.fault}: {e.message}", e.fault)]
 
 
+def _rewind_markers(e: Rewound) -> list[Marker]:
+    why = f" ({e.reason})" if e.reason else ""
+    return [Marker(e.to_step, "rewind", f"rewind: diverged at step {e.step}{why}, back to step {e.to_step}, "
+                                        f"lr multiplier {e.lr_multiplier:g}", f"rewind lr x{e.lr_multiplier:g}")]
+
+
 def _restart_markers(e: RunStarted) -> list[Marker]:
     return [Marker(e.resumed_from_step, "restart", f"worker restarted from step {e.resumed_from_step}", "restart")]
 
@@ -109,6 +117,7 @@ MARKERS: dict[type[Event], Callable[[Any], list[Marker]]] = {
     ControlAck: _knob_markers,
     Status: _status_markers,
     Fault: _fault_markers,
+    Rewound: _rewind_markers,  # at the step it went back to: the markers after it are dropped with the steps
 }
 
 
@@ -134,6 +143,7 @@ class RunHistory:
         self.grad_flow: GradFlow | None = None  # the latest
         self.probe_off = ""  # why attention probing switched off (the worker's log line), "" while it runs
         self.resumes: list[int] = []  # the step each resume went back to
+        self.rewinds: list[Rewound] = []  # the divergence guard's rewinds, in order
         self.faults = 0
         self.warnings = 0
         self.skipped = 0  # unreadable images, as the worker last counted them
@@ -169,7 +179,7 @@ class RunHistory:
                     self.resumes.append(e.resumed_from_step)
                     self._mark(_restart_markers(e))
                 self.started = e
-                self.knobs = {}  # a new worker starts from its recipe's values
+                self.knobs = self._checkpointed_knobs(e.resumed_from_step)  # a new worker's, beyond its recipe's
                 self.probe_off = ""  # a new worker probes again (and logs again if it must stop)
             elif isinstance(e, Status):
                 self.state = e.state
@@ -195,11 +205,22 @@ class RunHistory:
                 for c in knob_changes(e):
                     self.knob_changes.append(c)
                     self.knobs[c.knob] = c.new
+            elif isinstance(e, Rewound):  # the steps after to_step are redone: the resume rule
+                self.rewind(e.to_step)
+                self.rewinds.append(e)
+                self.knobs["lr_multiplier"] = e.lr_multiplier
 
     def _mark(self, markers: list[Marker]) -> None:
         self.markers.extend(markers)
         if len(self.markers) > MAX_MARKERS:
             del self.markers[:-MAX_MARKERS]
+
+    def _checkpointed_knobs(self, step: int) -> dict[str, float]:
+        """The knobs a worker resumed from the checkpoint at `step` starts with, beyond its recipe's: the lr
+        multiplier the checkpoint saved (the last one set or rewound to at or before `step`)."""
+        lr = [(c.step, c.new) for c in self.knob_changes if c.knob == "lr_multiplier" and c.step <= step]
+        lr += [(r.to_step, r.lr_multiplier) for r in self.rewinds if r.to_step <= step]
+        return {"lr_multiplier": max(lr, key=lambda x: x[0])[1]} if lr else {}
 
     def rewind(self, step: int) -> None:
         """Forget what was logged after `step` (the rule for resumed runs: see the module's docstring)."""
