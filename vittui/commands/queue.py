@@ -47,6 +47,7 @@ def rows(root) -> list[dict]:
 
 
 def run(args) -> int:
+    from vittui.hardware import fmt_bytes
     from vittui.runs import queue
 
     root = runs_root(args)
@@ -85,9 +86,9 @@ def run(args) -> int:
         print(f"nothing queued or live in {root}/")
         return 0
     print(f"scheduler: {'running' if alive else 'not running'}")
-    print(f"{'POS':>3}  {'NAME':<28} {'STATE':<9} {'ESTIMATE':>9} {'GPU':<5} MODEL")
+    print(f"{'POS':>3}  {'NAME':<28} {'STATE':<9} {'ESTIMATE':>10} {'GPU':<5} MODEL")
     for r in table:
-        est = f"{r['estimate_bytes'] / 2**30:.2f}G" if r["estimate_bytes"] else "-"
+        est = fmt_bytes(r["estimate_bytes"]) if r["estimate_bytes"] else "-"
         gpu = ",".join(map(str, r["gpu_ids"])) or (str(r["gpus"]) + "?" if r["gpus"] else "-")
-        print(f"{r['position'] or '-':>3}  {r['name']:<28} {r['state']:<9} {est:>9} {gpu:<5} {r['model']}")
+        print(f"{r['position'] or '-':>3}  {r['name']:<28} {r['state']:<9} {est:>10} {gpu:<5} {r['model']}")
     return 0

@@ -84,6 +84,7 @@ def run(args) -> int:
 
 def _enqueue(recipe, root: Path, args) -> int:
     """`--queue`: the run directory in state queued with its memory estimate; the scheduler starts it."""
+    from vittui.hardware import fmt_bytes
     from vittui.runs import queue
 
     try:
@@ -95,7 +96,7 @@ def _enqueue(recipe, root: Path, args) -> int:
     queue.write_config(root, max_per_gpu=args.max_per_gpu, max_cpu_runs=args.max_cpu_runs,
                        suspend_paused_after=args.suspend_paused_after)
     rd = queue.enqueue(recipe, root, args.name, estimate_bytes=est, gpus=args.gpus)
-    est_text = f", estimate {est / 2**30:.2f} GiB" if est else ""
+    est_text = f", memory estimate {fmt_bytes(est)}" if est else ""
     print(f"queued {rd.name} at position {queue.position(rd)}{est_text}; see `vittui queue`")
     return 0
 
