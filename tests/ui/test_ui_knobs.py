@@ -10,7 +10,7 @@ import math
 
 import pytest
 from tiny import TINY_PROCESS, stop_worker
-from ui_helpers import SIZE, screen_text, wait_for
+from ui_helpers import SIZE, screen_text, start_from_setup, wait_for
 
 import vittui.train.worker  # noqa: F401  (an ImportError here fails the test, never skips it)
 from vittui import recipe as R
@@ -19,7 +19,6 @@ from vittui.runs.events import ControlAck, Eval, RunStarted, Step, read_all
 from vittui.runs.history import Marker
 from vittui.ui.app import create_app
 from vittui.ui.screens.knobs import KnobsModal
-from vittui.ui.screens.monitor import MonitorScreen
 from vittui.ui.widgets.metric_plot import MetricPlot
 
 pytestmark = pytest.mark.anyio
@@ -61,9 +60,7 @@ async def test_knobs_form_sets_lr_multiplier_and_eval_interval_on_a_live_worker(
     run = None
     try:
         async with app.run_test(size=SIZE) as pilot:
-            await pilot.press("ctrl+s")
-            await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="monitor")
-            monitor = app.screen
+            monitor = await start_from_setup(app, pilot)
             run = monitor.run
             await wait_for(pilot, lambda: monitor.history.step > 0 and monitor.recipe_knobs is not None,
                            timeout=120, what="first steps")

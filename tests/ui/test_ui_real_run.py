@@ -8,7 +8,7 @@ import json
 
 import pytest
 from tiny import TINY_PROCESS, stop_worker
-from ui_helpers import SIZE, wait_for
+from ui_helpers import SIZE, start_from_setup, wait_for
 
 import vittui.train.worker  # noqa: F401  (an ImportError here fails the test, never skips it)
 from vittui import recipe as R
@@ -45,9 +45,7 @@ async def test_start_pause_resume_detach_reattach_stop(runs_root, no_gpu):
     run = None
     try:
         async with app.run_test(size=SIZE) as pilot:
-            await pilot.press("ctrl+s")
-            await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="monitor")
-            monitor = app.screen
+            monitor = await start_from_setup(app, pilot)
             run = monitor.run
             assert run.name == "tiny-ui"
             await wait_for(pilot, lambda: monitor.history.step > 0, timeout=120, what="first steps")
