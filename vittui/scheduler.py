@@ -101,6 +101,9 @@ class Scheduler:
         self.pending_bytes: dict[str, tuple[list[int], int]] = {}  # started, not yet running: cards, estimate
         self.suspend_sent: set[str] = set()
         self._others: list[LiveRun] = []
+        self._devices: dict[str, str] = {}  # run name -> its recipe's compute.device
+        self.wait_reason = ""  # why the head of the line waits (logged once per head)
+        self._logged_wait = ""
         self._scanned = 0.0
         self.log = log or (lambda line: print(time.strftime("%H:%M:%S"), line, flush=True))
 
@@ -131,6 +134,9 @@ class Scheduler:
             head = line[0]
             verdict = self._admit(head)
             if verdict is None:  # waits: strict FIFO, nothing overtakes it
+                if self._logged_wait != head.name:  # once per head, not every pass
+                    self._logged_wait = head.name
+                    self.log(f"{head.name}: waits for {self.wait_reason}")
                 break
             if isinstance(verdict, str):
                 self._refuse(head, verdict)
@@ -221,13 +227,14 @@ class Scheduler:
         return mine + [o for o in self._others if o.run.name not in self.children]
 
     def _wants_gpu(self, run: RunDir) -> bool:
-        from vittui.recipe import load
+        if run.name not in self._devices:  # read once: a waiting head is looked at every pass
+            from vittui.recipe import load
 
-        try:
-            device = load(run.recipe_path).compute.device
-        except Exception:  # noqa: BLE001 - the worker reports a broken recipe; admission treats it as CPU
-            device = "cpu"
-        return device != "cpu" and bool(self.gpu_source.gpus())
+            try:
+                self._devices[run.name] = load(run.recipe_path).compute.device
+            except Exception:  # noqa: BLE001 - the worker reports a broken recipe; admission treats it as CPU
+                self._devices[run.name] = "cpu"
+        return self._devices[run.name] != "cpu" and bool(self.gpu_source.gpus())
 
     def _admit(self, run: RunDir) -> list[int] | str | None:
         """The cards to start `run` on ([] for a CPU run), a reason to refuse it, or None: it waits."""
@@ -237,6 +244,8 @@ class Scheduler:
             on_cpu = [r for r in live if not r.gpu_ids]
             if len(on_cpu) < max(self.config.max_cpu_runs, 1):
                 return []
+            self.wait_reason = (f"a CPU slot ({len(on_cpu)} of {max(self.config.max_cpu_runs, 1)} taken by "
+                                f"{', '.join(r.run.name for r in on_cpu)})")
             self._maybe_suspend(on_cpu)
             return None
         need = max(entry.gpus, 1)
@@ -267,6 +276,9 @@ class Scheduler:
                 fits.append((-(free or 0), g.index))
         if len(fits) >= need:
             return sorted(i for _, i in sorted(fits)[:need])
+        self.wait_reason = (f"{need} GPU(s) with a free slot and {want / 2**30:.1f} GiB free (free now: "
+                            + ", ".join(f"GPU {g.index} {((g.memory_total or 0) - (g.memory_used or 0)) / 2**30:.1f} "
+                                        f"GiB, {len(runs_on[g.index])} run(s)" for g in gpus) + ")")
         self._maybe_suspend([r for i in runs_on for r in runs_on[i]])
         return None
 
