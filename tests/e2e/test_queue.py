@@ -125,6 +125,8 @@ def test_queue_json_top_rm_and_bad_input(cli, tmp_path):
             (("train", str(short), "--queue", "--detach"), "--queue"),
             (("train", str(short), "--queue", "--max-per-gpu", "0"), "--max-per-gpu must be >= 1"),
             (("train", str(short), "--max-cpu-runs", "2"), "--max-cpu-runs needs --queue"),
+            (("train", str(short), "--queue", "--set", "optim.lr=-1"), "optim.lr"),
+            (("train", "--resume", "a", "--queue"), "no checkpoint"),
         ]
         for args, said in bad:
             p = cli(*args, check=False)
