@@ -13,6 +13,9 @@ and below everything torch-bound: it starts workers as commands, like the launch
     scheduler started that have not allocated yet). The run gets those cards through CUDA_VISIBLE_DEVICES.
 A run whose estimate + margin is above the total memory of the cards it would need is refused: state
 `failed` with the reason, never kept waiting. Strict FIFO: nothing overtakes a head that waits.
+A run holds its slot while its status is live; once it says finished, suspended, stopped or failed the
+next run may start while the old process still tears down (seconds of interpreter and torch shutdown on a
+busy box): training never overlaps, and on a GPU the memory it still holds shows in NVML's free memory.
 
 **Crash safety.** Before spawning, the run is claimed under the queue mutex: status `starting` naming this
 scheduler's pid (readers see a live `starting`, not `lost`); after the spawn status names the worker's
@@ -195,6 +198,10 @@ class Scheduler:
                 continue
             del self.children[name]
             self.pending_bytes.pop(name, None)
+            entry = queue.read_entry(run)
+            if entry is not None:  # when the process was gone: the benchmark's worker teardown
+                entry.exited_at, entry.exit_code = time.time(), rc
+                queue.write_entry(run, entry)
             self.suspend_sent.discard(name)
             if status is not None and status.state == "starting" and status.pid in (proc.pid, os.getpid()):
                 status.state = "failed"
@@ -221,8 +228,10 @@ class Scheduler:
         mine = []
         for name, proc in self.children.items():
             run = RunDir(self.root / name)
-            entry = queue.read_entry(run)
             status = run.read_status() or RunStatus()
+            if not is_live(status.state):
+                continue  # ended (finished, suspended, …): its slot is free while the process tears down
+            entry = queue.read_entry(run)
             mine.append(LiveRun(run, status.state, status.pid or proc.pid, list(entry.gpu_ids) if entry else []))
         return mine + [o for o in self._others if o.run.name not in self.children]
 
