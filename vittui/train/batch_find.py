@@ -137,6 +137,9 @@ def find_batch(b: Built, max_memory: int | None = None, max_batch: int | None = 
                 t.note = "estimate over the limit"
             else:
                 t.fits, t.images_per_s, t.peak_bytes, t.note = _try(b, images, labels, n)
+                if cuda:  # the failed step's tensors went with its exception: hand their blocks back
+                    gc.collect()
+                    torch.cuda.empty_cache()
             result.tries.append(t)
             if on_try is not None:
                 on_try(t)

@@ -137,37 +137,4 @@ def _ramp(b: Built, steps: int, start: float, end: float, on_step) -> LRFindResu
                         rule=RULE, stopped_early=stopped and len(lrs) < steps, steps=len(lrs))
 
 
-def plot(result: LRFindResult, width: int = 80, height: int = 20, color: bool = True) -> str:
-    """The curve as terminal text (plotext): the smoothed loss (blue) and the raw loss (gray) against the lr
-    on a log axis with a tick per decade, the suggestion a red vertical line. The y range runs from the
-    smoothed minimum to a little above the starting loss, so the divergence at the end does not flatten
-    the part that matters."""
-    import plotext as plt
-
-    plt.clear_figure()
-    plt.plotsize(width, height)
-    plt.theme("clear")
-    finite = [(lr, loss, sm) for lr, loss, sm in zip(result.lrs, result.losses, result.smoothed)
-              if math.isfinite(loss) and math.isfinite(sm)]
-    title = "LR range test"
-    if finite:
-        lrs, losses, smoothed = (list(c) for c in zip(*finite))
-        plt.xscale("log")
-        plt.plot(lrs, losses, color="gray", label="loss")
-        plt.plot(lrs, smoothed, color="blue", label="smoothed")
-        low, high = min(smoothed), max(smoothed[0], min(smoothed)) * 1.25
-        plt.ylim(low - 0.05 * (high - low), high)
-        decades = range(math.floor(math.log10(lrs[0])), math.ceil(math.log10(lrs[-1])) + 1)
-        ticks = [10.0 ** d for d in decades if lrs[0] <= 10.0 ** d <= lrs[-1]]
-        if ticks:
-            plt.xticks(ticks, [f"{t:.0e}" for t in ticks])
-        if result.suggested_lr is not None:
-            plt.vline(result.suggested_lr, color="red")
-            title += f": suggested lr {result.suggested_lr:.2e} (red line)"
-    plt.title(title)
-    plt.xlabel("lr")
-    text = plt.build()
-    return text if color else plt.uncolorize(text)
-
-
-__all__ = ["LRFindResult", "find_lr", "lr_at", "smooth", "suggest", "plot", "RULE", "STOP_RULE"]
+__all__ = ["LRFindResult", "find_lr", "lr_at", "smooth", "suggest", "RULE", "STOP_RULE"]
