@@ -26,7 +26,8 @@ def as_bytes(x):
     """A comparable image of `x` down to the bytes of every tensor and array."""
     if isinstance(x, torch.Tensor):
         t = x.detach().cpu().contiguous()
-        return ("tensor", str(t.dtype), tuple(t.shape), t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        raw = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        return ("tensor", str(t.dtype), tuple(t.shape), raw)
     if isinstance(x, np.ndarray):
         return ("array", str(x.dtype), x.shape, x.tobytes())
     if isinstance(x, dict):

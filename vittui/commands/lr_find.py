@@ -39,7 +39,9 @@ def build_for_finder(args):
     from vittui.planning.preflight_libs import preflight
 
     recipe = load_recipe(args)
-    root = runs_root(args) if getattr(args, "runs_dir", None) or recipe.run.output_dir == "runs" else Path(recipe.run.output_dir)
+    root = runs_root(args)
+    if recipe.run.output_dir != "runs" and not getattr(args, "runs_dir", None):  # as `vittui train` decides
+        root = Path(recipe.run.output_dir)
     if problems := preflight(recipe, root):
         return None, problems
     from vittui.train.build import build
