@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from vittui.commands._common import JSON_HELP, print_json
+from vittui.commands._common import JSON_HELP, build_for_finder, print_json
 
 
 def add_parser(sub) -> None:
@@ -22,7 +22,6 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from vittui.commands.estimate import parse_size
-    from vittui.commands.lr_find import build_for_finder
     from vittui.hardware import fmt_bytes
 
     limit = None
@@ -38,10 +37,7 @@ def run(args) -> int:
     if args.max_batch is not None and args.max_batch < 1:
         print(f"error: --max-batch must be at least 1 (got {args.max_batch})", file=sys.stderr)
         return 2
-    b, problems = build_for_finder(args)
-    if problems:
-        for line in problems:
-            print(f"error: {line}", file=sys.stderr)
+    if (b := build_for_finder(args)) is None:
         return 2
     from vittui.train.batch_find import find_batch
 

@@ -5,10 +5,9 @@ is created. `--json` prints one object (the setup screen reads it); otherwise th
 from __future__ import annotations
 
 import math
-import os
 import sys
 
-from vittui.commands._common import JSON_HELP, load_recipe, print_json, runs_root
+from vittui.commands._common import JSON_HELP, build_for_finder, print_json
 
 
 def add_parser(sub) -> None:
@@ -32,32 +31,11 @@ def check_ramp(steps: int, start: float, end: float) -> str | None:
     return None
 
 
-def build_for_finder(args):
-    """The recipe's `Built` with nothing written to disk, after pre-flight; (built, None) or (None, problems)."""
-    from pathlib import Path
-
-    from vittui.planning.preflight_libs import preflight
-
-    recipe = load_recipe(args)
-    root = runs_root(args)
-    if recipe.run.output_dir != "runs" and not getattr(args, "runs_dir", None):  # as `vittui train` decides
-        root = Path(recipe.run.output_dir)
-    if problems := preflight(recipe, root):
-        return None, problems
-    from vittui.train.build import build
-
-    # `record=False`: the Emitter writes nothing, so this path is never created
-    return build(recipe, root / f".finder-{os.getpid()}", record=False), []
-
-
 def run(args) -> int:
     if bad := check_ramp(args.steps, args.start, args.end):
         print(f"error: {bad}", file=sys.stderr)
         return 2
-    b, problems = build_for_finder(args)
-    if problems:
-        for line in problems:
-            print(f"error: {line}", file=sys.stderr)
+    if (b := build_for_finder(args)) is None:
         return 2
     from vittui.train.lr_find import find_lr
 
