@@ -78,9 +78,10 @@ def test_ramp_smoothing_and_suggestion_rules():
     # by hand, beta 0.98: avg1 = 0.02*3 -> 3; avg2 = 0.98*0.06 + 0.02*1 = 0.0788, / (1 - 0.98^2) = 0.0396
     assert smooth([3.0, 1.0]) == pytest.approx([3.0, 0.0788 / 0.0396])
     lrs = [1e-5, 1e-4, 1e-3, 1e-2, 1e-1]
-    assert suggest(lrs, [2.0, 1.5, 1.0, 1.2, math.inf]) == pytest.approx(1e-4)  # min at 1e-3, a tenth
+    assert suggest(lrs, [2.0, 1.5, 1.0, 1.2, math.inf]) == 1e-3  # the lr at the smoothed minimum
+    assert suggest(lrs, [2.0, 1.0, 1.0, 1.2, math.nan]) == 1e-4  # finite points only; the first on a tie
     assert suggest(lrs, [math.inf] * 5) is None
-    assert "tenth" in RULE
+    assert RULE.startswith("min:")
 
 
 def test_find_lr_leaves_model_optimizer_rngs_and_data_order_exactly_as_before(tmp_path: Path):
