@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from vittui.commands._common import JSON_HELP, build_for_finder, print_json
+from vittui.commands._common import FINDER_JSON_HELP, build_for_finder, print_json
 
 
 def add_parser(sub) -> None:
@@ -16,7 +16,7 @@ def add_parser(sub) -> None:
     p.add_argument("--max-memory", metavar="GIB",
                    help="memory to fit in, in GiB (or 512MB, 2GB); default: free RAM on the CPU, the whole GPU")
     p.add_argument("--max-batch", type=int, help="largest batch to try (default: the training set's size)")
-    p.add_argument("--json", action="store_true", help=JSON_HELP)
+    p.add_argument("--json", action="store_true", help=FINDER_JSON_HELP)
     p.set_defaults(func=run)
 
 

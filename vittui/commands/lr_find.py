@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import sys
 
-from vittui.commands._common import JSON_HELP, build_for_finder, print_json
+from vittui.commands._common import FINDER_JSON_HELP, build_for_finder, print_json
 
 
 def add_parser(sub) -> None:
@@ -17,7 +17,7 @@ def add_parser(sub) -> None:
     p.add_argument("--steps", type=int, default=100, help="optimizer steps of the ramp (default 100)")
     p.add_argument("--start", type=float, default=1e-7, help="first lr (default 1e-7)")
     p.add_argument("--end", type=float, default=10.0, help="last lr (default 10)")
-    p.add_argument("--json", action="store_true", help=JSON_HELP)
+    p.add_argument("--json", action="store_true", help=FINDER_JSON_HELP)
     p.add_argument("--plot", action="store_true", help="draw the curve even with --json (on stderr)")
     p.set_defaults(func=run)
 
