@@ -132,15 +132,15 @@ def test_rewind_is_exact_the_redone_steps_reproduce_the_checkpointed_run(tmp_pat
 
 
 def test_a_spike_rewinds_to_the_checkpoint_before_it_began(tmp_path, tiny_recipe):
-    r = tiny_recipe.with_overrides(["run.probe_every=0", "run.checkpoint_every=5", "run.on_divergence=rewind",
+    r = tiny_recipe.with_overrides(["run.probe_every=0", "run.checkpoint_every=3", "run.on_divergence=rewind",
                                     "run.divergence_factor=3", "run.divergence_steps=3"])
     run = prepare_run(r, tmp_path, "t")
     # steps 12, 13, 14 report 50x their loss: the rule trips at 14; the spike began at 12, so the last good
-    # checkpoint is 10 (every 5), not a later one
+    # checkpoint is 9 (every 3), not 12, saved after the spiking step 12
     result = train(r, run.path, faults=Faults(spike_at=12, spike_steps=3, spike_scale=50.0))
     assert result.state == "finished" and result.step == 16
     [rw] = _of(run, ev.Rewound)
-    assert (rw.step, rw.to_step) == (14, 10) and "(since step 12)" in rw.reason
+    assert (rw.step, rw.to_step) == (14, 9) and "(since step 12)" in rw.reason
     h = _folded(run)
     assert h.steps == list(range(1, 17)) and max(h.loss) < 10  # the spiked steps were redone
 
@@ -209,8 +209,11 @@ def test_history_folds_a_rewind_like_a_resume():
     log += [ev.Eval(step=4, epoch=0.4, loss=1.0, top1=50.0, top5=100.0),
             ev.Eval(step=8, epoch=0.8, loss=1.0, top1=90.0, top5=100.0),
             ev.Rewound(step=9, to_step=6, lr_multiplier=0.5, reason="loss is nan at step 9")]
-    log += [step(s, 2.0) for s in range(7, 11)]
     h = RunHistory(max_buckets=None)
+    h.feed(log)
+    # at the Rewound itself, before any redone step: back at 6, the eval at 8 gone
+    assert h.step == 6 and h.steps == list(range(1, 7)) and h.eval_steps == [4] and h.best_eval.top1 == 50.0
+    log = [step(s, 2.0) for s in range(7, 11)]
     h.feed(log)
     assert h.steps == list(range(1, 11))
     assert h.loss == [1.0] * 6 + [2.0] * 4  # the redone steps replace the old ones
