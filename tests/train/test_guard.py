@@ -101,6 +101,11 @@ def test_nan_with_rewind_finishes_with_the_rewound_event_and_a_lower_lr(tmp_path
     for step, lr in zip(h.steps, h.lr):  # the redone steps run at half the scheduled lr, the first ones at all of it
         assert lr == pytest.approx(want[step] * (0.5 if step > 6 else 1.0), rel=1e-9), step
     assert run.read_status().state == "finished"
+    from vittui.runs.compare import compare_runs, format_table
+
+    cmp = compare_runs([run.path])  # `vittui compare` lists the rewinds
+    assert cmp.runs[0].rewinds == ["8->6"] and cmp.to_dict()["runs"][0]["rewinds"] == ["8->6"]
+    assert any(line.startswith("rewinds (step->to)") and "8->6" in line for line in format_table(cmp).splitlines())
 
 
 def test_rewind_is_exact_the_redone_steps_reproduce_the_checkpointed_run(tmp_path, tiny_recipe):
