@@ -163,6 +163,7 @@ def test_after_max_rewinds_the_guard_pauses(tmp_path, tiny_recipe):
         assert fault.fault == "divergence" and fault.step == 8
         assert "1 rewind(s) done, the most run.max_rewinds allows" in fault.message
         assert run.read_status().step == 7
+        assert run.read_status().message == "divergence: non-finite loss at step 8"  # run.notify's word for it
         control.send("resume")
         t.join(120)
         assert box["result"].state == "finished"

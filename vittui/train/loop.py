@@ -201,7 +201,9 @@ def _on_divergence(b: Built, p: Progress, cp: ControlPoint, guard: DivergenceRul
 
         b.out.emit(grad_flow(b.raw_model, step=step, before_clip=True))
     b.optimizer.zero_grad(set_to_none=True)
-    fault, pause_why = ("nan", f"non-finite loss at step {step}") if nan else ("spike", f"loss spike at step {step}")
+    # "divergence" in the reason: run.notify tells the user (runs/notify.py)
+    fault, pause_why = ("nan", f"divergence: non-finite loss at step {step}") if nan else (
+        "spike", f"divergence: loss spike at step {step}")
     if run.on_divergence == "rewind":
         found = ckpt.find_at_or_before(b.out.run.checkpoints, good_step)
         if found is not None and guard.rewinds < run.max_rewinds:
