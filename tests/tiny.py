@@ -194,3 +194,14 @@ def train_stopped_at(recipe, root: Path, name: str, stop_at: int):
             control.send("stop")
 
     return run, train(recipe, run.path, control, on_event=on_event)
+
+
+def run_in_thread(target: Callable[[], T]):
+    """Start `target()` on a daemon thread (a training run a test pauses and resumes from outside); returns
+    the thread and a dict whose "result" is the return value once it ends."""
+    import threading
+
+    box: dict = {}
+    t = threading.Thread(target=lambda: box.setdefault("result", target()), daemon=True)
+    t.start()
+    return t, box
