@@ -209,3 +209,14 @@ def stop_worker(run) -> None:
         while pid_alive(status.pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         kill_if_alive(status.pid)
+
+
+def run_in_thread(target: Callable[[], T]):
+    """Start `target()` on a daemon thread (a training run a test pauses and resumes from outside); returns
+    the thread and a dict whose "result" is the return value once it ends."""
+    import threading
+
+    box: dict = {}
+    t = threading.Thread(target=lambda: box.setdefault("result", target()), daemon=True)
+    t.start()
+    return t, box

@@ -3,10 +3,9 @@ their marked calls in train/loop.py), on the tiny model in-process."""
 
 import math
 import random
-import threading
 
 import pytest
-from tiny import wait_for
+from tiny import run_in_thread, wait_for
 
 from vittui.runs import events as ev
 from vittui.runs.control import InProcessControl
@@ -101,6 +100,11 @@ def test_nan_with_rewind_finishes_with_the_rewound_event_and_a_lower_lr(tmp_path
     for step, lr in zip(h.steps, h.lr):  # the redone steps run at half the scheduled lr, the first ones at all of it
         assert lr == pytest.approx(want[step] * (0.5 if step > 6 else 1.0), rel=1e-9), step
     assert run.read_status().state == "finished"
+    from vittui.runs.compare import compare_runs, format_table
+
+    cmp = compare_runs([run.path])  # `vittui compare` lists the rewinds
+    assert cmp.runs[0].rewinds == ["8->6"] and cmp.to_dict()["runs"][0]["rewinds"] == ["8->6"]
+    assert any(line.startswith("rewinds (step->to)") and "8->6" in line for line in format_table(cmp).splitlines())
 
 
 def test_rewind_is_exact_the_redone_steps_reproduce_the_checkpointed_run(tmp_path, tiny_recipe):
@@ -132,24 +136,17 @@ def test_rewind_is_exact_the_redone_steps_reproduce_the_checkpointed_run(tmp_pat
 
 
 def test_a_spike_rewinds_to_the_checkpoint_before_it_began(tmp_path, tiny_recipe):
-    r = tiny_recipe.with_overrides(["run.probe_every=0", "run.checkpoint_every=5", "run.on_divergence=rewind",
+    r = tiny_recipe.with_overrides(["run.probe_every=0", "run.checkpoint_every=3", "run.on_divergence=rewind",
                                     "run.divergence_factor=3", "run.divergence_steps=3"])
     run = prepare_run(r, tmp_path, "t")
     # steps 12, 13, 14 report 50x their loss: the rule trips at 14; the spike began at 12, so the last good
-    # checkpoint is 10 (every 5), not a later one
+    # checkpoint is 9 (every 3), not 12, saved after the spiking step 12
     result = train(r, run.path, faults=Faults(spike_at=12, spike_steps=3, spike_scale=50.0))
     assert result.state == "finished" and result.step == 16
     [rw] = _of(run, ev.Rewound)
-    assert (rw.step, rw.to_step) == (14, 10) and "(since step 12)" in rw.reason
+    assert (rw.step, rw.to_step) == (14, 9) and "(since step 12)" in rw.reason
     h = _folded(run)
     assert h.steps == list(range(1, 17)) and max(h.loss) < 10  # the spiked steps were redone
-
-
-def _in_thread(target):
-    box = {}
-    t = threading.Thread(target=lambda: box.setdefault("result", target()), daemon=True)
-    t.start()
-    return t, box
 
 
 def test_after_max_rewinds_the_guard_pauses(tmp_path, tiny_recipe):
@@ -157,7 +154,7 @@ def test_after_max_rewinds_the_guard_pauses(tmp_path, tiny_recipe):
     run = prepare_run(r, tmp_path, "t")
     control = InProcessControl()
     # the NaN comes back when step 8 is redone: one rewind, then the guard pauses
-    t, box = _in_thread(lambda: train(r, run.path, control, faults=Faults(nan_at=8, nan_times=2)))
+    t, box = run_in_thread(lambda: train(r, run.path, control, faults=Faults(nan_at=8, nan_times=2)))
     try:
         wait_for(lambda: (run.read_status() or None) and run.read_status().state == "paused", timeout=120,
                  what="paused")
@@ -166,6 +163,7 @@ def test_after_max_rewinds_the_guard_pauses(tmp_path, tiny_recipe):
         assert fault.fault == "divergence" and fault.step == 8
         assert "1 rewind(s) done, the most run.max_rewinds allows" in fault.message
         assert run.read_status().step == 7
+        assert run.read_status().message == "divergence: non-finite loss at step 8"  # run.notify's word for it
         control.send("resume")
         t.join(120)
         assert box["result"].state == "finished"
@@ -179,7 +177,7 @@ def test_a_spike_with_on_divergence_pause_pauses(tmp_path, tiny_recipe):
     assert r.run.on_divergence == "pause"  # the default: what NaN did before the guard
     run = prepare_run(r, tmp_path, "t")
     control = InProcessControl()
-    t, box = _in_thread(lambda: train(r, run.path, control, faults=Faults(spike_at=12, spike_steps=2,
+    t, box = run_in_thread(lambda: train(r, run.path, control, faults=Faults(spike_at=12, spike_steps=2,
                                                                           spike_scale=50.0)))
     try:
         wait_for(lambda: (run.read_status() or None) and run.read_status().state == "paused", timeout=120,
@@ -209,8 +207,11 @@ def test_history_folds_a_rewind_like_a_resume():
     log += [ev.Eval(step=4, epoch=0.4, loss=1.0, top1=50.0, top5=100.0),
             ev.Eval(step=8, epoch=0.8, loss=1.0, top1=90.0, top5=100.0),
             ev.Rewound(step=9, to_step=6, lr_multiplier=0.5, reason="loss is nan at step 9")]
-    log += [step(s, 2.0) for s in range(7, 11)]
     h = RunHistory(max_buckets=None)
+    h.feed(log)
+    # at the Rewound itself, before any redone step: back at 6, the eval at 8 gone
+    assert h.step == 6 and h.steps == list(range(1, 7)) and h.eval_steps == [4] and h.best_eval.top1 == 50.0
+    log = [step(s, 2.0) for s in range(7, 11)]
     h.feed(log)
     assert h.steps == list(range(1, 11))
     assert h.loss == [1.0] * 6 + [2.0] * 4  # the redone steps replace the old ones

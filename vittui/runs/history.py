@@ -144,6 +144,7 @@ class RunHistory:
         self.probe_off = ""  # why attention probing switched off (the worker's log line), "" while it runs
         self.resumes: list[int] = []  # the step each resume went back to
         self.rewinds: list[Rewound] = []  # the divergence guard's rewinds, in order
+        self._rewound_to = 0  # the step of the latest rewind: where the run stands until its next Step
         self.faults = 0
         self.warnings = 0
         self.skipped = 0  # unreadable images, as the worker last counted them
@@ -225,6 +226,7 @@ class RunHistory:
     def rewind(self, step: int) -> None:
         """Forget what was logged after `step` (the rule for resumed runs: see the module's docstring)."""
         self.series.cut(step + 1)
+        self._rewound_to = step
         while self.recent and self.recent[-1][0] > step:
             self.recent.pop()
         if self.last_step is not None and self.last_step.step > step:
@@ -287,7 +289,7 @@ class RunHistory:
     def step(self) -> int:
         if self.last_step is not None:
             return self.last_step.step
-        return self.started.resumed_from_step if self.started else 0
+        return self._rewound_to
 
     @property
     def epoch(self) -> float:
