@@ -48,7 +48,7 @@ def run(args) -> int:
             print(f"error: run {rd.name} is still live (state {state}); use `vittui attach {rd.name}`",
                   file=sys.stderr)
             return 2
-        if _refused(load(rd.recipe_path), rd.path.parent):  # the run's own recipe: its data may be gone
+        if refused(load(rd.recipe_path), rd.path.parent):  # the run's own recipe: its data may be gone
             return 2
         if args.queue:
             return _requeue(rd)
@@ -63,7 +63,7 @@ def run(args) -> int:
         return 2
     recipe = load_recipe(args)
     root = output_root(args, recipe)
-    if _refused(recipe, root):  # before any run directory exists
+    if refused(recipe, root):  # before any run directory exists
         return 2
     if args.queue:
         return _enqueue(recipe, root, args)
@@ -122,7 +122,7 @@ def _enqueue(recipe, root: Path, args) -> int:
     return 0
 
 
-def _refused(recipe, root: Path) -> bool:
+def refused(recipe, root: Path) -> bool:
     """Pre-flight (vittui/planning/preflight.py): problems found before anything starts, one line each on
     stderr; True when there were any."""
     from vittui.planning.preflight_libs import preflight
