@@ -240,3 +240,31 @@ def test_a_run_frees_its_slot_when_its_status_ends_not_when_its_process_exits(ro
     sched.tick()
     entry = queue.read_entry(a)
     assert entry.exit_code == 0 and entry.exited_at >= entry.started_at
+
+
+def test_schedulers_started_together_leave_one_holding_the_folder(root):
+    """Several `vittui` commands may each find no scheduler and start one: exactly one keeps running."""
+    q(root, "a")
+    stale = queue.scheduler_lock_path(root)
+    stale.write_text(json.dumps({"pid": 999999, "start_time": 1.0}))  # a scheduler killed with -9
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    # the run waits behind a full CPU slot (max_cpu_runs=1 taken by a live run): each scheduler stays up
+    holder = q(root, "holder")
+    s = holder.read_status()
+    s.state, s.pid = "running", os.getpid()
+    holder.write_status(s)
+    procs = [subprocess.Popen([sys.executable, "-m", "vittui.scheduler", str(root)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(4)]
+    try:
+        from tiny import wait_for
+
+        # the losers see the lock taken and exit 0 at once; the one holding it waits on the queue
+        wait_for(lambda: sum(p.poll() is not None for p in procs) == 3, timeout=120, what="three to give up")
+        alive = [p for p in procs if p.poll() is None]
+        assert len(alive) == 1 and all(p.returncode == 0 for p in procs if p is not alive[0])
+        assert json.loads(stale.read_text())["pid"] == alive[0].pid
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()

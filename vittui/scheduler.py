@@ -367,7 +367,10 @@ class Scheduler:
     def run(self) -> int:
         lock_path = queue.scheduler_lock_path(self.root)
         try:
-            lock.acquire(lock_path)
+            # under the queue mutex: two schedulers started at once (a `--queue` and a `vittui runs` that both
+            # found none alive) must not both clear a stale lock and each think it holds the new one
+            with queue.mutex(self.root):
+                lock.acquire(lock_path)
         except lock.RunLocked:
             return 0  # another scheduler holds this folder: nothing to do
         self.log(f"scheduler {os.getpid()} for {self.root}: {self.config}")
