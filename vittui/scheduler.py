@@ -376,7 +376,13 @@ class Scheduler:
         self.log(f"scheduler {os.getpid()} for {self.root}: {self.config}")
         try:
             while True:
-                self.tick()
+                try:
+                    self.tick()
+                except Exception:  # noqa: BLE001 - one bad run directory must not stop the queue for the others
+                    import traceback
+
+                    self.log("error in a scheduling pass (retrying):\n" + traceback.format_exc())
+                    time.sleep(1.0)
                 if self.done():
                     self.log("queue empty and no run of mine is live: exiting")
                     return 0
