@@ -268,3 +268,19 @@ def test_schedulers_started_together_leave_one_holding_the_folder(root):
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+def test_a_run_queued_while_the_scheduler_decides_to_exit_is_not_left_waiting(root):
+    """The enqueuer saw the scheduler alive and started none; the scheduler, exiting, looks once more."""
+    from vittui.runs import lock
+
+    sched, _, _ = make(root, {}, present=False)
+    lock_path = queue.scheduler_lock_path(root)
+    queue.waiting_dir(root).mkdir(parents=True)
+    lock.acquire(lock_path)
+    assert sched._hand_back(lock_path) is True and not lock_path.exists()  # nothing waits: it exits
+    lock.acquire(lock_path)
+    q(root, "late")
+    assert sched._hand_back(lock_path) is False  # it stays, holding the lock again
+    assert lock.read_lock(lock_path)["pid"] == os.getpid()
+    lock.release(lock_path)
