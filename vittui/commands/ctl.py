@@ -4,7 +4,8 @@ to a live run through its `commands.jsonl`, optionally waiting for the worker's 
 `resume` on a run no worker is behind (suspended; stopped, failed or lost with a checkpoint) continues it from
 the last checkpoint: through the queue (runs/queue.py `requeue`) when a scheduler is alive or runs are
 queued, so it waits its turn instead of jumping the line; else at once in a new detached worker, as
-`vittui train --resume RUN --detach` does."""
+`vittui train --resume RUN --detach` does. A Slurm run (`train --executor slurm`) is resubmitted with sbatch
+instead, with the resources it was first submitted with; its job resumes from the checkpoint."""
 
 from __future__ import annotations
 
@@ -55,9 +56,11 @@ def run(args) -> int:
 
 
 def _relaunch(rd, state: str) -> int:
-    from vittui.runs import launcher, queue
+    from vittui.runs import launcher, queue, slurm
     from vittui.runs.registry import why_not_resumable
 
+    if slurm.job_id_of(rd) is not None:
+        return _resubmit(rd, state)
     if state == "queued":
         print(f"error: run {rd.name} is already queued (position {queue.position(rd)})", file=sys.stderr)
         return 2
@@ -71,6 +74,26 @@ def _relaunch(rd, state: str) -> int:
         return 0
     proc = launcher.resume(rd)
     print(f"resuming {rd.name} ({state}) detached from its last checkpoint (pid {proc.pid}); log: {rd.log_path}")
+    return 0
+
+
+def _resubmit(rd, state: str) -> int:
+    """`ctl RUN resume` on a Slurm run no worker is behind: a new sbatch job from the last checkpoint."""
+    from vittui.runs import slurm
+    from vittui.runs.registry import why_not_resumable
+
+    if state == "queued":
+        print(f"error: run {rd.name} is already queued (slurm job {slurm.job_id_of(rd)})", file=sys.stderr)
+        return 2
+    if (why := why_not_resumable(rd, state)) is not None:
+        print(f"error: {why}", file=sys.stderr)
+        return 2
+    try:
+        job_id = slurm.resubmit(rd)
+    except slurm.SlurmError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"resubmitted {rd.name} ({state}) as slurm job {job_id}; it resumes from its last checkpoint")
     return 0
 
 

@@ -25,6 +25,10 @@ def add_parser(sub) -> None:
     t.add_argument("--max-cpu-runs", type=int, metavar="N", help="queue: at most N runs at once without a GPU (default 1)")
     t.add_argument("--suspend-paused-after", type=float, metavar="MINUTES",
                    help="queue: suspend a run paused this long while queued runs wait for its slot (default off)")
+    t.add_argument("--executor", choices=["local", "slurm"], default="local",
+                   help="slurm: submit the run as an sbatch job (Slurm decides when it runs)")
+    t.add_argument("--slurm-config", metavar="TOML", help="executor config for --executor slurm (default "
+                   "$VITTUI_SLURM_CONFIG, else ./slurm.toml when present; keys in the README's Slurm section)")
     t.set_defaults(func=run)
 
 
@@ -60,12 +64,25 @@ def run(args) -> int:
             print(f"error: {opt} " + ("needs --queue" if not args.queue else f"must be >= "
                   f"{0 if flag == 'suspend_paused_after' else 1} (got {value:g})"), file=sys.stderr)
             return 2
+    slurm_config = None
+    if args.slurm_config and args.executor != "slurm":
+        print("error: --slurm-config needs --executor slurm", file=sys.stderr)
+        return 2
+    if args.executor == "slurm":
+        if args.detach or args.queue or args.accelerate_config:
+            print("error: --executor slurm submits the run to Slurm's queue; it takes no --detach, --queue or "
+                  "--accelerate-config (put sbatch options in the Slurm config)", file=sys.stderr)
+            return 2
+        if (slurm_config := _slurm_config(args)) is None:
+            return 2
+        if slurm_config.runs_dir and not args.runs_dir:
+            root = Path(slurm_config.runs_dir)
     if not args.preset:
         print("error: vittui train needs a PRESET (a .toml file or a shipped preset name) or --resume RUN",
               file=sys.stderr)
         return 2
     recipe = load_recipe(args)
-    if not recipe.run.output_dir == "runs" and not args.runs_dir:
+    if not recipe.run.output_dir == "runs" and not args.runs_dir and not (slurm_config and slurm_config.runs_dir):
         root = Path(recipe.run.output_dir)
     if problems := _preflight(recipe, root):  # before any run directory exists
         for line in problems:
@@ -73,6 +90,8 @@ def run(args) -> int:
         return 2
     if args.queue:
         return _enqueue(recipe, root, args)
+    if slurm_config is not None:
+        return _submit_slurm(recipe, root, args, slurm_config)
     if args.detach or args.gpus > 1 or args.accelerate_config:
         rd = launcher.launch(recipe, root, args.name, gpus=args.gpus, accelerate_config=args.accelerate_config)
         print(f"started {rd.name} detached; follow it with `vittui attach {rd.name}` (log: {rd.log_path})")
@@ -80,6 +99,45 @@ def run(args) -> int:
     rd = launcher.prepare_run(recipe, root, args.name)
     print(f"run {rd.name} in {rd.path}")
     return _foreground(RunDir(rd.path), resume=False)
+
+
+def _slurm_config(args):
+    """The Slurm executor config (--slurm-config, $VITTUI_SLURM_CONFIG, ./slurm.toml, or the defaults) and a
+    usable sbatch; None after printing the one line that says what is wrong."""
+    import os
+
+    from vittui.runs import slurm
+
+    path = args.slurm_config or os.environ.get("VITTUI_SLURM_CONFIG") or (
+        "slurm.toml" if Path("slurm.toml").is_file() else None)
+    try:
+        config = slurm.load_config(path)
+        slurm.require_sbatch()
+    except slurm.SlurmError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None
+    if args.gpus:  # --gpus N asks for N GPUs per node, over the config's
+        config.gpus = args.gpus
+    return config
+
+
+def _submit_slurm(recipe, root: Path, args, config) -> int:
+    """`--executor slurm`: the run directory in state queued, submitted at once (Slurm is the scheduler).
+    A job sbatch refuses leaves no run directory behind."""
+    import shutil
+
+    from vittui.runs import queue, slurm
+
+    rd = queue.enqueue(recipe, root, args.name, gpus=config.gpus, executor="slurm")
+    try:
+        job_id = slurm.submit(rd, config)
+    except slurm.SlurmError as e:
+        shutil.rmtree(rd.path, ignore_errors=True)
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"submitted {rd.name} as slurm job {job_id}; follow it with `vittui attach {rd.name}` "
+          f"(log: {rd.log_path})")
+    return 0
 
 
 def _enqueue(recipe, root: Path, args) -> int:
