@@ -1,0 +1,118 @@
+"""Real jobs on a Slurm cluster (a one-node one from .ci/slurm_up.sh in CI): a run submitted with
+`--executor slurm` trains to the end and lists its job; pause and resume reach it through `vittui ctl`;
+`scancel --signal=TERM` then `scontrol requeue` continues it exactly; `ctl resume` resubmits a stopped one."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+
+import pytest
+from slurm_helpers import acks, job_ids, losses, squeue_state
+from tiny import TINY_PROCESS, events, status, step_numbers, tiny_toml, wait_for
+
+from vittui.runs import events as ev
+
+pytestmark = pytest.mark.slurm
+
+STEPS = 30
+RECIPE = TINY_PROCESS + [f"schedule.max_steps={STEPS}", "run.checkpoint_every=1000"]
+
+
+def submit(cli, toml, name: str, jobs: list[str]) -> str:
+    """`vittui train --executor slurm`; the job id it printed (checked against executor.json)."""
+    out = cli("train", str(toml), "--executor", "slurm", "--name", name).stdout
+    jobs.extend(job_ids(cli.root / name))
+    assert f"submitted {name} as slurm job {jobs[-1]}" in out, out
+    return jobs[-1]
+
+
+def listed(cli, name: str) -> dict:
+    return next(r for r in json.loads(cli("runs", "--json").stdout) if r["name"] == name)
+
+
+def test_submitted_run_trains_lists_its_job_pauses_and_resumes_through_ctl(cli, tmp_path, slurm_cluster):
+    toml = tiny_toml(tmp_path / "tiny.toml", RECIPE)
+    job = submit(cli, toml, "s", slurm_cluster)
+    run = cli.root / "s"
+    assert (run / "slurm.sbatch").exists() and json.loads((run / "executor.json").read_text())["job_id"] == job
+    row = listed(cli, "s")
+    assert row["job_id"] == job and row["executor"] == "slurm"
+    assert row["state"] in ("queued", "starting", "running"), row  # whatever Slurm got to by now
+    if row["state"] == "queued":
+        assert row["job_state"] in ("PENDING", "CONFIGURING"), row
+
+    wait_for(lambda: len(step_numbers(events(run))) >= 3, timeout=180, what="steps under slurm")
+    assert squeue_state(job) == "RUNNING"
+    row = listed(cli, "s")
+    assert (row["state"], row["job_state"], row["job_id"]) == ("running", "RUNNING", job), row
+
+    out = cli("ctl", "s", "pause", "--wait", "60").stdout
+    assert "pause took effect at step" in out
+    wait_for(lambda: status(run).get("state") == "paused", what="paused")
+    held = status(run)["step"]
+    assert listed(cli, "s")["state"] == "paused"
+    out = cli("ctl", "s", "resume", "--wait", "60").stdout
+    assert "resume took effect at step" in out
+    said = [(a.command, a.step) for a in acks(run)]
+    assert said == [("pause", held), ("resume", held)], said
+
+    wait_for(lambda: status(run).get("state") == "finished", timeout=240, what="the slurm run to finish")
+    assert step_numbers(events(run)) == list(range(1, STEPS + 1))
+    wait_for(lambda: squeue_state(job) == "COMPLETED", timeout=60, what="the job to complete")
+    row = listed(cli, "s")
+    assert (row["state"], row["job_id"]) == ("finished", job), row
+    assert "vittui: slurm job " + job in (run / "worker.log").read_text()
+
+
+def pause_then_term(cli, run, name: str, job: str, after: int) -> int:
+    """Pause once `after` steps are logged (so the signal lands well before the end whatever the machine's
+    speed), then send the job SIGTERM as preemption does; the step the worker stopped and checkpointed at."""
+    wait_for(lambda: len(step_numbers(events(run))) >= after, timeout=180, what=f"{after} steps under slurm")
+    cli("ctl", name, "pause", "--wait", "60")
+    subprocess.run(["scancel", "--signal=TERM", job], check=True, timeout=30)
+    wait_for(lambda: status(run).get("state") == "stopped", timeout=60, what="stopped by SIGTERM")
+    wait_for(lambda: squeue_state(job) == "COMPLETED", timeout=60, what=f"job {job} to end")
+    at = status(run)["step"]
+    assert after <= at < LONG and status(run)["last_checkpoint_step"] == at
+    return at
+
+
+LONG = 60
+
+
+@pytest.mark.slow  # three job starts and a foreground run: ~2 min on a busy 2-core box
+def test_term_then_requeue_resumes_exactly_and_ctl_resume_resubmits(cli, tmp_path, slurm_cluster):
+    toml = tiny_toml(tmp_path / "tiny.toml", TINY_PROCESS + [f"schedule.max_steps={LONG}", "run.checkpoint_every=1000"])
+    cli("train", str(toml), "--name", "straight", timeout=300)  # the uninterrupted run, in the foreground
+    straight = losses(cli.root / "straight")
+    assert sorted(straight) == list(range(1, LONG + 1))
+
+    job = submit(cli, toml, "p", slurm_cluster)
+    run = cli.root / "p"
+    first = pause_then_term(cli, run, "p", job, after=5)
+
+    # preemption's way back: Slurm requeues the same job; its script resumes from the checkpoint on disk
+    subprocess.run(["scontrol", "requeue", job], check=True, timeout=30)
+    wait_for(lambda: listed(cli, "p")["state"] == "queued", timeout=30, what="queued while the job is pending")
+    assert listed(cli, "p")["job_state"] == "PENDING"
+    # Slurm holds a requeued job ~2 minutes (BeginTime); the admin's way to let it start now
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True, timeout=30)
+    second = pause_then_term(cli, run, "p", job, after=first + 5)
+    assert "(restart 1) on" in (run / "worker.log").read_text()
+
+    # a stopped Slurm run: `ctl resume` resubmits it with sbatch, as a new job
+    out = cli("ctl", "p", "resume").stdout
+    slurm_cluster.extend(job_ids(run))
+    new = job_ids(run)[-1]
+    assert new != job and f"resubmitted p (stopped) as slurm job {new}" in out, out
+    wait_for(lambda: status(run).get("state") == "finished", timeout=240, what="the resubmitted job to finish")
+
+    assert step_numbers(events(run)) == list(range(1, LONG + 1))  # no gap, nothing done twice
+    assert [e.resumed_from_step for e in events(run) if isinstance(e, ev.RunStarted)] == [0, first, second]
+    resumed = losses(run)
+    for step in range(1, LONG + 1):
+        assert math.isclose(resumed[step], straight[step], rel_tol=1e-6), (step, resumed[step], straight[step])
+    p = cli("ctl", "p", "resume", check=False)  # finished: nothing to resume
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "finished" in p.stderr
