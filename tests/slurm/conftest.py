@@ -31,3 +31,8 @@ def slurm_cluster():
     yield jobs
     for job in jobs:
         subprocess.run(["scancel", job], capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
