@@ -48,6 +48,7 @@ async def test_dashboard_attaches_to_a_slurm_run(cli, tmp_path, slurm_cluster):
                              timeout=180, what="the slurm run listed as running")
             row = table.rows_data[0]
             assert (row.executor, row.job_id, row.job_state) == ("slurm", slurm_cluster[0], "RUNNING")
+            assert table.get_row_at(0)[2] == f"running (slurm {row.job_id})"  # the state cell names the job
             await pilot.press("enter")
             assert isinstance(app.screen, MonitorScreen)
             monitor = app.screen

@@ -116,3 +116,34 @@ def test_term_then_requeue_resumes_exactly_and_ctl_resume_resubmits(cli, tmp_pat
         assert math.isclose(resumed[step], straight[step], rel_tol=1e-6), (step, resumed[step], straight[step])
     p = cli("ctl", "p", "resume", check=False)  # finished: nothing to resume
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "finished" in p.stderr
+
+
+def test_a_pending_job_is_queued_and_stop_cancels_it(cli, tmp_path, slurm_cluster):
+    """A job held back (`--begin` an hour ahead, through the config's extra sbatch lines) stays PENDING: the
+    run is `queued` with Slurm's state; `ctl stop` cancels the job, and the run is stopped, not lost."""
+    toml = tiny_toml(tmp_path / "tiny.toml", RECIPE)
+    config = tmp_path / "slurm.toml"
+    config.write_text('time = "10"\ncpus = 1\nsbatch = ["--begin=now+1hour", "--comment=vittui-test"]\n')
+    out = cli("train", str(toml), "--executor", "slurm", "--slurm-config", str(config), "--name", "w").stdout
+    run = cli.root / "w"
+    slurm_cluster.extend(job_ids(run))
+    job = slurm_cluster[-1]
+    assert f"slurm job {job}" in out
+    script = (run / "slurm.sbatch").read_text()
+    assert "#SBATCH --begin=now+1hour" in script and "#SBATCH --time=10" in script
+    assert squeue_state(job) == "PENDING"
+    row = listed(cli, "w")
+    assert (row["state"], row["job_id"], row["job_state"]) == ("queued", job, "PENDING"), row
+    text = cli("runs").stdout
+    assert f"queued (slurm {job} PENDING)" in text, text
+
+    p = cli("ctl", "w", "pause", check=False)  # no worker yet: nothing to pause
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "queued" in p.stderr
+    out = cli("ctl", "w", "stop").stdout
+    assert f"cancelled slurm job {job}" in out
+    wait_for(lambda: squeue_state(job) == "CANCELLED", timeout=30, what="the job cancelled")
+    row = listed(cli, "w")
+    assert (row["state"], row["job_state"]) == ("stopped", "CANCELLED"), row
+    assert not (run / "worker.log").exists() or "vittui: slurm job" not in (run / "worker.log").read_text()
+    p = cli("ctl", "w", "resume", check=False)  # never trained: no checkpoint to continue from
+    assert p.returncode == 2 and "no checkpoint" in p.stderr

@@ -34,6 +34,8 @@ def run(args) -> int:
     state = run_state(rd)
     if args.command == "resume" and not is_live(state):
         return _relaunch(rd, state)
+    if state == "queued" and args.command in ("stop", "suspend") and _is_slurm(rd):
+        return _cancel_pending(rd)
     if state not in ("running", "paused", "starting"):
         print(f"error: run {rd.name} is {state}; nothing is listening for commands", file=sys.stderr)
         return 2
@@ -56,10 +58,10 @@ def run(args) -> int:
 
 
 def _relaunch(rd, state: str) -> int:
-    from vittui.runs import launcher, queue, slurm
+    from vittui.runs import launcher, queue
     from vittui.runs.registry import why_not_resumable
 
-    if slurm.job_id_of(rd) is not None:
+    if _is_slurm(rd):
         return _resubmit(rd, state)
     if state == "queued":
         print(f"error: run {rd.name} is already queued (position {queue.position(rd)})", file=sys.stderr)
@@ -74,6 +76,25 @@ def _relaunch(rd, state: str) -> int:
         return 0
     proc = launcher.resume(rd)
     print(f"resuming {rd.name} ({state}) detached from its last checkpoint (pid {proc.pid}); log: {rd.log_path}")
+    return 0
+
+
+def _is_slurm(rd) -> bool:
+    from vittui.runs import slurm
+
+    return slurm.job_id_of(rd) is not None
+
+
+def _cancel_pending(rd) -> int:
+    """`stop`/`suspend` on a Slurm run whose job still waits: scancel it; the run is stopped, not lost."""
+    from vittui.runs import slurm
+
+    try:
+        job_id = slurm.cancel(rd)
+    except slurm.SlurmError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"cancelled slurm job {job_id} of {rd.name} before it started; {rd.name} is stopped")
     return 0
 
 

@@ -239,6 +239,24 @@ def resubmit(run: RunDir) -> str:
     return submit(run, config_of(run), resume=True)
 
 
+def cancel(run: RunDir) -> str:
+    """Cancel the run's job while it waits in Slurm's queue (`ctl RUN stop` on a queued Slurm run): the
+    run is `stopped`, nothing lost. The job id; SlurmError when scancel is missing or refuses."""
+    job_id = job_id_of(run)
+    exe = shutil.which("scancel")
+    if job_id is None or exe is None:
+        raise SlurmError(f"cannot cancel {run.name}: " + ("no Slurm job recorded" if job_id is None
+                                                          else "scancel not found on PATH"))
+    p = subprocess.run([exe, job_id], capture_output=True, text=True, timeout=60)
+    if p.returncode != 0:
+        raise SlurmError(f"scancel {job_id} failed: {(p.stderr.strip().splitlines() or ['(no message)'])[-1]}")
+    status = run.read_status() or RunStatus()
+    if status.state == "queued":  # a worker that started meanwhile got SIGTERM: it writes its own ending
+        status.state, status.message = "stopped", f"slurm job {job_id} cancelled while pending"
+        run.write_status(status)
+    return job_id
+
+
 def job_states(job_ids: list[str]) -> dict[str, str]:
     """Slurm's state (PENDING, RUNNING, COMPLETED, …) of each job it still knows, from one `squeue` call
     (finished jobs stay listed for the controller's MinJobAge), then `sacct` for the rest when accounting
