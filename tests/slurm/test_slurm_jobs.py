@@ -16,7 +16,7 @@ from vittui.runs import events as ev
 
 pytestmark = pytest.mark.slurm
 
-STEPS = 30
+STEPS = 60
 RECIPE = TINY_PROCESS + [f"schedule.max_steps={STEPS}", "run.checkpoint_every=1000"]
 
 
@@ -32,7 +32,8 @@ def listed(cli, name: str) -> dict:
     return next(r for r in json.loads(cli("runs", "--json").stdout) if r["name"] == name)
 
 
-def test_submitted_run_trains_lists_its_job_pauses_and_resumes_through_ctl(cli, tmp_path, slurm_cluster):
+@pytest.mark.slow  # three job starts: ~70 s on a busy 2-core box
+def test_submitted_run_trains_lists_its_job_pauses_suspends_and_resumes_through_ctl(cli, tmp_path, slurm_cluster):
     toml = tiny_toml(tmp_path / "tiny.toml", RECIPE)
     job = submit(cli, toml, "s", slurm_cluster)
     run = cli.root / "s"
@@ -58,12 +59,29 @@ def test_submitted_run_trains_lists_its_job_pauses_and_resumes_through_ctl(cli, 
     said = [(a.command, a.step) for a in acks(run)]
     assert said == [("pause", held), ("resume", held)], said
 
+    # suspend (paused first, so it lands before the end whatever the machine's speed): the worker
+    # checkpoints and exits, so does the job; `ctl resume` submits a new job
+    wait_for(lambda: status(run).get("step", 0) > held, what="steps after resume")
+    cli("ctl", "s", "pause", "--wait", "60")
+    out = cli("ctl", "s", "suspend", "--wait", "60").stdout
+    assert "suspend took effect at step" in out
+    wait_for(lambda: status(run).get("state") == "suspended", timeout=60, what="suspended")
+    wait_for(lambda: squeue_state(job) == "COMPLETED", timeout=60, what="the suspended job to end")
+    at = status(run)["step"]
+    assert at < STEPS and listed(cli, "s")["state"] == "suspended"
+    out = cli("ctl", "s", "resume").stdout
+    slurm_cluster.extend(job_ids(run))
+    new = job_ids(run)[-1]
+    assert new != job and f"resubmitted s (suspended) as slurm job {new}" in out, out
+
     wait_for(lambda: status(run).get("state") == "finished", timeout=240, what="the slurm run to finish")
     assert step_numbers(events(run)) == list(range(1, STEPS + 1))
-    wait_for(lambda: squeue_state(job) == "COMPLETED", timeout=60, what="the job to complete")
+    assert [e.resumed_from_step for e in events(run) if isinstance(e, ev.RunStarted)] == [0, at]
+    wait_for(lambda: squeue_state(new) == "COMPLETED", timeout=60, what="the job to complete")
     row = listed(cli, "s")
-    assert (row["state"], row["job_id"]) == ("finished", job), row
-    assert "vittui: slurm job " + job in (run / "worker.log").read_text()
+    assert (row["state"], row["job_id"], row["job_state"]) == ("finished", new, "COMPLETED"), row
+    assert f"vittui: slurm job {job}" in (run / "worker.log").read_text()
+    assert f"vittui: slurm job {new}" in (run / "worker.log").read_text()
 
 
 def pause_then_term(cli, run, name: str, job: str, after: int) -> int:
