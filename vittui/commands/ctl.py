@@ -58,17 +58,20 @@ def run(args) -> int:
 
 
 def _relaunch(rd, state: str) -> int:
-    from vittui.runs import launcher, queue
+    from vittui.runs import launcher, queue, slurm
     from vittui.runs.registry import why_not_resumable
 
-    if _is_slurm(rd):
-        return _resubmit(rd, state)
+    on_slurm = _is_slurm(rd)
     if state == "queued":
-        print(f"error: run {rd.name} is already queued (position {queue.position(rd)})", file=sys.stderr)
+        where = f"slurm job {slurm.job_id_of(rd)}" if on_slurm else f"position {queue.position(rd)}"
+        print(f"error: run {rd.name} is already queued ({where})", file=sys.stderr)
         return 2
     if (why := why_not_resumable(rd, state)) is not None:
         print(f"error: {why}", file=sys.stderr)
         return 2
+    if on_slurm:  # a new sbatch job with the resources of the first; its script resumes from the checkpoint
+        return _slurm_action(slurm.resubmit, rd, f"resubmitted {rd.name} ({state}) as slurm job {{job}}; it "
+                                                 f"resumes from its last checkpoint")
     root = rd.path.parent
     if queue.scheduler_alive(root) or queue.queued(root):
         queue.requeue(rd)
@@ -85,37 +88,26 @@ def _is_slurm(rd) -> bool:
     return slurm.job_id_of(rd) is not None
 
 
+def _slurm_action(action, rd, done: str) -> int:
+    """`action(rd)` (runs/slurm.py: cancel, resubmit) and the line `done` says with its job id; a
+    SlurmError (no scancel/sbatch, refused) is one line and exit 2."""
+    from vittui.runs import slurm
+
+    try:
+        job_id = action(rd)
+    except slurm.SlurmError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(done.format(job=job_id))
+    return 0
+
+
 def _cancel_pending(rd) -> int:
     """`stop`/`suspend` on a Slurm run whose job still waits: scancel it; the run is stopped, not lost."""
     from vittui.runs import slurm
 
-    try:
-        job_id = slurm.cancel(rd)
-    except slurm.SlurmError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"cancelled slurm job {job_id} of {rd.name} before it started; {rd.name} is stopped")
-    return 0
-
-
-def _resubmit(rd, state: str) -> int:
-    """`ctl RUN resume` on a Slurm run no worker is behind: a new sbatch job from the last checkpoint."""
-    from vittui.runs import slurm
-    from vittui.runs.registry import why_not_resumable
-
-    if state == "queued":
-        print(f"error: run {rd.name} is already queued (slurm job {slurm.job_id_of(rd)})", file=sys.stderr)
-        return 2
-    if (why := why_not_resumable(rd, state)) is not None:
-        print(f"error: {why}", file=sys.stderr)
-        return 2
-    try:
-        job_id = slurm.resubmit(rd)
-    except slurm.SlurmError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"resubmitted {rd.name} ({state}) as slurm job {job_id}; it resumes from its last checkpoint")
-    return 0
+    return _slurm_action(slurm.cancel, rd, f"cancelled slurm job {{job}} of {rd.name} before it started; "
+                                           f"{rd.name} is stopped")
 
 
 def wait_for_ack(run, command_id: str, timeout: float):

@@ -31,7 +31,6 @@ The executor config is a small TOML file (`slurm.toml`), every key optional:
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import shutil
