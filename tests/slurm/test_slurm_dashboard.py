@@ -1,5 +1,6 @@
 """The dashboard attaches to a run a Slurm job trains: the app factory on the runs folder, the runs screen
-lists it with its state, Enter opens the monitor and its steps arrive."""
+lists it with its state and job, Enter opens the monitor and its steps arrive; pause and suspend from the
+monitor reach the job's worker, and the runs screen's resume submits a new job that continues the run."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ async def pilot_wait(pilot, cond, timeout: float = 120.0, what: str = "") -> Non
         await pilot.pause(0.05)
 
 
+@pytest.mark.slow  # two job starts and a suspend: ~75 s on a busy 2-core box
 async def test_dashboard_attaches_to_a_slurm_run(cli, tmp_path, slurm_cluster):
     toml = tiny_toml(tmp_path / "tiny.toml", TINY_PROCESS)  # never ends by itself: stopped below
     cli("train", str(toml), "--executor", "slurm", "--name", "d")
@@ -58,7 +60,24 @@ async def test_dashboard_attaches_to_a_slurm_run(cli, tmp_path, slurm_cluster):
             assert monitor.state == "running"
             await pilot.press("space")  # pause from the dashboard reaches the job's worker
             await pilot_wait(pilot, lambda: monitor.state == "paused", timeout=60, what="paused")
-            await pilot.press("q")
+            await pilot.press("z")  # suspend: the worker checkpoints and exits, and so does its job
+            await pilot_wait(pilot, lambda: monitor.state == "suspended", timeout=60, what="suspended")
+            at = monitor.history.step
+
+            # the runs screen resumes it as a new sbatch job (in a thread worker) and opens the monitor on it
+            await pilot.press("r")
+            runs = app.screen
+            assert isinstance(runs, RunsScreen)
+            table = runs.query_one(RunsTable)
+            await pilot_wait(pilot, lambda: table.rows_data and table.rows_data[0].resumable, what="resumable")
+            await pilot.press("u")
+            await pilot_wait(pilot, lambda: len(job_ids(run)) == 2, what="a second job submitted")
+            slurm_cluster.extend(job_ids(run)[1:])
+            await pilot_wait(pilot, lambda: isinstance(app.screen, MonitorScreen) and app.screen is not monitor,
+                             what="the monitor on the resubmitted run")
+            monitor = app.screen
+            await pilot_wait(pilot, lambda: monitor.history.step > at + 2, timeout=180, what="steps after resubmit")
+            assert monitor.state == "running"
     finally:
         control.send(run, "stop")
         wait_for(lambda: not [j for j in slurm_cluster if _running(j)], timeout=120, what="the job to end")
