@@ -180,3 +180,27 @@ def test_a_lock_from_another_host_is_held_and_run_state_asks_slurm(tmp_path, mon
     monkeypatch.setattr(slurm, "job_states", lambda ids: {"40": "RUNNING"})
     with pytest.raises(lock.RunLocked, match="node-17"):
         lock.acquire(run.lock_path)
+
+
+def test_submit_through_a_fake_sbatch_records_the_job_and_skips_this_machines_devices(tmp_path):
+    """sbatch's answer (`id;cluster`) becomes the run's job; a CUDA recipe is not refused on a login node
+    without a GPU (the compute node has one), while a bad recipe value still is."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    sbatch = write(fake / "sbatch", f"#!/bin/sh\necho \"$@\" > {tmp_path}/argv\necho '4242;cluster'\n")
+    sbatch.chmod(sbatch.stat().st_mode | stat.S_IEXEC)
+    toml = tiny_toml(tmp_path / "tiny.toml", TINY_PROCESS + ["compute.device=cuda"])
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}
+    base = [sys.executable, "-m", "vittui.cli", "--runs-dir", str(tmp_path / "runs"), "train", str(toml)]
+    p = subprocess.run(base + ["--executor", "slurm", "--name", "g", "--gpus", "2"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert p.returncode == 0, p.stderr
+    assert "submitted g as slurm job 4242" in p.stdout
+    run = RunDir(tmp_path / "runs" / "g")
+    assert slurm.job_id_of(run) == "4242" and slurm.config_of(run).gpus == 2
+    assert (tmp_path / "argv").read_text().split() == ["--parsable", str((run.path / "slurm.sbatch").resolve())]
+    assert "--gpus-per-node=2" in (run.path / "slurm.sbatch").read_text()
+    assert (run.read_status().state, run.read_status().message) == ("queued", "slurm job 4242")
+    p = subprocess.run(base + ["--executor", "slurm", "--set", "optim.lr=-1"], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=120, env=env)
+    assert p.returncode == 2 and "optim.lr" in p.stderr and len(p.stderr.strip().splitlines()) == 1

@@ -1,6 +1,7 @@
-"""`vittui train PRESET [--set k=v]… [--detach | --queue] [--gpus N]` or `vittui train --resume RUN`: train
-in the foreground with a progress line, start a detached worker, or put the run in the queue
-(runs/queue.py; the scheduler starts it when a slot is free)."""
+"""`vittui train PRESET [--set k=v]… [--detach | --queue | --executor slurm] [--gpus N]` or `vittui train
+--resume RUN`: train in the foreground with a progress line, start a detached worker, put the run in the
+queue (runs/queue.py; the scheduler starts it when a slot is free), or submit it to Slurm (runs/slurm.py;
+Slurm's own queue decides when it starts)."""
 
 from __future__ import annotations
 
@@ -84,7 +85,7 @@ def run(args) -> int:
     recipe = load_recipe(args)
     if not recipe.run.output_dir == "runs" and not args.runs_dir and not (slurm_config and slurm_config.runs_dir):
         root = Path(recipe.run.output_dir)
-    if problems := _preflight(recipe, root):  # before any run directory exists
+    if problems := _preflight(recipe, root, here=slurm_config is None):  # before any run directory exists
         for line in problems:
             print(f"error: {line}", file=sys.stderr)
         return 2
@@ -159,11 +160,14 @@ def _enqueue(recipe, root: Path, args) -> int:
     return 0
 
 
-def _preflight(recipe, root: Path) -> list[str]:
-    """Pre-flight (vittui/planning/preflight.py): problems, one line each, found before anything starts."""
-    from vittui.planning.preflight_libs import preflight
+def _preflight(recipe, root: Path, *, here: bool = True) -> list[str]:
+    """Pre-flight (vittui/planning/preflight.py): problems, one line each, found before anything starts.
+    `here=False` (Slurm): the run trains on a compute node, so this machine's devices are not checked."""
+    from vittui.planning import preflight_libs as pf
 
-    return preflight(recipe, root)
+    if here:
+        return pf.preflight(recipe, root)
+    return pf.basic_problems(recipe, root) + pf.model_name_problems(recipe) + pf.augment_problems(recipe)
 
 
 def _foreground(rd, resume: bool) -> int:
