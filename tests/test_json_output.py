@@ -27,6 +27,22 @@ def test_runs_json(tmp_path, capsys):
     assert (row["executor"], row["job_id"], row["job_state"]) == ("local", None, None)
 
 
+def test_queue_json(tmp_path, capsys, monkeypatch):
+    from vittui.runs import queue
+
+    assert main(["--runs-dir", str(tmp_path), "queue", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"scheduler_alive": False, "runs": []}
+    monkeypatch.setattr(queue, "ensure_scheduler", lambda root: None)  # no scheduler process: the run stays queued
+    queue.enqueue(Recipe(), tmp_path, "q", estimate_bytes=5 << 20)
+    assert main(["--runs-dir", str(tmp_path), "queue", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["runs"]
+    assert row == {"position": 1, "name": "q", "state": "queued", "model": Recipe().model.name,
+                   "estimate_bytes": 5 << 20, "gpus": 0, "gpu_ids": [], "resume": False, "pid": None,
+                   "message": "waiting in the queue"}
+    assert main(["--runs-dir", str(tmp_path), "runs", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["queue_position"] == 1
+
+
 def test_estimate_json(capsys):
     assert main(["estimate", "demo-digits", "--gpu-mem", "24GB", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)

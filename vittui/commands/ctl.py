@@ -37,7 +37,8 @@ def run(args) -> int:
     if state == "queued" and args.command in ("stop", "suspend") and _is_slurm(rd):
         return _cancel_pending(rd)
     if state not in ("running", "paused", "starting"):
-        print(f"error: run {rd.name} is {state}; nothing is listening for commands", file=sys.stderr)
+        hint = f" (take it out of the queue with `vittui queue rm {rd.name}`)" if state == "queued" else ""
+        print(f"error: run {rd.name} is {state}; nothing is listening for commands{hint}", file=sys.stderr)
         return 2
     knobs = {k: v for k, v in (("lr_scale", args.lr_scale), ("eval_every", args.eval_every),
                                ("probe_every", args.probe_every)) if v is not None}

@@ -25,8 +25,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import subprocess
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -57,6 +55,8 @@ class QueueEntry:
     gpu_ids: list[int] = field(default_factory=list)  # the cards the scheduler gave it
     started_by: int | None = None  # the scheduler's pid
     started_at: float | None = None
+    exited_at: float | None = None  # when the scheduler saw its worker process gone
+    exit_code: int | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "QueueEntry":
@@ -283,6 +283,9 @@ def ensure_scheduler(runs_root: str | Path) -> int | None:
     """The pid of a live scheduler for `runs_root`, or of one just started detached (own session, output
     in .queue/scheduler.log); None when nothing waits. Two callers racing both start one: the second
     finds the lock taken and exits."""
+    import subprocess  # here, not at the top: `revive` runs in every command, the dashboard's first frame too
+    import sys
+
     from vittui.runs.lock import read_lock
 
     if not _has_waiting(runs_root):
