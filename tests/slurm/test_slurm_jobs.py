@@ -163,5 +163,7 @@ def test_a_pending_job_is_queued_and_stop_cancels_it(cli, tmp_path, slurm_cluste
     row = listed(cli, "w")
     assert (row["state"], row["job_state"]) == ("stopped", "CANCELLED"), row
     assert not (run / "worker.log").exists() or "vittui: slurm job" not in (run / "worker.log").read_text()
-    p = cli("ctl", "w", "resume", check=False)  # never trained: no checkpoint to continue from
-    assert p.returncode == 2 and "no checkpoint" in p.stderr
+    for resume in (["ctl", "w", "resume"], ["train", "--resume", "w", "--queue"]):
+        p = cli(*resume, check=False)  # never trained: no checkpoint to continue from
+        assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "no checkpoint" in p.stderr
+    assert job_ids(run) == [job]  # nothing resubmitted

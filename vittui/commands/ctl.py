@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import time
 
-from vittui.commands._common import resolve_run
+from vittui.commands._common import resolve_run, slurm_action
 
 
 def add_parser(sub) -> None:
@@ -71,7 +71,7 @@ def _relaunch(rd, state: str) -> int:
         print(f"error: {why}", file=sys.stderr)
         return 2
     if on_slurm:  # a new sbatch job with the resources of the first; its script resumes from the checkpoint
-        return _slurm_action(slurm.resubmit, rd, f"resubmitted {rd.name} ({state}) as slurm job {{job}}; it "
+        return slurm_action(slurm.resubmit, rd, f"resubmitted {rd.name} ({state}) as slurm job {{job}}; it "
                                                  f"resumes from its last checkpoint")
     root = rd.path.parent
     if queue.scheduler_alive(root) or queue.queued(root):
@@ -89,25 +89,11 @@ def _is_slurm(rd) -> bool:
     return slurm.job_id_of(rd) is not None
 
 
-def _slurm_action(action, rd, done: str) -> int:
-    """`action(rd)` (runs/slurm.py: cancel, resubmit) and the line `done` says with its job id; a
-    SlurmError (no scancel/sbatch, refused) is one line and exit 2."""
-    from vittui.runs import slurm
-
-    try:
-        job_id = action(rd)
-    except slurm.SlurmError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(done.format(job=job_id))
-    return 0
-
-
 def _cancel_pending(rd) -> int:
     """`stop`/`suspend` on a Slurm run whose job still waits: scancel it; the run is stopped, not lost."""
     from vittui.runs import slurm
 
-    return _slurm_action(slurm.cancel, rd, f"cancelled slurm job {{job}} of {rd.name} before it started; "
+    return slurm_action(slurm.cancel, rd, f"cancelled slurm job {{job}} of {rd.name} before it started; "
                                            f"{rd.name} is stopped")
 
 

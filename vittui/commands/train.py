@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from vittui.commands._common import load_recipe, resolve_run, runs_root
+from vittui.commands._common import load_recipe, resolve_run, runs_root, slurm_action
 
 
 def add_parser(sub) -> None:
@@ -150,9 +150,17 @@ def _queue_flags_problem(args) -> str | None:
 
 
 def _requeue(rd) -> int:
-    """`--resume RUN --queue`: back in line, started with --resume when it fits."""
-    from vittui.runs import queue
+    """`--resume RUN --queue`: back in line, started with --resume when it fits (a Slurm run: back in
+    Slurm's queue as a new job)."""
+    from vittui.runs import queue, slurm
+    from vittui.runs.registry import run_state, why_not_resumable
 
+    if slurm.job_id_of(rd) is not None:
+        if (why := why_not_resumable(rd, run_state(rd))) is not None:
+            print(f"error: {why}", file=sys.stderr)
+            return 2
+        return slurm_action(slurm.resubmit, rd, f"resubmitted {rd.name} as slurm job {{job}}; it resumes from "
+                                                f"its last checkpoint")
     try:
         queue.requeue(rd)
     except queue.QueueError as e:
