@@ -101,7 +101,7 @@ LONG = 60
 
 
 @pytest.mark.slow  # three job starts and a foreground run: ~2 min on a busy 2-core box
-def test_term_then_requeue_resumes_exactly_and_ctl_resume_resubmits(cli, tmp_path, slurm_cluster):
+def test_term_then_requeue_resumes_exactly_and_a_stopped_run_resubmits(cli, tmp_path, slurm_cluster):
     toml = tiny_toml(tmp_path / "tiny.toml", TINY_PROCESS + [f"schedule.max_steps={LONG}", "run.checkpoint_every=1000"])
     cli("train", str(toml), "--name", "straight", timeout=300)  # the uninterrupted run, in the foreground
     straight = losses(cli.root / "straight")
@@ -120,11 +120,12 @@ def test_term_then_requeue_resumes_exactly_and_ctl_resume_resubmits(cli, tmp_pat
     second = pause_then_term(cli, run, "p", job, after=first + 5)
     assert "(restart 1) on" in (run / "worker.log").read_text()
 
-    # a stopped Slurm run: `ctl resume` resubmits it with sbatch, as a new job
-    out = cli("ctl", "p", "resume").stdout
+    # a stopped Slurm run back in line: `train --resume RUN --queue` resubmits it with sbatch, as a new job
+    # (`ctl RUN resume` does the same: the test above)
+    out = cli("train", "--resume", "p", "--queue").stdout
     slurm_cluster.extend(job_ids(run))
     new = job_ids(run)[-1]
-    assert new != job and f"resubmitted p (stopped) as slurm job {new}" in out, out
+    assert new != job and f"resubmitted p as slurm job {new}" in out, out
     wait_for(lambda: status(run).get("state") == "finished", timeout=240, what="the resubmitted job to finish")
 
     assert step_numbers(events(run)) == list(range(1, LONG + 1))  # no gap, nothing done twice
