@@ -75,11 +75,14 @@ def test_one_node_script_requeues_signals_and_resumes_from_a_checkpoint(tmp_path
         env = {**os.environ, "SLURM_JOB_ID": "7"}
         return subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env).stdout.splitlines()[-1]
 
-    assert argv().endswith(f"-m vittui.train.worker {run.path.resolve()}")
+    assert argv().endswith(f"-m vittui.train.worker {run.path.resolve()}")  # a new run: from step 0
     (run.checkpoints / "step-10").mkdir()
     assert argv().endswith(f"-m vittui.train.worker {run.path.resolve()}")  # a half-written checkpoint: no
     (run.checkpoints / "step-10" / "state.pt").write_bytes(b"x")
     assert argv().endswith(f"-m vittui.train.worker {run.path.resolve()} --resume")
+    (run.checkpoints / "step-10" / "state.pt").unlink()
+    run.events_path.write_text('{"type":"step","step":1}\n')  # requeued before its first checkpoint
+    assert argv().endswith(f"-m vittui.train.worker {run.path.resolve()} --resume")  # the worker starts over
 
 
 def test_several_nodes_go_through_accelerate_launch_under_srun(tmp_path):

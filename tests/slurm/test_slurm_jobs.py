@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 from slurm_helpers import acks, job_ids, losses, squeue_state
-from tiny import TINY_PROCESS, events, status, step_numbers, tiny_toml, wait_for
+from tiny import TINY_PROCESS, events, kill_if_alive, status, step_numbers, tiny_toml, wait_for
 
 from vittui.runs import events as ev
 
@@ -168,3 +168,37 @@ def test_a_pending_job_is_queued_and_stop_cancels_it(cli, tmp_path, slurm_cluste
         p = cli(*resume, check=False)  # never trained: no checkpoint to continue from
         assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "no checkpoint" in p.stderr
     assert job_ids(run) == [job]  # nothing resubmitted
+
+
+@pytest.mark.slow  # two job starts: ~60 s on a busy 2-core box
+def test_a_job_requeued_before_its_first_checkpoint_starts_over(cli, tmp_path, slurm_cluster):
+    """The worker killed outright (SIGKILL, no checkpoint written) is `lost` once its job ends; requeued, the job
+    starts the run over from step 0 and the history keeps one pass, the same losses as the first
+    (the seed fixes both)."""
+    # an epoch longer than the run: no epoch-end checkpoint before the kill
+    toml = tiny_toml(tmp_path / "tiny.toml", RECIPE + ["data.limit=1500"])
+    job = submit(cli, toml, "k", slurm_cluster)
+    run = cli.root / "k"
+    wait_for(lambda: len(step_numbers(events(run))) >= 3, timeout=180, what="steps under slurm")
+    kill_if_alive(status(run)["pid"])  # as a node crash would: no signal handler runs (scancel's KILL sends TERM first)
+    wait_for(lambda: squeue_state(job) not in ("RUNNING", "COMPLETING", ""), timeout=60, what="the killed job to end")
+    first = losses(run)
+    assert not any(run.glob("checkpoints/step-*/state.pt"))
+    assert listed(cli, "k")["state"] == "lost"
+
+    subprocess.run(["scontrol", "requeue", job], check=True, timeout=30)
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True, timeout=30)
+    wait_for(lambda: status(run).get("state") == "finished", timeout=240, what="the requeued job to finish")
+    starts = [e for e in events(run) if isinstance(e, ev.RunStarted)]
+    assert [e.resumed_from_step for e in starts] == [0, 0]
+    said = [e.message for e in events(run) if isinstance(e, ev.Log)]
+    assert any("no checkpoint yet: starting over from step 0" in m for m in said), said  # the worker knew
+    redone = [e for e in events(run)[events(run).index(starts[-1]):] if isinstance(e, ev.Step)]
+    assert [e.step for e in redone] == list(range(1, STEPS + 1))
+    for e in redone[:len(first)]:
+        assert math.isclose(e.loss, first[e.step], rel_tol=1e-6), (e.step, e.loss, first[e.step])
+    from vittui.runs.history import RunHistory
+
+    history = RunHistory()
+    history.feed(events(run))
+    assert history.step == STEPS and history.resumes == [0]

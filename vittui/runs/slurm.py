@@ -11,7 +11,8 @@ it and asks Slurm what the job is doing.
 
 The script decides at run time whether to pass `--resume`: the run's checkpoint is on disk when Slurm
 requeues a preempted job, so the requeued job continues exactly; one requeued before its first
-checkpoint starts over. Several nodes go through `srun` + `accelerate launch` with accelerate's own
+checkpoint has logged steps but has no checkpoint, and the worker's `--resume` starts it over from step 0
+with a warning and a `RunStarted(resumed_from_step=0)` that rewinds the history (runs/history.py). Several nodes go through `srun` + `accelerate launch` with accelerate's own
 multi-node flags (one launcher per node, each told its rank by Slurm), never a launcher of our own.
 
 The executor config is a small TOML file (`slurm.toml`), every key optional:
@@ -157,8 +158,11 @@ def script_text(run: RunDir, config: SlurmConfig) -> str:
         f"RUN={shlex.quote(run_path)}",
         f"PYTHON={shlex.quote(python)}",
         "RESUME=",
-        '# a checkpoint on disk: continue from it (a requeued job resumes exactly), else start from step 0',
-        'if compgen -G "$RUN/checkpoints/step-*/state.pt" >/dev/null; then RESUME=--resume; fi',
+        "# a checkpoint on disk: continue from it (a requeued job resumes exactly); a run that logged steps but",
+        "# has no checkpoint yet: --resume starts it over and says so (the history rewinds to 0); else step 0",
+        'if compgen -G "$RUN/checkpoints/step-*/state.pt" >/dev/null || [ -s "$RUN/events.jsonl" ]; then',
+        "  RESUME=--resume",
+        "fi",
         'echo "vittui: slurm job $SLURM_JOB_ID (restart ${SLURM_RESTART_COUNT:-0}) on $(hostname) ${RESUME}"',
     ]
     if config.nodes > 1 or config.gpus > 1:
