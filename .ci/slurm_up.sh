@@ -30,9 +30,10 @@ cpus=$(nproc)
 mem=$(awk '/MemTotal/ {print int($2/1024*0.8)}' /proc/meminfo)
 mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd /var/log/slurm
 cat > /etc/slurm/slurm.conf <<CONF
-# written by .ci/slurm_up.sh: one node, one partition, requeue allowed, jobs up to a day
+# written by .ci/slurm_up.sh: one node, one partition, requeue allowed, jobs up to a day; addresses are
+# loopback so a fresh machine whose hostname does not resolve still works
 ClusterName=vittui
-SlurmctldHost=$host
+SlurmctldHost=$host(127.0.0.1)
 SlurmUser=root
 AuthType=auth/munge
 CredType=cred/munge
@@ -56,7 +57,7 @@ MinJobAge=600
 KillWait=30
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
-NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=1-00:00:00 State=UP OverSubscribe=FORCE:4
 CONF
 
