@@ -10,6 +10,7 @@ from typing import Any
 
 
 JSON_HELP = "print JSON instead of text (shapes: README, \"JSON output\")"
+FINDER_JSON_HELP = "print one JSON object instead of text (shape: README, \"LR range test and batch-size finder\")"
 
 
 def _plain(x: Any) -> Any:
@@ -32,6 +33,14 @@ def print_json(obj: Any) -> None:
 
 def runs_root(args) -> Path:
     return Path(getattr(args, "runs_dir", None) or os.environ.get("VITTUI_RUNS", "runs"))
+
+
+def output_root(args, recipe) -> Path:
+    """Where a new run of `recipe` goes: --runs-dir / $VITTUI_RUNS, or `run.output_dir` when the recipe
+    moves it from the default."""
+    if recipe.run.output_dir != "runs" and not getattr(args, "runs_dir", None):
+        return Path(recipe.run.output_dir)
+    return runs_root(args)
 
 
 def resolve_run(args, name: str):

@@ -9,7 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from vittui.commands._common import load_recipe, resolve_run, runs_root, slurm_action
+from vittui.commands._common import load_recipe, output_root, resolve_run, runs_root, slurm_action
+from vittui.recipe import load
 
 
 def add_parser(sub) -> None:
@@ -52,6 +53,11 @@ def run(args) -> int:
             print(f"error: run {rd.name} is still live (state {state}); use `vittui attach {rd.name}`",
                   file=sys.stderr)
             return 2
+        from vittui.runs.slurm import job_id_of
+
+        # the run's own recipe: its data may be gone (a Slurm run's devices are the compute node's)
+        if refused(load(rd.recipe_path), rd.path.parent, here=job_id_of(rd) is None):
+            return 2
         if args.queue:
             return _requeue(rd)
         if args.detach or args.gpus > 1 or args.accelerate_config:
@@ -70,18 +76,15 @@ def run(args) -> int:
             return 2
         if (slurm_config := _slurm_config(args)) is None:
             return 2
-        if slurm_config.runs_dir and not args.runs_dir:
-            root = Path(slurm_config.runs_dir)
     if not args.preset:
         print("error: vittui train needs a PRESET (a .toml file or a shipped preset name) or --resume RUN",
               file=sys.stderr)
         return 2
     recipe = load_recipe(args)
-    if not recipe.run.output_dir == "runs" and not args.runs_dir and not (slurm_config and slurm_config.runs_dir):
-        root = Path(recipe.run.output_dir)
-    if problems := _preflight(recipe, root, here=slurm_config is None):  # before any run directory exists
-        for line in problems:
-            print(f"error: {line}", file=sys.stderr)
+    root = output_root(args, recipe)
+    if slurm_config is not None and slurm_config.runs_dir and not args.runs_dir:
+        root = Path(slurm_config.runs_dir)  # the runs folder on the cluster's shared filesystem
+    if refused(recipe, root, here=slurm_config is None):  # before any run directory exists
         return 2
     if args.queue:
         return _enqueue(recipe, root, args)
@@ -189,14 +192,19 @@ def _enqueue(recipe, root: Path, args) -> int:
     return 0
 
 
-def _preflight(recipe, root: Path, *, here: bool = True) -> list[str]:
-    """Pre-flight (vittui/planning/preflight.py): problems, one line each, found before anything starts.
-    `here=False` (Slurm): the run trains on a compute node, so this machine's devices are not checked."""
+def refused(recipe, root: Path, *, here: bool = True) -> bool:
+    """Pre-flight (vittui/planning/preflight.py): problems found before anything starts, one line each on
+    stderr; True when there were any. `here=False` (Slurm): the run trains on a compute node, so this
+    machine's devices are not checked."""
     from vittui.planning import preflight_libs as pf
 
     if here:
-        return pf.preflight(recipe, root)
-    return pf.basic_problems(recipe, root) + pf.model_name_problems(recipe) + pf.augment_problems(recipe)
+        problems = pf.preflight(recipe, root)
+    else:
+        problems = pf.basic_problems(recipe, root) + pf.model_name_problems(recipe) + pf.augment_problems(recipe)
+    for line in problems:
+        print(f"error: {line}", file=sys.stderr)
+    return bool(problems)
 
 
 def _foreground(rd, resume: bool) -> int:
