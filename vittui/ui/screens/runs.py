@@ -110,6 +110,9 @@ class RunsScreen(VittuiScreen):
         if (row := self._current()) is None:
             return
         run = RunDir(row.path)
+        if row.executor == "slurm":  # sbatch and squeue block: off the event loop
+            self.resubmit(run)
+            return
         if (why := why_not_resumable(run, run_state(run))) is not None:  # the list is up to 2 s old
             self.notify(why, severity="error")
             return
@@ -119,6 +122,24 @@ class RunsScreen(VittuiScreen):
             self.notify(f"could not resume {run.name}: {e}", severity="error")
             return
         self.vittui_app.attach(run.path)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="resubmit", name="resubmit-slurm")
+    def resubmit(self, run) -> None:
+        """A Slurm run resumes as a new sbatch job (runs/slurm.py), then the monitor opens on it."""
+        from vittui.runs import slurm
+        from vittui.runs.registry import run_state, why_not_resumable
+
+        why = why_not_resumable(run, run_state(run))
+        if why is None:
+            try:
+                job_id = slurm.resubmit(run)
+            except slurm.SlurmError as e:
+                why = str(e)
+        if why is not None:
+            self.app.call_from_thread(self.notify, why, severity="error")
+            return
+        self.app.call_from_thread(self.notify, f"{run.name}: slurm job {job_id}")
+        self.app.call_from_thread(self.vittui_app.attach, run.path)
 
     def action_mark(self) -> None:
         table = self.query_one(RunsTable)

@@ -17,6 +17,14 @@ def _pct(v: float | None) -> str:
     return f"{v * 100 if v <= 1 else v:.1f}%"
 
 
+def _state(r: RunSummary) -> str:
+    """The run's state; a Slurm run adds its job, and Slurm's state while the job waits."""
+    if not r.job_id:
+        return r.state
+    waiting = f" {r.job_state}" if r.job_state and r.state in ("queued", "starting") else ""
+    return f"{r.state} (slurm {r.job_id}{waiting})"
+
+
 class RunsTable(DataTable):
     class Chosen(Message):
         def __init__(self, path: Path) -> None:
@@ -39,7 +47,7 @@ class RunsTable(DataTable):
         self.clear()
         for r in rows:
             step = f"{r.step}/{r.total_steps}" if r.total_steps else str(r.step)
-            self.add_row(Text("[x]" if r.path in self.marked else "[ ]"), Text(r.name), r.state, step, _pct(r.best_top1), r.model, r.updated_text, key=str(r.path))
+            self.add_row(Text("[x]" if r.path in self.marked else "[ ]"), Text(r.name), _state(r), step, _pct(r.best_top1), r.model, r.updated_text, key=str(r.path))
         if rows:
             self.move_cursor(row=min(max(keep, 0), len(rows) - 1))
 
