@@ -221,3 +221,22 @@ def test_a_worker_that_dies_before_starting_fails_the_run(root):
     procs["a"].rc = 2  # exited without ever writing its status (status still names the scheduler's claim)
     sched.tick()
     assert run_state(a) == "failed" and "exited with code 2 before it started" in a.read_status().message
+
+
+def test_a_run_frees_its_slot_when_its_status_ends_not_when_its_process_exits(root):
+    """The next run's start-up (seconds of imports) overlaps the old process's teardown, never its training."""
+    sched, starts, procs = make(root, {}, present=False)
+    a, b = q(root, "a"), q(root, "b")
+    assert sched.tick() == ["a"]
+    s = a.read_status()
+    s.state = "running"
+    a.write_status(s)
+    assert sched.tick() == []
+    s.state = "finished"  # the Finished event is written; the process is still shutting down
+    a.write_status(s)
+    assert procs["a"].poll() is None
+    assert sched.tick() == ["b"]
+    procs["a"].rc = 0
+    sched.tick()
+    entry = queue.read_entry(a)
+    assert entry.exit_code == 0 and entry.exited_at >= entry.started_at

@@ -55,6 +55,8 @@ class QueueEntry:
     gpu_ids: list[int] = field(default_factory=list)  # the cards the scheduler gave it
     started_by: int | None = None  # the scheduler's pid
     started_at: float | None = None
+    exited_at: float | None = None  # when the scheduler saw its worker process gone
+    exit_code: int | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "QueueEntry":

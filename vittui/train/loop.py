@@ -77,8 +77,8 @@ def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = 
         b.criterion = faults.wrap(b.criterion, step=lambda: p.pos.step + 1)
     cp = ControlPoint(
         source=control, stop=stop or StopRequest(),
-        ack=lambda cmd, step, ok, detail: b.out.emit(
-            ev.ControlAck(command=cmd.command, id=cmd.id, step=step, ok=ok, detail=detail)),
+        ack=lambda cmd, step, ok, detail, changes: b.out.emit(
+            ev.ControlAck(command=cmd.command, id=cmd.id, step=step, ok=ok, detail=detail, changes=changes)),
         set_state=lambda state, reason: b.out.set_state(state, p.pos.step, reason),
         checkpoint=lambda: save_checkpoint(b, p), eval=lambda: run_eval(b, p), broadcast=_broadcast(b.acc),
         knobs=p.knobs)
@@ -102,18 +102,8 @@ def _loop(b: Built, p: Progress, cp: ControlPoint, guard: DivergenceRule) -> Non
     while pos.step < b.total_steps:
         if batches is None or pos.batch == 0:
             batches = _epoch(b.acc, b.train_loader, pos.epoch, pos.batch)
-        t_step, data_time = time.perf_counter(), 0.0
-        loss_sum, rows = torch.zeros((), device=b.acc.device), 0
-        for _ in range(b.accum):  # gradient accumulation: the gradients of `accum` batches add up
-            t_data = time.perf_counter()
-            x, y = _next_batch(b, batches)
-            data_time += time.perf_counter() - t_data
-            if len(y) == 0:  # every image of this batch was unreadable
-                continue
-            with b.acc.autocast():
-                loss = b.criterion(b.model(x), y)
-            b.acc.backward(loss / b.accum)
-            loss_sum, rows = loss_sum + loss.detach(), rows + len(y)
+        t_step = time.perf_counter()
+        loss_sum, rows, data_time = forward_backward(b, batches)
         pos.batch += b.accum
         if pos.batch == b.batches_per_epoch:
             pos.epoch, pos.batch = pos.epoch + 1, 0
@@ -146,6 +136,24 @@ def _loop(b: Built, p: Progress, cp: ControlPoint, guard: DivergenceRule) -> Non
 
 
 # ---- the step's parts ----------------------------------------------------------------------------------
+
+
+def forward_backward(b: Built, batches) -> tuple[torch.Tensor, int, float]:
+    """`accum` micro-batches from `batches`, forward and backward: their gradients add up. Returns the
+    summed loss (on the device), the images used and the seconds spent waiting for data. Shared with the
+    lr and batch-size finders (train/lr_find.py, train/batch_find.py), so they step exactly as training does."""
+    data_time, loss_sum, rows = 0.0, torch.zeros((), device=b.acc.device), 0
+    for _ in range(b.accum):  # gradient accumulation: the gradients of `accum` batches add up
+        t_data = time.perf_counter()
+        x, y = _next_batch(b, batches)
+        data_time += time.perf_counter() - t_data
+        if len(y) == 0:  # every image of this batch was unreadable
+            continue
+        with b.acc.autocast():
+            loss = b.criterion(b.model(x), y)
+        b.acc.backward(loss / b.accum)
+        loss_sum, rows = loss_sum + loss.detach(), rows + len(y)
+    return loss_sum, rows, data_time
 
 
 def _next_batch(b: Built, batches) -> tuple[torch.Tensor, torch.Tensor]:
@@ -217,7 +225,7 @@ def _on_divergence(b: Built, p: Progress, cp: ControlPoint, guard: DivergenceRul
                 f"; {guard.rewinds} rewind(s) done, the most run.max_rewinds allows")
     b.out.emit(ev.Fault(fault=fault, step=step, quantity="loss", message=(
         f"{why}; the update was skipped and the run paused"),
-        suggestion="resume with a lower lr (vittui ctl RUN resume --lr-scale 0.5) or stop"))
+        suggestion="resume with a lower lr (vittui ctl RUN resume --lr-multiplier 0.5) or stop"))
     cp.pause(pause_why)
     return False
 
