@@ -71,3 +71,12 @@ async def runs_screen_from(app, pilot, runs: int):
     table = app.screen.query_one(RunsTable)
     await wait_for(pilot, lambda: len(table.rows_data) == runs, what="runs listed")
     return table
+
+
+async def start_from_setup(app, pilot):
+    """ctrl+s on the setup screen (the app made with a recipe): the monitor of the worker it started."""
+    from vittui.ui.screens.monitor import MonitorScreen
+
+    await pilot.press("ctrl+s")
+    await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="monitor")
+    return app.screen

@@ -35,6 +35,14 @@ def runs_root(args) -> Path:
     return Path(getattr(args, "runs_dir", None) or os.environ.get("VITTUI_RUNS", "runs"))
 
 
+def output_root(args, recipe) -> Path:
+    """Where a new run of `recipe` goes: --runs-dir / $VITTUI_RUNS, or `run.output_dir` when the recipe
+    moves it from the default."""
+    if recipe.run.output_dir != "runs" and not getattr(args, "runs_dir", None):
+        return Path(recipe.run.output_dir)
+    return runs_root(args)
+
+
 def resolve_run(args, name: str):
     """`vittui.runs.registry.resolve_run` in the runs folder these arguments name."""
     from vittui.runs.registry import resolve_run as _resolve
@@ -50,24 +58,3 @@ def load_recipe(args):
     if args.set:
         recipe = recipe.with_overrides(args.set, source="--set")
     return recipe
-
-
-def build_for_finder(args):
-    """The recipe of `args` built for `lr-find` / `batch-find` (a `vittui.train.build.Built`), after
-    pre-flight, writing nothing: no run directory. None after printing the problems, one line each."""
-    import sys
-
-    from vittui.planning.preflight_libs import preflight
-
-    recipe = load_recipe(args)
-    root = runs_root(args)
-    if recipe.run.output_dir != "runs" and not getattr(args, "runs_dir", None):  # as `vittui train` decides
-        root = Path(recipe.run.output_dir)
-    if problems := preflight(recipe, root):
-        for line in problems:
-            print(f"error: {line}", file=sys.stderr)
-        return None
-    from vittui.train.build import build
-
-    # `record=False`: the Emitter writes nothing, so this path is never created
-    return build(recipe, root / f".finder-{os.getpid()}", record=False)

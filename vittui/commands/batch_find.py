@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import sys
 
-from vittui.commands._common import FINDER_JSON_HELP, build_for_finder, print_json
+from vittui.commands._common import FINDER_JSON_HELP, print_json
+from vittui.commands._finder import build_for_finder
 
 
 def add_parser(sub) -> None:

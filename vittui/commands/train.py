@@ -1,5 +1,6 @@
-"""`vittui train PRESET [--set k=v]… [--detach] [--gpus N]` or `vittui train --resume RUN`: train in the
-foreground with a progress line, or start a detached worker."""
+"""`vittui train PRESET [--set k=v]… [--detach | --queue] [--gpus N]` or `vittui train --resume RUN`: train
+in the foreground with a progress line, start a detached worker, or put the run in the queue
+(runs/queue.py; the scheduler starts it when a slot is free)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from vittui.commands._common import load_recipe, resolve_run, runs_root
+from vittui.commands._common import load_recipe, output_root, resolve_run, runs_root
+from vittui.recipe import load
 
 
 def add_parser(sub) -> None:
@@ -19,6 +21,11 @@ def add_parser(sub) -> None:
     t.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint")
     t.add_argument("--gpus", type=int, default=0, help="train on N GPUs through accelerate launch")
     t.add_argument("--accelerate-config", help="accelerate config file (several machines)")
+    t.add_argument("--queue", action="store_true", help="queue the run; the scheduler starts it when it fits")
+    t.add_argument("--max-per-gpu", type=int, metavar="N", help="queue: at most N runs per GPU (default 1)")
+    t.add_argument("--max-cpu-runs", type=int, metavar="N", help="queue: at most N runs at once without a GPU (default 1)")
+    t.add_argument("--suspend-paused-after", type=float, metavar="MINUTES",
+                   help="queue: suspend a run paused this long while queued runs wait for its slot (default off)")
     t.set_defaults(func=run)
 
 
@@ -28,6 +35,9 @@ def run(args) -> int:
     from vittui.runs.store import RunDir
 
     root = runs_root(args)
+    if (problem := _queue_flags_problem(args)) is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     if args.resume:
         rd = resolve_run(args, args.resume)
         if args.preset or args.set:  # a resumed run trains its own recipe.toml, nothing else
@@ -38,6 +48,10 @@ def run(args) -> int:
             print(f"error: run {rd.name} is still live (state {state}); use `vittui attach {rd.name}`",
                   file=sys.stderr)
             return 2
+        if refused(load(rd.recipe_path), rd.path.parent):  # the run's own recipe: its data may be gone
+            return 2
+        if args.queue:
+            return _requeue(rd)
         if args.detach or args.gpus > 1 or args.accelerate_config:
             proc = launcher.resume(rd, gpus=args.gpus, accelerate_config=args.accelerate_config)
             print(f"resuming {rd.name} detached (pid {proc.pid}); log: {rd.log_path}")
@@ -48,12 +62,11 @@ def run(args) -> int:
               file=sys.stderr)
         return 2
     recipe = load_recipe(args)
-    if not recipe.run.output_dir == "runs" and not args.runs_dir:
-        root = Path(recipe.run.output_dir)
-    if problems := _preflight(recipe, root):  # before any run directory exists
-        for line in problems:
-            print(f"error: {line}", file=sys.stderr)
+    root = output_root(args, recipe)
+    if refused(recipe, root):  # before any run directory exists
         return 2
+    if args.queue:
+        return _enqueue(recipe, root, args)
     if args.detach or args.gpus > 1 or args.accelerate_config:
         rd = launcher.launch(recipe, root, args.name, gpus=args.gpus, accelerate_config=args.accelerate_config)
         print(f"started {rd.name} detached; follow it with `vittui attach {rd.name}` (log: {rd.log_path})")
@@ -63,11 +76,61 @@ def run(args) -> int:
     return _foreground(RunDir(rd.path), resume=False)
 
 
-def _preflight(recipe, root: Path) -> list[str]:
-    """Pre-flight (vittui/planning/preflight.py): problems, one line each, found before anything starts."""
+def _queue_flags_problem(args) -> str | None:
+    """The scheduler's options go with --queue, and --queue with nothing that starts a worker now."""
+    if args.queue and (args.detach or args.accelerate_config):
+        return "--queue starts the run when it fits; it takes no --detach or --accelerate-config"
+    for flag, least in (("max_per_gpu", 1), ("max_cpu_runs", 1), ("suspend_paused_after", 0)):
+        value = getattr(args, flag)
+        opt = "--" + flag.replace("_", "-")
+        if value is not None and not args.queue:
+            return f"{opt} needs --queue"
+        if value is not None and value < least:
+            return f"{opt} must be >= {least} (got {value:g})"
+    return None
+
+
+def _requeue(rd) -> int:
+    """`--resume RUN --queue`: back in line, started with --resume when it fits."""
+    from vittui.runs import queue
+
+    try:
+        queue.requeue(rd)
+    except queue.QueueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"queued {rd.name} to resume from its last checkpoint at position {queue.position(rd)}")
+    return 0
+
+
+def _enqueue(recipe, root: Path, args) -> int:
+    """`--queue`: the run directory in state queued with its memory estimate; the scheduler starts it."""
+    from vittui.hardware import fmt_bytes
+    from vittui.runs import queue
+
+    try:
+        from vittui.planning.memory import estimate
+
+        est = estimate(recipe).peak
+    except Exception:  # noqa: BLE001 - a model the estimator does not know still queues, admitted on slots alone
+        est = None
+    queue.write_config(root, max_per_gpu=args.max_per_gpu, max_cpu_runs=args.max_cpu_runs,
+                       suspend_paused_after=args.suspend_paused_after)
+    rd = queue.enqueue(recipe, root, args.name, estimate_bytes=est, gpus=args.gpus)
+    est_text = f", memory estimate {fmt_bytes(est)}" if est else ""
+    print(f"queued {rd.name} at position {queue.position(rd)}{est_text}; see `vittui queue`")
+    return 0
+
+
+def refused(recipe, root: Path) -> bool:
+    """Pre-flight (vittui/planning/preflight.py): problems found before anything starts, one line each on
+    stderr; True when there were any."""
     from vittui.planning.preflight_libs import preflight
 
-    return preflight(recipe, root)
+    problems = preflight(recipe, root)
+    for line in problems:
+        print(f"error: {line}", file=sys.stderr)
+    return bool(problems)
 
 
 def _foreground(rd, resume: bool) -> int:

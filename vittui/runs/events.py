@@ -109,12 +109,15 @@ class ControlAck(Event):
     step: int
     ok: bool = True
     detail: str = ""
+    # the knobs the command changed, by their one name: knob -> [old, new] (a `set`, a `resume` with knobs);
+    # they apply from the step after `step`. Older logs have none (their `detail` says "lr_scale=0.5").
+    changes: dict[str, list[float]] = field(default_factory=dict)
 
 
 @dataclass
 class Fault(Event):
     kind: ClassVar[str] = "fault"
-    fault: str  # nan | oom | exception
+    fault: str  # nan | spike | divergence (rewinds used up) | oom | exception
     step: int
     message: str
     quantity: str = ""
@@ -146,6 +149,19 @@ class GradFlow(Event):
 
 
 @dataclass
+class Rewound(Event):
+    """The divergence guard (`run.on_divergence = "rewind"`) reloaded the checkpoint at `to_step` after the
+    loss diverged at `step`, and the lr multiplier became `lr_multiplier`. The steps after `to_step` are
+    redone: a reader's history drops what was logged after `to_step` (runs/history.py), as for a resume."""
+
+    kind: ClassVar[str] = "rewound"
+    step: int
+    to_step: int
+    lr_multiplier: float
+    reason: str = ""
+
+
+@dataclass
 class Finished(Event):
     kind: ClassVar[str] = "finished"
     step: int
@@ -156,7 +172,7 @@ class Finished(Event):
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (RunStarted, Step, Eval, Log, DataSkipped, Status, CheckpointSaved, ControlAck, Fault,
-                AttentionProbe, GradFlow, Finished)
+                AttentionProbe, GradFlow, Rewound, Finished)
 }
 
 
