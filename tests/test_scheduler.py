@@ -1,6 +1,6 @@
 """vittui/scheduler.py: admission, in process, against a fake NVML (the pynvml module replaced, read through
 hardware.NvmlSource as in production) whose free memory per device the test changes; workers are faked
-(the scheduler's `start` hook), so each pass is exact and instant. The real thing: tests/e2e/test_queue.py."""
+(the scheduler's `start` hook), so each pass is exact and instant. The real thing: tests/e2e/test_queue_cli.py."""
 
 from __future__ import annotations
 

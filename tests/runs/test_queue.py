@@ -1,5 +1,5 @@
 """runs/queue.py: the queue's files and order, without a scheduler process (ensure_scheduler is stubbed) and
-without a worker. The scheduler's admission is tests/test_scheduler.py; the whole thing is tests/e2e/test_queue.py."""
+without a worker. The scheduler's admission is tests/test_scheduler.py; the whole thing is tests/e2e/test_queue_cli.py."""
 
 from __future__ import annotations
 
