@@ -1,58 +1,95 @@
-"""The runs screen's resume key: offered only for a run no worker is behind that has a checkpoint; it
-relaunches through the launcher (recorded here; tests/e2e/test_suspend.py relaunches for real) and attaches."""
+"""The runs screen's keys: u resumes a real suspended worker (off the event loop; the row's state changes
+and a notification says so), k clones a run's recipe into the setup screen, x deletes a finished run after
+a confirmation and is never offered for a live one, queued runs show their place in line."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from fakerun import FakeRun
-from ui_helpers import SIZE, runs_screen_from, screen_text, wait_for
+from tiny import TINY_PROCESS, events, kill_if_alive, status, step_numbers
+from tiny import wait_for as wait_sync
+from ui_helpers import SIZE, footer_enabled, runs_screen_from, wait_for
 
-from vittui.runs import launcher
+from vittui import recipe as R
+from vittui.runs import control, launcher
+from vittui.runs.lock import pid_alive
 from vittui.ui.app import create_app
-from vittui.ui.screens.monitor import MonitorScreen
+from vittui.ui.screens.modals import ConfirmModal
+from vittui.ui.screens.runs import RunsScreen
+from vittui.ui.screens.setup import SetupScreen
+from vittui.ui.widgets.recipe_editor import RecipeEditor
+from vittui.ui.widgets.runs_table import RunsTable
 
 pytestmark = pytest.mark.anyio
 
 
-def finished_and_suspended(runs_root):
+def notified(app, text: str) -> bool:
+    return any(text in n.message for n in app._notifications)
+
+
+def row_of(table: RunsTable, name: str) -> int:
+    return [r.name for r in table.rows_data].index(name)
+
+
+async def open_runs(app, pilot, runs: int) -> RunsTable:
+    """From the setup screen: ctrl+r, then the table once it lists `runs` runs."""
+    await pilot.press("ctrl+r")
+    assert isinstance(app.screen, RunsScreen)
+    table = app.screen.query_one(RunsTable)
+    await wait_for(pilot, lambda: len(table.rows_data) == runs, what="runs listed")
+    return table
+
+
+def suspended_worker(runs_root):
+    """A real tiny detached worker, suspended (checkpoint, exit) after a few steps: (run dir, the step it
+    stopped at). The caller kills whatever pid status.json names afterwards."""
+    recipe = R.Recipe().with_overrides(TINY_PROCESS + ["run.name=sus"])
+    run = launcher.launch(recipe, runs_root)
+    pid = status(run.path).get("pid")
+    try:
+        wait_sync(lambda: len(step_numbers(events(run.path))) >= 3, timeout=180, what="three steps")
+        control.send(run.path, "suspend")
+        wait_sync(lambda: status(run.path).get("state") == "suspended", timeout=120, what="suspended")
+        wait_sync(lambda: not pid_alive(pid), timeout=60, what="the suspended worker to exit")
+    except BaseException:
+        kill_if_alive(pid)
+        raise
+    return run, status(run.path)["step"]
+
+
+async def test_resume_key_resumes_a_real_suspended_worker(runs_root, no_gpu):
     done = FakeRun(runs_root, name="done")
-    done.started()
-    done.steps(10)
-    done.set_state("finished")
-    sus = FakeRun(runs_root, name="sus")
-    sus.started()
-    sus.steps(6)
-    step = sus.run.checkpoints / "step-00000006"
-    step.mkdir(parents=True)
-    (step / "state.pt").write_bytes(b"")
-    sus.set_state("suspended", "suspended by user: checkpoint at step 6, worker exited")
-    return done, sus
-
-
-async def test_resume_key_relaunches_a_suspended_run_and_attaches(runs_root, no_gpu, monkeypatch):
-    done, sus = finished_and_suspended(runs_root)
-    launched = []
-    monkeypatch.setattr(launcher, "resume", lambda run, **kw: launched.append(run.name))
-    app = create_app(runs_root, gpu_source=no_gpu, attach="done")
-    async with app.run_test(size=SIZE) as pilot:
-        table = await runs_screen_from(app, pilot, 2)
-        assert "suspended" in screen_text(app)
-        names = [r.name for r in table.rows_data]
-        table.move_cursor(row=names.index("done"))
-        await pilot.pause()
-        assert app.screen.check_action("resume_run", ()) is None  # a finished run does not resume
-        await pilot.press("u")
-        assert launched == []
-        table.move_cursor(row=names.index("sus"))
-        await pilot.pause()
-        assert app.screen.check_action("resume_run", ()) is True
-        await wait_for(pilot, lambda: "u Resume" in screen_text(app).rstrip().splitlines()[-1], what="footer")
-        await pilot.press("u")
-        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="the monitor attached")
-        assert launched == ["sus"]
-        assert app.screen.run.name == "sus"
-    done.close()
-    sus.close()
+    done.started(); done.steps(10); done.set_state("finished"); done.close()
+    run, at = suspended_worker(runs_root)
+    assert status(run.path)["last_checkpoint_step"] == at
+    app = create_app(runs_root, gpu_source=no_gpu)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            table = await open_runs(app, pilot, 2)
+            table.move_cursor(row=row_of(table, "done"))
+            await pilot.pause()
+            assert app.screen.check_action("resume_run", ()) is None  # a finished run does not resume
+            await wait_for(pilot, lambda: "Resume" not in footer_enabled(app) and "Delete" in footer_enabled(app),
+                           what="the footer without resume")
+            await pilot.press("u")
+            table.move_cursor(row=row_of(table, "sus"))
+            await wait_for(pilot, lambda: "Resume" in footer_enabled(app), what="resume offered in the footer")
+            assert table.rows_data[row_of(table, "sus")].state == "suspended"
+            await pilot.press("u")
+            await wait_for(pilot, lambda: notified(app, f"resuming sus from step {at}"), what="the notification")
+            assert isinstance(app.screen, RunsScreen)  # stays on the list
+            await wait_for(pilot, lambda: table.rows_data[row_of(table, "sus")].state in ("starting", "running"),
+                           timeout=60, what="the row's state to change")
+            await wait_for(pilot, lambda: any(s > at for s in step_numbers(events(run.path))), timeout=180,
+                           what="the resumed worker's steps")
+            steps = step_numbers(events(run.path))
+            assert steps[: at + 1] == list(range(1, at + 2))  # it continued from the checkpoint, no gap
+            assert app.screen.check_action("resume_run", ()) is None  # a worker is behind it now
+            assert not notified(app, "could not resume")
+    finally:
+        kill_if_alive(status(run.path).get("pid"))
 
 
 async def test_resume_key_is_off_for_a_stopped_run_without_a_checkpoint(runs_root, no_gpu):
@@ -64,3 +101,63 @@ async def test_resume_key_is_off_for_a_stopped_run_without_a_checkpoint(runs_roo
         await runs_screen_from(app, pilot, 1)
         assert app.screen.check_action("resume_run", ()) is None
     stopped.close()
+
+
+async def test_clone_opens_the_setup_screen_with_the_runs_recipe(runs_root, no_gpu):
+    fr = FakeRun(runs_root, name="tuned")
+    fr.started(); fr.steps(3); fr.set_state("stopped"); fr.close()
+    recipe = R.load(fr.run.recipe_path).with_overrides(["data.batch_size=48", "optim.lr=3e-4", "model.depth=3"])
+    R.save(recipe, fr.run.recipe_path)
+    assert recipe != R.load_preset("demo-digits")
+    app = create_app(runs_root, gpu_source=no_gpu)
+    async with app.run_test(size=SIZE) as pilot:
+        table = await open_runs(app, pilot, 1)
+        await wait_for(pilot, lambda: "Clone" in footer_enabled(app), what="clone offered")
+        await pilot.press("k")
+        await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen), what="the setup screen")
+        assert app.screen.recipe == R.load(fr.run.recipe_path)
+        editor = app.screen.query_one(RecipeEditor)
+        assert editor.recipe == R.load(fr.run.recipe_path)
+        for key, shown in (("data.batch_size", "48"), ("optim.lr", "0.0003"), ("model.depth", "3")):
+            await editor.show_section(key.split(".")[0])
+            assert editor.field(key).control.value == shown, key
+        assert app.screen.query_one("#preset").value is app.screen.query_one("#preset").NULL
+        assert len(app.screen_stack) == 2
+        del table
+
+
+async def test_delete_asks_and_never_touches_a_live_run(runs_root, no_gpu):
+    old = FakeRun(runs_root, name="old")
+    old.started(); old.steps(10); old.set_state("finished"); old.close()
+    live = FakeRun(runs_root, name="live")  # this test process plays its worker: alive
+    live.started(); live.steps(2)
+    app = create_app(runs_root, gpu_source=no_gpu)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            table = await open_runs(app, pilot, 2)
+            table.move_cursor(row=row_of(table, "live"))
+            await pilot.pause()
+            assert app.screen.check_action("delete_run", ()) is None
+            await wait_for(pilot, lambda: "Delete" not in footer_enabled(app) and "Clone" in footer_enabled(app),
+                           what="the footer without delete")
+            await pilot.press("x")
+            await pilot.pause()
+            assert isinstance(app.screen, RunsScreen) and live.path.exists()
+
+            table.move_cursor(row=row_of(table, "old"))
+            await wait_for(pilot, lambda: "Delete" in footer_enabled(app), what="delete offered")
+            await pilot.press("x")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal), what="the question")
+            await pilot.press("n")
+            await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen), what="back on the list")
+            assert old.path.exists() and len(table.rows_data) == 2
+
+            await pilot.press("x")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal), what="the question again")
+            await pilot.press("y")
+            await wait_for(pilot, lambda: not old.path.exists(), what="the folder removed")
+            await wait_for(pilot, lambda: [r.name for r in table.rows_data] == ["live"], what="the table updated")
+            assert notified(app, "deleted old")
+            assert live.path.exists() and sorted(os.listdir(runs_root)) == ["live"]
+    finally:
+        live.close()

@@ -71,3 +71,11 @@ async def runs_screen_from(app, pilot, runs: int):
     table = app.screen.query_one(RunsTable)
     await wait_for(pilot, lambda: len(table.rows_data) == runs, what="runs listed")
     return table
+
+
+def footer_enabled(app) -> set[str]:
+    """The descriptions of the footer's keys that are enabled now (a disabled key is drawn dim, which plain
+    text does not show): what the footer tells a person they can press."""
+    from textual.widgets._footer import FooterKey
+
+    return {k.description for k in app.screen.query(FooterKey) if not k.has_class("-disabled")}

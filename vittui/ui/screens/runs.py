@@ -1,9 +1,13 @@
-"""Every run in the runs folder with its state and best metric; enter attaches the monitor to it, u resumes
-a run no worker is behind (suspended, or stopped, failed or lost with a checkpoint) and attaches."""
+"""Every run in the runs folder with its state (queued runs with their place in line) and best metric.
+
+Enter attaches the monitor; u resumes a run no worker is behind (suspended, or stopped, failed or lost with
+a checkpoint) — through the queue when a scheduler is alive or runs wait, else as a detached worker; k
+clones a run into the setup screen; x deletes a run in a final state after a confirmation. Resume and
+delete touch the disk and spawn processes, so they run in thread workers and report with `RunsActed`."""
 
 from __future__ import annotations
 
-import time
+import threading
 from pathlib import Path
 
 from textual import work
@@ -14,19 +18,64 @@ from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
 from vittui.runs import launcher
-from vittui.runs.registry import RunSummary, scan_runs
-from vittui.ui.messages import RunsScanned
+from vittui.runs.registry import RunSummary, run_state, scan_runs, why_not_resumable
+from vittui.runs.store import RunDir
+from vittui.ui.messages import RunsActed, RunsScanned
 from vittui.ui.screens.base import VittuiScreen
-from vittui.ui.screens.modals import HelpModal, key_rows
+from vittui.ui.screens.modals import ConfirmModal, HelpModal, key_rows
 from vittui.ui.widgets.runs_table import RunsTable
 
 REFRESH_S = 2.0
+# States in which no worker is, or will be, behind a run: the only ones a delete may remove. Not `lost`
+# (a worker on another node of a shared filesystem looks lost from here) and not `queued` (the scheduler
+# may be starting it).
+DELETABLE = ("finished", "stopped", "failed", "pruned", "suspended")
+
+
+def queue_module():
+    """`vittui.runs.queue` (the run queue: enqueue, requeue, positions), or None on an install without it."""
+    try:
+        from vittui.runs import queue
+    except ImportError:
+        return None
+    return queue
+
+
+def queue_positions(runs_root: Path) -> dict[Path, int]:
+    """Each queued run's place in line (1 = starts next), keyed like the scan's rows (runs_root / name)."""
+    q = queue_module()
+    if q is None:
+        return {}
+    try:
+        return {runs_root / r.name: i for i, r in enumerate(q.queued(runs_root), start=1)}
+    except OSError:
+        return {}
+
+
+def resume_run(run: RunDir, runs_root: Path) -> str:
+    """Continue `run` from its last checkpoint: back in line when the queue is in use (a scheduler alive or runs
+    waiting), so it does not jump the runs that wait for the same GPU; a detached worker otherwise. Returns
+    what happened, in one line; raises ValueError (why not) for a run that cannot resume."""
+    if (why := why_not_resumable(run, run_state(run))) is not None:
+        raise ValueError(why)
+    status = run.read_status()
+    at = f" from step {status.last_checkpoint_step}" if status and status.last_checkpoint_step else ""
+    q = queue_module()
+    if q is not None and (q.scheduler_alive(runs_root) or q.queued(runs_root)):
+        q.requeue(run)
+        q.ensure_scheduler(runs_root)
+        pos = q.position(run)
+        return f"{run.name} queued to resume{at}" + (f" (#{pos} in line)" if pos else "")
+    proc = launcher.resume(run)
+    return f"resuming {run.name}{at} (worker pid {proc.pid})"
 
 
 class RunsScreen(VittuiScreen):
     BINDINGS = [
         Binding("enter", "attach", "Attach"),
         Binding("u", "resume_run", "Resume"),
+        Binding("k", "clone", "Clone"),
+        Binding("x,delete", "delete_run", "Delete"),
         Binding("m,space", "mark", "Mark"),
         Binding("c", "compare", "Compare"),
         Binding("v", "report", "Report"),
@@ -38,7 +87,11 @@ class RunsScreen(VittuiScreen):
     PALETTE = [("app.setup", "New run", "Back to the setup screen"), ("back", "Back", "Leave the runs list"),
                ("compare", "Compare marked runs", "Curves overlaid and the recipe fields that differ"),
                ("report", "Evaluation report", "The report of the run under the cursor"),
-               ("resume_run", "Resume run", "Start a new worker from the last checkpoint of the run under the cursor")]
+               ("resume_run", "Resume run", "A new worker from the last checkpoint of the run under the cursor"),
+               ("clone", "Clone run", "The setup screen with this run's recipe, to edit and start or queue"),
+               ("delete_run", "Delete run", "Remove the run directory of a finished (or stopped…) run")]
+    HELP_NOTES = ("u resumes through the queue when a scheduler runs or runs wait, else at once.\n"
+                  "x asks first (y deletes the folder, n keeps it); never a run a worker may be behind.")
 
     marked: var[list[Path]] = var(list, bindings=True)
     """The runs marked for comparing, in the order they were marked (compare needs two)."""
@@ -47,6 +100,7 @@ class RunsScreen(VittuiScreen):
         super().__init__(classes="runs")
         self.runs_root = runs_root
         self._rows: list[RunSummary] = []
+        self._wake = threading.Event()  # set: the scan loop rescans now (after a resume or a delete)
 
     def compose(self) -> ComposeResult:
         yield Static(f"runs in {self.runs_root}", id="runs-title")
@@ -58,21 +112,26 @@ class RunsScreen(VittuiScreen):
         self.query_one(RunsTable).focus()
         self.scan()
 
+    def on_unmount(self) -> None:
+        self._wake.set()  # the scan loop sees its cancellation at once
+
     @work(thread=True, exclusive=True, exit_on_error=False, group="scan", name="scan-runs")
     def scan(self) -> None:
         worker = get_current_worker()
         while not worker.is_cancelled:
-            self.post_message(RunsScanned(scan_runs(self.runs_root)[::-1]))  # newest first
-            for _ in range(int(REFRESH_S / 0.1)):
-                if worker.is_cancelled:
-                    return
-                time.sleep(0.1)
+            self._wake.clear()
+            rows = scan_runs(self.runs_root)[::-1]  # newest first
+            self.post_message(RunsScanned(rows, queue_positions(self.runs_root)))
+            self._wake.wait(REFRESH_S)
+
+    def rescan(self) -> None:
+        self._wake.set()
 
     def on_runs_scanned(self, message: RunsScanned) -> None:
         rows = self._rows = message.rows
         present = {r.path for r in rows}
         self.marked = [p for p in self.marked if p in present]
-        self.query_one(RunsTable).show(rows, set(self.marked))
+        self.query_one(RunsTable).show(rows, set(self.marked), message.positions)
         empty = self.query_one("#runs-empty", Static)
         empty.update("" if rows else "no runs yet - press n to set one up")
         empty.display = not rows
@@ -91,40 +150,97 @@ class RunsScreen(VittuiScreen):
         self.vittui_app.attach(message.path)
 
     def action_attach(self) -> None:
-        table = self.query_one(RunsTable)
-        if table.rows_data and 0 <= table.cursor_row < len(table.rows_data):
-            self.vittui_app.attach(table.rows_data[table.cursor_row].path)
+        if (row := self._current()) is not None:
+            self.vittui_app.attach(row.path)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "compare":
             return True if len(self.marked) >= 2 else None
+        row = self._current()
         if action == "resume_run":
-            row = self._current()
             return True if row is not None and row.resumable else None
+        if action == "delete_run":
+            return True if row is not None and row.state in DELETABLE else None
+        if action in ("clone", "attach", "report"):
+            return True if row is not None else None
         return True
 
+    # --- resume ----------------------------------------------------------------------------------
     def action_resume_run(self) -> None:
-        from vittui.runs.registry import run_state, why_not_resumable
-        from vittui.runs.store import RunDir
+        if (row := self._current()) is None:
+            return
+        self.notify(f"resuming {row.name}…")
+        self.resume(row.path)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="resume", name="resume")
+    def resume(self, path: Path) -> None:
+        """Off the event loop: it reads the run's state again (the list is up to 2 s old) and spawns a process."""
+        try:
+            note = resume_run(RunDir(path), self.runs_root)
+        except ValueError as e:
+            self.post_message(RunsActed(error=str(e)))
+            return
+        except Exception as e:  # noqa: BLE001 - the user is told why; the run is left as it was
+            self.post_message(RunsActed(error=f"could not resume {path.name}: {e}"))
+            return
+        self.post_message(RunsActed(note=note))
+
+    def on_runs_acted(self, message: RunsActed) -> None:
+        if message.error:
+            self.notify(message.error, severity="error", timeout=8)
+        else:
+            self.notify(message.note)
+        self.rescan()
+
+    # --- clone -----------------------------------------------------------------------------------
+    def action_clone(self) -> None:
+        from vittui import recipe as R
 
         if (row := self._current()) is None:
             return
-        run = RunDir(row.path)
-        if (why := why_not_resumable(run, run_state(run))) is not None:  # the list is up to 2 s old
-            self.notify(why, severity="error")
+        try:
+            recipe = R.load(RunDir(row.path).recipe_path)
+        except (R.RecipeError, OSError) as e:
+            self.notify(f"cannot clone {row.name}: {e}", severity="error", timeout=8)
+            return
+        self.vittui_app.setup_with(recipe, f"recipe of {row.name}: edit it, then ctrl+s starts or ctrl+t queues")
+
+    # --- delete ----------------------------------------------------------------------------------
+    def action_delete_run(self) -> None:
+        if (row := self._current()) is None or row.state not in DELETABLE:
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.delete(row.path)
+
+        self.app.push_screen(ConfirmModal(f"Delete run {row.name} ({row.state})? Its folder, checkpoints and "
+                                          f"history go for good.", yes="Delete", no="Keep"), answered)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="delete", name="delete")
+    def delete(self, path: Path) -> None:
+        """Off the event loop (checkpoints can be gigabytes). The state is read again first: a resume may
+        have started a worker since the question was asked."""
+        import shutil
+
+        run = RunDir(path)
+        state = run_state(run)
+        if state not in DELETABLE:
+            self.post_message(RunsActed(error=f"{run.name} is {state} now: not deleted"))
             return
         try:
-            launcher.resume(run)
+            shutil.rmtree(run.path)
         except OSError as e:
-            self.notify(f"could not resume {run.name}: {e}", severity="error")
+            self.post_message(RunsActed(error=f"could not delete {run.name}: {e}"))
             return
-        self.vittui_app.attach(run.path)
+        self.post_message(RunsActed(note=f"deleted {run.name}"))
 
+    # --- marks, compare, report, navigation ------------------------------------------------------
     def action_mark(self) -> None:
         table = self.query_one(RunsTable)
-        if not (table.rows_data and 0 <= table.cursor_row < len(table.rows_data)):
+        if (cur := self._current()) is None:
             return
-        path = table.rows_data[table.cursor_row].path
+        path = cur.path
         self.marked = [p for p in self.marked if p != path] if path in self.marked else [*self.marked, path]
         row = table.cursor_row
         table.show(self._rows or table.rows_data, set(self.marked))
@@ -137,12 +253,10 @@ class RunsScreen(VittuiScreen):
             self.app.push_screen(CompareScreen(list(self.marked)))
 
     def action_report(self) -> None:
-        from vittui.runs.store import RunDir
         from vittui.ui.screens.report import ReportScreen
 
-        table = self.query_one(RunsTable)
-        if table.rows_data and 0 <= table.cursor_row < len(table.rows_data):
-            self.app.push_screen(ReportScreen(RunDir(table.rows_data[table.cursor_row].path)))
+        if (row := self._current()) is not None:
+            self.app.push_screen(ReportScreen(RunDir(row.path)))
 
     def action_back(self) -> None:
         if len(self.app.screen_stack) > 2:
@@ -151,4 +265,4 @@ class RunsScreen(VittuiScreen):
             self.vittui_app.action_setup()
 
     def action_help(self) -> None:
-        self.app.push_screen(HelpModal("Runs", key_rows(self)))
+        self.app.push_screen(HelpModal("Runs", key_rows(self), self.HELP_NOTES))
