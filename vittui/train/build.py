@@ -54,15 +54,17 @@ class Built:
         return self.steps_per_epoch * self.accum
 
 
-def build(recipe: Recipe, run_path: Path, on_event: Callable[[ev.Event], None] | None = None) -> Built:
-    """Accelerator, data, model, EMA, optimizer, loss, schedule; the order keeps the seeded RNG draws."""
+def build(recipe: Recipe, run_path: Path, on_event: Callable[[ev.Event], None] | None = None, *,
+          record: bool = True) -> Built:
+    """Accelerator, data, model, EMA, optimizer, loss, schedule; the order keeps the seeded RNG draws.
+    `record=False` writes nothing under `run_path` (the finders build a recipe without a run directory)."""
     from vittui.data.samplers import seed_per_image
     from vittui.data.sources import build_data
 
     acc = _accelerator(recipe)
     if recipe.compute.threads:
         torch.set_num_threads(recipe.compute.threads)
-    out = Emitter(run_path, enabled=acc.is_main_process, on_event=on_event, notify=recipe.run.notify)
+    out = Emitter(run_path, enabled=record and acc.is_main_process, on_event=on_event, notify=recipe.run.notify)
     data = build_data(recipe)  # splits and samplers carry their own seeds
     out.watch_skips(data)
     seed_everything(recipe.run.seed)  # after the data: its first build may draw from the global RNGs

@@ -90,18 +90,8 @@ def _loop(b: Built, p: Progress, cp: ControlPoint) -> None:
     while pos.step < b.total_steps:
         if batches is None or pos.batch == 0:
             batches = _epoch(b.acc, b.train_loader, pos.epoch, pos.batch)
-        t_step, data_time = time.perf_counter(), 0.0
-        loss_sum, rows = torch.zeros((), device=b.acc.device), 0
-        for _ in range(b.accum):  # gradient accumulation: the gradients of `accum` batches add up
-            t_data = time.perf_counter()
-            x, y = _next_batch(b, batches)
-            data_time += time.perf_counter() - t_data
-            if len(y) == 0:  # every image of this batch was unreadable
-                continue
-            with b.acc.autocast():
-                loss = b.criterion(b.model(x), y)
-            b.acc.backward(loss / b.accum)
-            loss_sum, rows = loss_sum + loss.detach(), rows + len(y)
+        t_step = time.perf_counter()
+        loss_sum, rows, data_time = forward_backward(b, batches)
         pos.batch += b.accum
         if pos.batch == b.batches_per_epoch:
             pos.epoch, pos.batch = pos.epoch + 1, 0
@@ -131,6 +121,24 @@ def _loop(b: Built, p: Progress, cp: ControlPoint) -> None:
 
 
 # ---- the step's parts ----------------------------------------------------------------------------------
+
+
+def forward_backward(b: Built, batches) -> tuple[torch.Tensor, int, float]:
+    """`accum` micro-batches from `batches`, forward and backward: their gradients add up. Returns the
+    summed loss (on the device), the images used and the seconds spent waiting for data. Shared with the
+    lr and batch-size finders (train/lr_find.py, train/batch_find.py), so they step exactly as training does."""
+    data_time, loss_sum, rows = 0.0, torch.zeros((), device=b.acc.device), 0
+    for _ in range(b.accum):  # gradient accumulation: the gradients of `accum` batches add up
+        t_data = time.perf_counter()
+        x, y = _next_batch(b, batches)
+        data_time += time.perf_counter() - t_data
+        if len(y) == 0:  # every image of this batch was unreadable
+            continue
+        with b.acc.autocast():
+            loss = b.criterion(b.model(x), y)
+        b.acc.backward(loss / b.accum)
+        loss_sum, rows = loss_sum + loss.detach(), rows + len(y)
+    return loss_sum, rows, data_time
 
 
 def _next_batch(b: Built, batches) -> tuple[torch.Tensor, torch.Tensor]:
