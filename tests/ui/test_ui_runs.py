@@ -161,3 +161,41 @@ async def test_delete_asks_and_never_touches_a_live_run(runs_root, no_gpu):
             assert live.path.exists() and sorted(os.listdir(runs_root)) == ["live"]
     finally:
         live.close()
+
+
+def with_checkpoint(fr: FakeRun, step: int) -> None:
+    """A complete checkpoint folder as the worker leaves it (registry.has_checkpoint looks for state.pt)."""
+    folder = fr.run.checkpoints / f"step-{step:08d}"
+    folder.mkdir(parents=True)
+    (folder / "state.pt").write_bytes(b"")
+
+
+async def test_queued_runs_show_their_place_in_line_and_resume_goes_through_the_queue(runs_root, no_gpu, queue_held):
+    q = queue_held
+    recipe = R.Recipe().with_overrides(TINY_PROCESS)
+    first, second, third = (q.enqueue(recipe, runs_root, name) for name in ("first", "second", "third"))
+    sus = FakeRun(runs_root, name="sus")
+    sus.started(); sus.steps(4); sus.status.last_checkpoint_step = 4; sus.set_state("suspended"); sus.close()
+    with_checkpoint(sus, 4)
+    app = create_app(runs_root, gpu_source=no_gpu)
+    async with app.run_test(size=SIZE) as pilot:
+        table = await open_runs(app, pilot, 4)
+
+        def states() -> dict[str, str]:
+            return {name: table.get_row(str(runs_root / name))[2] for name in ("first", "second", "third", "sus")}
+
+        await wait_for(pilot, lambda: states()["third"] == "queued #3", what="positions")
+        assert states() == {"first": "queued #1", "second": "queued #2", "third": "queued #3", "sus": "suspended"}
+        q.top(third)  # the line changes behind the screen's back: the next scan shows it
+        await wait_for(pilot, lambda: states()["third"] == "queued #1", what="the new order")
+        assert [states()[n] for n in ("first", "second")] == ["queued #2", "queued #3"]
+
+        table.move_cursor(row=row_of(table, "sus"))
+        await wait_for(pilot, lambda: "Resume" in footer_enabled(app), what="resume offered")
+        await pilot.press("u")
+        await wait_for(pilot, lambda: notified(app, "sus queued to resume from step 4 (#4 in line)"),
+                       what="the notification")
+        await wait_for(pilot, lambda: states()["sus"] == "queued #4", what="the row queued")
+        assert q.read_entry(sus.run).resume is True
+        assert not sus.run.lock_path.exists() and status(sus.path)["pid"] == 0  # no worker started here
+    del first, second

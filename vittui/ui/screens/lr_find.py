@@ -1,6 +1,6 @@
 """The LR range test's result: the smoothed loss against the learning rate (log x), the suggestion marked,
-the rule that chose it. Apply (a / enter) dismisses with the suggested lr for `optim.lr`; Cancel (escape)
-with None."""
+the rule that chose it. Apply (a) dismisses with the suggested lr rounded to the 3 significant digits shown
+(the finder's 16 digits are noise, and the recipe is for people to read); Cancel (escape) with None."""
 
 from __future__ import annotations
 
@@ -79,11 +79,15 @@ class LrFindModal(ModalScreen[float | None]):
                 yield Button("Apply (a)", id="apply", variant="primary")
                 yield Button("Cancel (esc)", id="cancel")
 
+    @property
+    def lr_to_apply(self) -> float:
+        return float(f"{self.result.suggested_lr:.3g}")
+
     def on_button_pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(self.result.suggested_lr if event.button.id == "apply" else None)
+        self.dismiss(self.lr_to_apply if event.button.id == "apply" else None)
 
     def action_apply(self) -> None:
-        self.dismiss(self.result.suggested_lr)
+        self.dismiss(self.lr_to_apply)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -62,8 +62,7 @@ def resume_run(run: RunDir, runs_root: Path) -> str:
     at = f" from step {status.last_checkpoint_step}" if status and status.last_checkpoint_step else ""
     q = queue_module()
     if q is not None and (q.scheduler_alive(runs_root) or q.queued(runs_root)):
-        q.requeue(run)
-        q.ensure_scheduler(runs_root)
+        q.requeue(run)  # and starts a scheduler when none is alive
         pos = q.position(run)
         return f"{run.name} queued to resume{at}" + (f" (#{pos} in line)" if pos else "")
     proc = launcher.resume(run)

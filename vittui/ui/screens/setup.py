@@ -94,7 +94,6 @@ class SetupScreen(VittuiScreen):
         self.preset = preset
         self.preflight: tuple[R.Recipe, list[str]] | None = None  # the last recipe checked and its problems
         self._preflight_timer = None
-        self._estimate_peak: int | None = None
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="preset-bar"):
@@ -132,7 +131,6 @@ class SetupScreen(VittuiScreen):
         self.post_message(RecipeChosen(recipe))  # up to the app: a later setup screen starts from it
         if not from_editor:
             self.query_one(RecipeEditor).set_recipe(recipe)
-        self._estimate_peak = None
         self.estimate_memory(recipe, with_free_gpu=True)
         self.schedule_preflight()
 
@@ -181,7 +179,6 @@ class SetupScreen(VittuiScreen):
 
     # --- the estimate (a thread worker: see VittuiScreen.estimate_memory) -----------------------------
     def on_memory_estimated(self, message: MemoryEstimated) -> None:
-        self._estimate_peak = message.estimate.peak if message.estimate is not None else None
         text = verdict_text(message.estimate) if message.estimate is not None else f"failed: {message.error}"
         self.query_one("#verdict", Static).update("estimate: " + text)
 
@@ -296,12 +293,14 @@ class SetupScreen(VittuiScreen):
         if self.starting or self._refuse_known_problems("queued"):
             return
         self.starting = True
-        self.enqueue(self.recipe, self._estimate_peak)
+        self.enqueue(self.recipe)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="launch", name="enqueue")
-    def enqueue(self, recipe: R.Recipe, estimate_bytes: int | None) -> None:
-        """The run directory in state `queued` (with the planner's peak for admission); a scheduler is started
-        when none is alive, as `vittui train --queue` does."""
+    def enqueue(self, recipe: R.Recipe) -> None:
+        """The run directory in state `queued` with the planner's peak for admission (none for a model the
+        planner cannot size: admitted on slots alone), as `vittui train --queue` writes it; `enqueue` starts
+        a scheduler when none is alive."""
+        from vittui.planning.memory import estimate
         from vittui.ui.screens.runs import queue_module
 
         q = queue_module()
@@ -310,8 +309,11 @@ class SetupScreen(VittuiScreen):
             return
         root = self.vittui_app.runs_root
         try:
+            estimate_bytes = estimate(recipe).peak
+        except Exception:  # noqa: BLE001 - as train --queue: it still queues
+            estimate_bytes = None
+        try:
             run = q.enqueue(recipe, root, estimate_bytes=estimate_bytes)
-            q.ensure_scheduler(root)
             position = q.position(run)
         except Exception as e:  # noqa: BLE001 - the user is told why, the setup screen stays
             self.post_message(LaunchFailed(str(e), queued=True))
@@ -338,6 +340,9 @@ class SetupScreen(VittuiScreen):
             return
         if res.rc != 0:
             self.post_message(LrFound(None, error=res.error))
+            return
+        if isinstance(res.data, dict) and res.data.get("suggested_lr") is None:
+            self.post_message(LrFound(None, error="no step gave a finite loss, so no suggestion"))
             return
         try:
             self.post_message(LrFound(LrFindResult.from_json(res.data)))
