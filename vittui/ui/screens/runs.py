@@ -18,18 +18,44 @@ from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
 from vittui.runs import launcher
-from vittui.runs.registry import RunSummary, run_state, scan_runs, why_not_resumable
-from vittui.runs.store import RunDir
+from vittui.runs.registry import RunSummary, is_live, run_state, summarize, why_not_resumable
+from vittui.runs.store import RunDir, list_runs
 from vittui.ui.messages import RunsActed, RunsScanned
 from vittui.ui.screens.base import VittuiScreen
 from vittui.ui.screens.modals import ConfirmModal, HelpModal, key_rows
 from vittui.ui.widgets.runs_table import RunsTable
 
 REFRESH_S = 2.0
+FIRST_ROWS = 60  # the first scan posts the newest runs first: with a thousand runs the screen fills at once
 # States in which no worker is, or will be, behind a run: the only ones a delete may remove. Not `lost`
 # (a worker on another node of a shared filesystem looks lost from here) and not `queued` (the scheduler
 # may be starting it).
 DELETABLE = ("finished", "stopped", "failed", "pruned", "suspended")
+
+
+class SummaryCache:
+    """`registry.summarize` remembered for runs no worker is behind, until their status.json or checkpoints
+    folder changes: such a run changes only by a write (a resume, the scheduler starting it), so a rescan of
+    a thousand finished runs costs two stats each instead of reading and deciding every one again. Runs in a
+    live state are summarized afresh every time (their worker can die without a write: `lost`)."""
+
+    def __init__(self) -> None:
+        self._rows: dict[Path, tuple[tuple[int, int, int], RunSummary]] = {}
+
+    def summary(self, run: RunDir) -> RunSummary:
+        try:
+            st, ck = run.status_path.stat(), run.checkpoints.stat()
+        except OSError:
+            return summarize(run)
+        version = (st.st_mtime_ns, st.st_size, ck.st_mtime_ns)
+        if (hit := self._rows.get(run.path)) is not None and hit[0] == version:
+            return hit[1]
+        row = summarize(run)
+        if is_live(row.state):
+            self._rows.pop(run.path, None)
+        else:
+            self._rows[run.path] = (version, row)
+        return row
 
 
 def queue_module():
@@ -117,10 +143,16 @@ class RunsScreen(VittuiScreen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="scan", name="scan-runs")
     def scan(self) -> None:
         worker = get_current_worker()
+        cache = SummaryCache()
+        first = True
         while not worker.is_cancelled:
             self._wake.clear()
-            rows = scan_runs(self.runs_root)[::-1]  # newest first
-            self.post_message(RunsScanned(rows, queue_positions(self.runs_root)))
+            runs = list_runs(self.runs_root)[::-1]  # newest first
+            positions = queue_positions(self.runs_root)
+            if first and len(runs) > FIRST_ROWS:  # a screenful on screen before the rest is read
+                self.post_message(RunsScanned([cache.summary(r) for r in runs[:FIRST_ROWS]], positions))
+            first = False
+            self.post_message(RunsScanned([cache.summary(r) for r in runs], positions))
             self._wake.wait(REFRESH_S)
 
     def rescan(self) -> None:

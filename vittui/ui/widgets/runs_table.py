@@ -1,8 +1,10 @@
 """Every run in the runs folder: state (queued runs with their place in line), progress, best metric.
 Enter reports `Chosen`.
 
-A refresh that lists the same runs in the same order rewrites only the cells that changed: the runs
-screen rescans every two seconds, and rebuilding a thousand rows each time would cost more than the scan."""
+Two things keep a thousand runs cheap. Rows go in a screenful at a time, one batch per frame: DataTable
+measures every cell it is given before it paints, and a thousand rows at once held the first frame for
+seconds. And a refresh that lists the same runs in the same order rewrites only the cells that changed (the
+runs screen rescans every two seconds)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from textual.widgets import DataTable
 from vittui.runs.registry import RunSummary
 
 COLUMNS = ("mark", "run", "state", "step", "best top-1", "model", "updated")
+BATCH = 60  # rows added per frame: more than a tall terminal shows
 
 
 def _pct(v: float | None) -> str:
@@ -39,7 +42,10 @@ class RunsTable(DataTable):
         self.rows_data: list[RunSummary] = []
         self.marked: set[Path] = set()
         self.positions: dict[Path, int] = {}
-        self._cells: dict[str, tuple] = {}  # row key -> the plain values shown, to rewrite only what changed
+        self._keys: list[str] = []  # the rows' keys in order (the first `_added` of them are in the table)
+        self._cells: dict[str, tuple] = {}  # row key -> its plain values, to rewrite only what changed
+        self._added = 0
+        self._adding = False  # a batch is scheduled for after the next refresh
 
     def on_mount(self) -> None:
         for name in COLUMNS:
@@ -59,20 +65,34 @@ class RunsTable(DataTable):
             self.positions = dict(positions)
         keys = [str(r.path) for r in rows]
         cells = {str(r.path): self._cells_of(r) for r in rows}
-        if keys == [str(r.path) for r in self.rows_data] and len(keys) == self.row_count:
-            for key, new in cells.items():
-                old = self._cells.get(key)
-                for col, value, before in zip(COLUMNS, new, old or (None,) * len(COLUMNS)):
+        if keys[: self._added] == self._keys[: self._added]:  # the rows in the table are still where they are
+            for key in keys[: self._added]:  # rows not added yet go in with their new values
+                new, old = cells[key], self._cells[key]
+                for col, value, before in zip(COLUMNS, new, old):
                     if value != before:
                         self.update_cell(key, col, Text(value) if col in ("mark", "run") else value)
         else:
             self.clear()
-            for key, c in cells.items():
-                self.add_row(Text(c[0]), Text(c[1]), *c[2:], key=key)
-        self.rows_data = rows
-        self._cells = cells
+            self._added = 0
+        self._keys, self._cells, self.rows_data = keys, cells, rows
+        self._add_batch()
         if rows:
             self.move_cursor(row=min(max(keep, 0), len(rows) - 1))
+
+    @property
+    def complete(self) -> bool:
+        """Every row is in the table (the last batch has gone in)."""
+        return self._added == len(self._keys)
+
+    def _add_batch(self) -> None:
+        self._adding = False
+        for key in self._keys[self._added: self._added + BATCH]:
+            c = self._cells[key]
+            self.add_row(Text(c[0]), Text(c[1]), *c[2:], key=key)
+        self._added = min(self._added + BATCH, len(self._keys))
+        if not self.complete and not self._adding:
+            self._adding = True
+            self.call_after_refresh(self._add_batch)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
