@@ -199,3 +199,31 @@ async def test_queued_runs_show_their_place_in_line_and_resume_goes_through_the_
         assert q.read_entry(sus.run).resume is True
         assert not sus.run.lock_path.exists() and status(sus.path)["pid"] == 0  # no worker started here
     del first, second
+
+
+async def test_many_runs_fill_the_table_newest_first_and_rows_keep_updating(runs_root, no_gpu):
+    """More runs than one batch of rows: every run ends up in the table, newest first, and a run whose state
+    changes on disk shows it (in place, final-state runs come from the summary cache until their files change)."""
+    from vittui.ui.widgets.runs_table import BATCH
+
+    n = BATCH * 2 + 7
+    fakes = []
+    for i in range(n):
+        fr = FakeRun(runs_root, name=f"r{i:03d}")
+        fr.set_state("finished")
+        fr.close()
+        os.utime(fr.run.recipe_path, (1_700_000_000 + i, 1_700_000_000 + i))  # r000 oldest
+        fakes.append(fr)
+    app = create_app(runs_root, gpu_source=no_gpu)
+    async with app.run_test(size=SIZE) as pilot:
+        table = await open_runs(app, pilot, n)
+        await wait_for(pilot, lambda: table.complete and table.row_count == n, what="every row in the table")
+        expected = [f"r{i:03d}" for i in reversed(range(n))]
+        assert [str(table.get_row_at(i)[1]) for i in range(n)] == expected
+        middle = fakes[BATCH + 3]
+        middle.status.best_top1, middle.status.state = 0.9, "stopped"
+        middle.run.write_status(middle.status)
+        key = str(middle.path)
+        await wait_for(pilot, lambda: table.get_row(key)[2] == "stopped" and table.get_row(key)[4] == "90.0%",
+                       what="the changed run's row")
+        assert table.row_count == n and [str(table.get_row_at(i)[1]) for i in range(n)] == expected
