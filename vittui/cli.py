@@ -11,14 +11,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vittui.commands import (attach, batch_find, compare, ctl, dashboard, estimate, export, export_log, export_model,
-                             lr_find, predict, queue, runs, select, train)
+from vittui.commands import (attach, batch_find, check, compare, ctl, dashboard, estimate, export, export_log,
+                             export_model, lr_find, predict, queue, runs, select, train)
 from vittui.commands import eval as evaluate
 from vittui.recipe import RecipeError
 
 # In the order `vittui --help` lists them.
-SUBCOMMANDS = (train, queue, runs, ctl, attach, compare, export_log, estimate, lr_find, batch_find, evaluate, export,
-               export_model, predict, select)
+SUBCOMMANDS = (train, check, queue, runs, ctl, attach, compare, export_log, estimate, lr_find, batch_find, evaluate,
+               export, export_model, predict, select)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,6 +34,14 @@ def _bad_weights(tmp):
     return [f"model.weights={tmp / 'w.safetensors'}"]
 
 
+def _weights_for_another_model(tmp):
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"conv1.weight": torch.zeros(8, 3, 7, 7), "fc.weight": torch.zeros(10, 8)}, str(tmp / "resnet.safetensors"))
+    return [f"model.weights={tmp / 'resnet.safetensors'}"]
+
+
 def _output_is_a_file(tmp):
     (tmp / "afile").write_text("")
     return [f"run.output_dir={tmp / 'afile'}"]
@@ -55,11 +63,19 @@ CASES = {  # id: (overrides, or a function of tmp_path giving them; the phrase s
     "cuda without CUDA": (["compute.device=cuda"], "no CUDA device is available"),
     "output_dir is a file": (_output_is_a_file, "is a file, not a folder"),
     "linear probe + LoRA": (["adapt.freeze=linear_probe", "adapt.lora=true"], "a linear probe trains only the head"),
+    "weights of another architecture": (_weights_for_another_model, "does not fit the model (VisionTransformer"),
+    "LoRA targets match nothing": (["adapt.lora=true", 'adapt.lora_targets=["nothing"]'],
+                                   "adapt.lora_targets ['nothing'] match no Linear layer"),
+    "missing medmnist file": (lambda t: ["data.source=medmnist", f"data.path={t / 'bloodmnist.npz'}"],
+                              "bloodmnist.npz does not exist"),
+    "missing hf dataset folder": (lambda t: ["data.source=hf", f"data.path={t / 'saved'}"], "saved does not exist"),
+    "hf dataset id offline, not cached": (["data.source=hf", "data.path=someone/no-such-dataset"],
+                                          "not in the Hugging Face cache, and the Hub is offline"),
 }
 
 
-# every row in the foreground; two with --detach (the same check, before the worker is spawned)
-ROWS = [(c, False) for c in CASES] + [("missing data folder", True), ("unknown timm name (auto)", True)]
+# every row in the foreground and with --detach (the same check, before the worker is spawned)
+ROWS = [(c, d) for c in CASES for d in (False, True)]
 
 
 @pytest.mark.parametrize(("case", "detach"), ROWS, ids=[f"{c}{' --detach' if d else ''}" for c, d in ROWS])
@@ -69,7 +85,7 @@ def test_broken_input_is_one_line_exit_2_and_no_run_directory(cli, tmp_path, cas
     toml = tiny_toml(tmp_path / "broken.toml", TINY_PROCESS + overrides)
     before = sorted(p.name for p in tmp_path.iterdir())
     p = cli("train", str(toml), *(["--detach"] if detach else []), check=False,
-            extra_env={"CUDA_VISIBLE_DEVICES": ""})  # "no CUDA" even on a box with a GPU
+            extra_env={"CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1"})  # "no CUDA" even on a box with a GPU
     assert p.returncode == 2, (p.stdout, p.stderr)
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and phrase in lines[0], p.stderr
@@ -79,15 +95,65 @@ def test_broken_input_is_one_line_exit_2_and_no_run_directory(cli, tmp_path, cas
 
 
 def test_a_worker_failure_in_the_foreground_is_one_line_and_the_log_path(cli, tmp_path):
-    # LoRA targets are found when the model is built: the worker fails, with one line and where the traceback is
-    toml = tiny_toml(tmp_path / "lora.toml", TINY_PROCESS + ["adapt.lora=true", 'adapt.lora_targets=["nothing"]'])
-    p = cli("train", str(toml), "--name", "w", check=False)
-    assert p.returncode == 2, p.stderr
+    # a failure pre-flight cannot see (an out-of-memory error at step 2, injected): the worker fails, with
+    # one line and where the traceback is
+    toml = tiny_toml(tmp_path / "oom.toml", TINY_PROCESS)
+    p = cli("train", str(toml), "--name", "w", check=False, extra_env={"VITTUI_TEST_OOM_AT_STEP": "2"})
+    assert p.returncode == 1, p.stderr
     assert "Traceback" not in p.stdout + p.stderr
     log = cli.root / "w" / "worker.log"
     [line] = [x for x in p.stderr.splitlines() if x.startswith("error: ")]
-    assert "match no Linear layer" in line and line.endswith(f"(traceback in {log})")
+    assert "out of memory" in line and line.endswith(f"(traceback in {log})")
     assert "Traceback" in log.read_text()
+
+
+@pytest.mark.parametrize("detach", [False, True], ids=["foreground", "--detach"])
+def test_resume_runs_pre_flight_on_the_runs_recipe(cli, tmp_path, detach):
+    """`train --resume RUN` checks the run's own recipe first: its data folder gone is one line, exit 2, and
+    the run directory is left as it was (no worker started, nothing appended)."""
+    import shutil
+
+    data = write_digit_folder(tmp_path / "digits", [0, 1], 12)
+    toml = tiny_toml(tmp_path / "r.toml", [*TINY_PROCESS, "data.source=imagefolder", f"data.path={data}",
+                                           "data.batch_size=8", "schedule.max_steps=2"])
+    cli("train", str(toml), "--name", "r")
+    shutil.rmtree(data)
+    before = {p.name: p.read_bytes() for p in (cli.root / "r").iterdir() if p.is_file()}
+    p = cli("train", "--resume", "r", *(["--detach"] if detach else []), check=False)
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0] == f"error: data.path {data} does not exist", lines
+    assert "Traceback" not in p.stdout + p.stderr
+    assert {p.name: p.read_bytes() for p in (cli.root / "r").iterdir() if p.is_file()} == before
+
+
+# ---- vittui check: the same checks, printed ------------------------------------------------------------
+
+
+def test_check_ok_and_problems_in_text_and_json(cli, tmp_path):
+    import json
+
+    ok = tiny_toml(tmp_path / "ok.toml", TINY_PROCESS)
+    p = cli("check", str(ok))
+    assert p.returncode == 0 and p.stdout.strip() == f"{ok}: ok (recipe valid, pre-flight found nothing)"
+    assert json.loads(cli("check", str(ok), "--json").stdout) == {"ok": True, "problems": []}
+
+    broken = ["--set", "model.name=vit_tiny_patch16_244", "--set", "augment.auto_augment=rand-m9-zz",
+              "--set", "data.source=imagefolder", "--set", f"data.path={tmp_path / 'nope'}"]
+    p = cli("check", str(ok), *broken, check=False)
+    assert p.returncode == 2 and p.stdout == ""
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 3 and all(x.startswith("error: ") for x in lines), lines
+    assert "does not exist" in lines[0] and "did you mean vit_tiny_patch16_224" in lines[1] and "'zz'" in lines[2]
+    p = cli("check", str(ok), *broken, "--json", check=False)
+    assert p.returncode == 2
+    got = json.loads(p.stdout)
+    assert got["ok"] is False and got["problems"] == [x[len("error: "):] for x in lines]
+    # a value the validator refuses is a finding too, in the same shape
+    p = cli("check", str(ok), "--set", "run.on_divergence=rewnd", "--json", check=False)
+    assert p.returncode == 2 and json.loads(p.stdout) == {"ok": False, "problems": [
+        "RecipeError: run.on_divergence must be one of pause, rewind (got 'rewnd'); did you mean 'rewind'? [--set]"]}
+    assert not cli.root.exists()  # checking never makes a run
 
 
 def test_resume_refuses_a_preset_or_overrides_and_leaves_the_run_alone(cli, tmp_path):

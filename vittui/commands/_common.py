@@ -34,6 +34,14 @@ def runs_root(args) -> Path:
     return Path(getattr(args, "runs_dir", None) or os.environ.get("VITTUI_RUNS", "runs"))
 
 
+def output_root(args, recipe) -> Path:
+    """Where a new run of `recipe` goes: --runs-dir / $VITTUI_RUNS, or `run.output_dir` when the recipe
+    moves it from the default."""
+    if recipe.run.output_dir != "runs" and not getattr(args, "runs_dir", None):
+        return Path(recipe.run.output_dir)
+    return runs_root(args)
+
+
 def resolve_run(args, name: str):
     """`vittui.runs.registry.resolve_run` in the runs folder these arguments name."""
     from vittui.runs.registry import resolve_run as _resolve

@@ -8,7 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from vittui.commands._common import load_recipe, resolve_run, runs_root
+from vittui.commands._common import load_recipe, output_root, resolve_run, runs_root
+from vittui.recipe import load
 
 
 def add_parser(sub) -> None:
@@ -44,6 +45,8 @@ def run(args) -> int:
             print(f"error: run {rd.name} is still live (state {state}); use `vittui attach {rd.name}`",
                   file=sys.stderr)
             return 2
+        if _refused(load(rd.recipe_path), rd.path.parent):  # the run's own recipe: its data may be gone
+            return 2
         if args.detach or args.gpus > 1 or args.accelerate_config:
             proc = launcher.resume(rd, gpus=args.gpus, accelerate_config=args.accelerate_config)
             print(f"resuming {rd.name} detached (pid {proc.pid}); log: {rd.log_path}")
@@ -65,11 +68,8 @@ def run(args) -> int:
               file=sys.stderr)
         return 2
     recipe = load_recipe(args)
-    if not recipe.run.output_dir == "runs" and not args.runs_dir:
-        root = Path(recipe.run.output_dir)
-    if problems := _preflight(recipe, root):  # before any run directory exists
-        for line in problems:
-            print(f"error: {line}", file=sys.stderr)
+    root = output_root(args, recipe)
+    if _refused(recipe, root):  # before any run directory exists
         return 2
     if args.queue:
         return _enqueue(recipe, root, args)
@@ -101,11 +101,15 @@ def _enqueue(recipe, root: Path, args) -> int:
     return 0
 
 
-def _preflight(recipe, root: Path) -> list[str]:
-    """Pre-flight (vittui/planning/preflight.py): problems, one line each, found before anything starts."""
+def _refused(recipe, root: Path) -> bool:
+    """Pre-flight (vittui/planning/preflight.py): problems found before anything starts, one line each on
+    stderr; True when there were any."""
     from vittui.planning.preflight_libs import preflight
 
-    return preflight(recipe, root)
+    problems = preflight(recipe, root)
+    for line in problems:
+        print(f"error: {line}", file=sys.stderr)
+    return bool(problems)
 
 
 def _foreground(rd, resume: bool) -> int:

@@ -133,6 +133,24 @@ def apply_adaptation(model: nn.Module, adapt: AdaptSection) -> tuple[nn.Module, 
 
     if type(model).__module__.startswith("peft"):
         raise ModelError("this model already carries LoRA adapters")
+    targets = lora_target_modules(model, adapt, mask)
+    heads = head_names(model)
+    config = peft.LoraConfig(
+        r=adapt.lora_r, lora_alpha=adapt.lora_alpha, lora_dropout=adapt.lora_dropout,
+        target_modules=targets, modules_to_save=heads,
+    )
+    for p in model.parameters():
+        p.requires_grad_(False)
+    wrapped = peft.get_peft_model(model, config)
+    return wrapped, param_report(wrapped)
+
+
+def lora_target_modules(model: nn.Module, adapt: AdaptSection, mask: dict[str, bool] | None = None) -> list[str]:
+    """The modules LoRA adapts: `adapt.lora_targets` (or the model's attention projections) in the blocks the
+    freeze strategy leaves trainable, never the head. Raises ModelError when they match nothing; pre-flight
+    calls it on a model built on the meta device, before any run directory exists."""
+    if mask is None:
+        mask, _ = _freeze_mask(model, adapt)
     suffixes = list(adapt.lora_targets) or lora_targets(model)
     trainable_blocks = {i for i, b in enumerate(block_names(model))
                         if any(mask.get(n, False) for n, _ in model.named_parameters() if n.startswith(b + "."))}
@@ -148,14 +166,7 @@ def apply_adaptation(model: nn.Module, adapt: AdaptSection) -> tuple[nn.Module, 
             f"adapt.lora_targets {suffixes} match no Linear layer in the trainable blocks; "
             f"names present: {', '.join(lora_targets_hint(model))}"
         )
-    config = peft.LoraConfig(
-        r=adapt.lora_r, lora_alpha=adapt.lora_alpha, lora_dropout=adapt.lora_dropout,
-        target_modules=targets, modules_to_save=heads,
-    )
-    for p in model.parameters():
-        p.requires_grad_(False)
-    wrapped = peft.get_peft_model(model, config)
-    return wrapped, param_report(wrapped)
+    return targets
 
 
 def lora_targets_hint(model: nn.Module) -> list[str]:
@@ -178,4 +189,4 @@ def param_report(model: nn.Module) -> ParamReport:
     return ParamReport(total=total, trainable=trainable, frozen_blocks=frozen_blocks, lora=lora)
 
 
-__all__ = ["ParamReport", "head_names", "lora_targets", "apply_adaptation", "param_report"]
+__all__ = ["ParamReport", "head_names", "lora_targets", "lora_target_modules", "apply_adaptation", "param_report"]

@@ -37,7 +37,9 @@ def data_problems(recipe: Recipe) -> list[str]:
         return _imagefolder_problems(recipe)
     if d.source == "medmnist":
         return _medmnist_problems(Path(d.path).expanduser())
-    return []  # digits ships with scikit-learn; hf datasets are checked by the loader
+    if d.source == "hf":
+        return _hf_problems(d.path)
+    return []  # digits ships with scikit-learn
 
 
 def _imagefolder_problems(recipe: Recipe) -> list[str]:
@@ -68,6 +70,23 @@ def _decodes(path: str) -> bool:
         return True
     except Exception:  # noqa: BLE001 - any decoder error is "does not decode"
         return False
+
+
+def _hf_problems(path: str) -> list[str]:
+    """The datasets package is there, and a path that names a folder exists (a Hub id is looked up in
+    the cache by `preflight_libs.hf_dataset_problems`)."""
+    import importlib.util
+
+    if importlib.util.find_spec("datasets") is None:
+        return ["data.source = 'hf' needs the datasets package: pip install 'vittui[hf]'"]
+    if is_local_path(path) and not Path(path).expanduser().exists():
+        return [f"data.path {path} does not exist (a saved dataset folder, or a Hub id such as 'user/name')"]
+    return []
+
+
+def is_local_path(path: str) -> bool:
+    """A path, not a Hub id: absolute, `~`, `./`, `../`, or an existing file or folder."""
+    return path.startswith(("/", "~", "./", "../", ".\\")) or Path(path).expanduser().exists()
 
 
 def _medmnist_problems(path: Path) -> list[str]:
@@ -156,5 +175,5 @@ def output_problems(output_root: str | Path) -> list[str]:
     return []
 
 
-__all__ = ["basic_problems", "data_problems", "weights_problems", "adapt_problems", "output_problems",
+__all__ = ["basic_problems", "data_problems", "is_local_path", "weights_problems", "adapt_problems", "output_problems",
            "safetensors_header_problem"]

@@ -11,7 +11,7 @@ import difflib
 import re
 from pathlib import Path
 
-from vittui.planning.preflight import basic_problems
+from vittui.planning.preflight import basic_problems, is_local_path, safetensors_header_problem
 from vittui.recipe import Recipe
 
 # The numeric sections timm's parsers read, by policy (timm.data.auto_augment); a section they would
@@ -26,7 +26,114 @@ def preflight(recipe: Recipe, output_root: str | Path) -> list[str]:
 
 
 def library_problems(recipe: Recipe) -> list[str]:
-    return model_name_problems(recipe) + augment_problems(recipe) + device_problems(recipe)
+    names = model_name_problems(recipe)
+    return (names + (model_build_problems(recipe) if not names else []) + augment_problems(recipe)
+            + device_problems(recipe) + hf_dataset_problems(recipe))
+
+
+def hf_dataset_problems(recipe: Recipe) -> list[str]:
+    """Offline (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE), a Hub dataset id must be in the local cache."""
+    import os
+
+    d = recipe.data
+    if d.source != "hf" or is_local_path(d.path):
+        return []
+    if not any(os.environ.get(k, "").lower() in ("1", "true", "yes") for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
+        return []  # online: the loader fetches it (and says so in one line if it cannot)
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        if any(r.repo_id == d.path and r.repo_type == "dataset" for r in scan_cache_dir().repos):
+            return []
+    except Exception:  # noqa: BLE001 - no cache at all
+        pass
+    home = Path(os.environ.get("HF_HOME", "~/.cache/huggingface")).expanduser()
+    cache = Path(os.environ.get("HF_DATASETS_CACHE") or home / "datasets").expanduser()
+    if cache.is_dir() and any(cache.glob(d.path.replace("/", "___") + "*")):  # the datasets library's own cache
+        return []
+    return [f"data.path {d.path!r} is not a local dataset folder and not in the Hugging Face cache, and the Hub "
+            f"is offline (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE)"]
+
+
+def model_build_problems(recipe: Recipe) -> list[str]:
+    """What needs the network itself — `model.weights` fitting the architecture, LoRA targets present —
+    checked on a timm model built on the meta device (no memory, no initialisation cost), and only when
+    the recipe loads weights or asks for LoRA. Hugging Face models are left to the worker (their config
+    may need the Hub)."""
+    from dataclasses import replace
+
+    m, a = recipe.model, recipe.adapt
+    weights = _safetensors_file(m.weights)
+    if not (a.lora or weights):
+        return []
+    import torch
+
+    from vittui.models.build import build_model, resolve_source
+    from vittui.models.errors import ModelError
+
+    try:
+        if resolve_source(m.name, m.source) != "timm" or Path(m.name).expanduser().exists():
+            return []
+        with torch.device("meta"):
+            model = build_model(replace(m, pretrained=False, weights=""), 2)
+    except ModelError as e:
+        return [str(e)]
+    except Exception:  # noqa: BLE001 - a model the meta device cannot build: the worker will tell
+        return []
+    problems = _weights_fit_problems(model, weights, m.weights) if weights else []
+    if a.lora:
+        from vittui.models.adapt import lora_target_modules
+
+        try:
+            lora_target_modules(model, a)
+        except ModelError as e:
+            problems.append(str(e))
+    return problems
+
+
+def _safetensors_file(weights: str) -> Path | None:
+    """The safetensors file `model.weights` names (itself, or model.safetensors in its folder), if any."""
+    if not weights:
+        return None
+    p = Path(weights).expanduser()
+    if p.is_dir():
+        p = p / "model.safetensors"
+    return p if p.is_file() and p.suffix == ".safetensors" and not safetensors_header_problem(p) else None
+
+
+def _weights_fit_problems(model, file: Path, named: str) -> list[str]:
+    """None of the file's tensors fitting the model (by name and shape, after timm's own checkpoint filter)
+    is what the worker refuses; read from the file's header and compared on the meta device."""
+    import json
+    import struct
+
+    import torch
+
+    with open(file, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+    shapes = {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
+    for prefix in ("base_model.model.", "_orig_mod.", "module."):  # as models/fetch.py unwraps them
+        if shapes and all(k.startswith(prefix) for k in shapes):
+            shapes = {k[len(prefix):]: v for k, v in shapes.items()}
+    own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    fits = [k for k, s in shapes.items() if own.get(k) == s]
+    if not fits:
+        try:
+            import sys
+
+            fn = getattr(sys.modules.get(type(model).__module__), "checkpoint_filter_fn", None)
+            if fn is not None:
+                sd = fn({k: torch.empty(s, device="meta") for k, s in shapes.items()}, model)
+                fits = [k for k, v in sd.items() if own.get(k) == tuple(v.shape)]
+        except Exception:  # noqa: BLE001 - the filter could not run on the meta device: trust the worker
+            return []
+    if fits:
+        return []
+    arch = type(model).__name__
+    return [f"model.weights {named} does not fit the model ({arch}, {len(own)} tensors): none of its "
+            f"{len(shapes)} tensors has a name and shape the model has (e.g. {next(iter(shapes), '-')}); check "
+            f"model.name and the size overrides"]
 
 
 def model_name_problems(recipe: Recipe) -> list[str]:
@@ -107,4 +214,5 @@ def device_problems(recipe: Recipe) -> list[str]:
     return []
 
 
-__all__ = ["preflight", "library_problems", "model_name_problems", "augment_problems", "device_problems"]
+__all__ = ["preflight", "library_problems", "model_name_problems", "model_build_problems", "augment_problems",
+           "device_problems"]

@@ -22,6 +22,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "adapt.freeze": ("none", "linear_probe", "first_n", "all_but_last_n"),
     "compute.device": ("auto", "cpu", "cuda"),
     "compute.precision": ("fp32", "bf16", "fp16"),
+    "schedule.early_stop_metric": ("val_top1", "val_loss"),
+    "run.on_divergence": ("pause", "rewind"),
 }
 
 # (lower, lower inclusive, upper, upper inclusive); None = unbounded
@@ -69,6 +71,12 @@ RANGES: dict[str, tuple[float | None, bool, float | None, bool]] = {
     "run.keep_last": (1, True, None, False),
     "run.log_every": (1, True, None, False),
     "run.probe_every": (0, True, None, False),
+    "schedule.early_stop_patience": (0, True, None, False),
+    "schedule.early_stop_min_delta": (0, True, None, False),
+    "run.divergence_factor": (0, True, None, False),
+    "run.divergence_steps": (1, True, None, False),
+    "run.max_rewinds": (0, True, None, False),
+    "run.rewind_lr_factor": (0, False, 1, True),
 }
 
 
@@ -191,6 +199,9 @@ def check_recipe(r: Recipe) -> None:
         if not NOTIFY_URL.match(url):
             raise RecipeError(f"run.notify entries must be URLs with a scheme, such as 'ntfy://topic' or "
                               f"'json://host/path' (got {url!r})")
+    if 0 < r.run.divergence_factor <= 1:
+        raise RecipeError(f"run.divergence_factor must be > 1 (a loss above k x its running mean; got "
+                          f"{r.run.divergence_factor:g}), or 0 to turn the spike rule off")
     if r.augment.auto_augment and not AUTO_AUGMENT.match(r.augment.auto_augment):
         raise RecipeError(
             f"augment.auto_augment must be a timm policy such as 'rand-m9-mstd0.5-inc1' (got {r.augment.auto_augment!r})"

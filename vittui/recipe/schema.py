@@ -97,6 +97,11 @@ class ScheduleSection:
     warmup_lr: float = 1e-6
     min_lr: float = 1e-5
     kind: str = "cosine"  # cosine | constant
+    # early stopping: end the run (finished) after this many evals without improvement of the metric;
+    # the best checkpoint then follows that metric, and export/eval default to it. 0 = off.
+    early_stop_patience: int = 0
+    early_stop_metric: str = "val_top1"  # val_top1 (higher is better) | val_loss (lower is better)
+    early_stop_min_delta: float = 0.0  # an improvement smaller than this does not count
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,13 @@ class RunSection:
     log_every: int = 1
     probe_every: int = 50  # attention/gradient probe cadence in optimizer steps; 0 = off
     notify: tuple[str, ...] = ()  # apprise URLs told when the run finishes, fails, diverges or is pruned
+    # divergence guard: a non-finite loss always trips it; a spike trips it when divergence_factor > 0 and
+    # the loss stays above factor x its running mean for divergence_steps steps in a row.
+    on_divergence: str = "pause"  # pause (wait for the user) | rewind (reload the last checkpoint, scale the lr)
+    divergence_factor: float = 0.0  # k of the spike rule; 0 = spike rule off (NaN/Inf still caught)
+    divergence_steps: int = 3  # m of the spike rule
+    max_rewinds: int = 3  # rewinds before the guard pauses instead
+    rewind_lr_factor: float = 0.5  # each rewind multiplies the lr multiplier by this
 
 
 @dataclass(frozen=True)

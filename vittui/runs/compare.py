@@ -62,6 +62,7 @@ class RunMetrics:
     best_loss: float | None  # lowest validation loss seen
     last_train_loss: float | None
     ema: bool = False
+    rewinds: list[str] = field(default_factory=list)  # the divergence guard's, "STEP->TO_STEP" each
 
     @property
     def best_top1(self) -> float | None:
@@ -171,7 +172,7 @@ def read_run(run_path: str | Path) -> tuple[RunMetrics, Curves, Recipe]:
         total_steps=total_steps, wall_time=h.finished.wall_time if h.finished else None, best=best, last=last,
         best_loss=min(losses) if losses else None,
         last_train_loss=c.train_loss[-1] if c.train_loss else None,
-        ema=recipe.regularize.ema,
+        ema=recipe.regularize.ema, rewinds=[f"{r.step}->{r.to_step}" for r in h.rewinds],
     )
     return metrics, c, recipe
 
@@ -236,6 +237,8 @@ def table_rows(cmp: Comparison) -> list[list[str]]:
     rows.append(["steps", *(f"{r.steps}/{r.total_steps}" for r in cmp.runs)])
     rows.append(["wall time", *(_duration(r.wall_time) for r in cmp.runs)])
     rows.append(["state", *(r.state for r in cmp.runs)])
+    if any(r.rewinds for r in cmp.runs):
+        rows.append(["rewinds (step->to)", *(", ".join(r.rewinds) or "-" for r in cmp.runs)])
     return rows
 
 

@@ -114,7 +114,7 @@ class ControlAck(Event):
 @dataclass
 class Fault(Event):
     kind: ClassVar[str] = "fault"
-    fault: str  # nan | oom | exception
+    fault: str  # nan | spike | divergence (rewinds used up) | oom | exception
     step: int
     message: str
     quantity: str = ""
@@ -146,6 +146,19 @@ class GradFlow(Event):
 
 
 @dataclass
+class Rewound(Event):
+    """The divergence guard (`run.on_divergence = "rewind"`) reloaded the checkpoint at `to_step` after the
+    loss diverged at `step`, and the lr multiplier became `lr_multiplier`. The steps after `to_step` are
+    redone: a reader's history drops what was logged after `to_step` (runs/history.py), as for a resume."""
+
+    kind: ClassVar[str] = "rewound"
+    step: int
+    to_step: int
+    lr_multiplier: float
+    reason: str = ""
+
+
+@dataclass
 class Finished(Event):
     kind: ClassVar[str] = "finished"
     step: int
@@ -156,7 +169,7 @@ class Finished(Event):
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (RunStarted, Step, Eval, Log, DataSkipped, Status, CheckpointSaved, ControlAck, Fault,
-                AttentionProbe, GradFlow, Finished)
+                AttentionProbe, GradFlow, Rewound, Finished)
 }
 
 

@@ -13,7 +13,8 @@ runs at its own speed). A run resumed before its first checkpoint starts over: i
 warning "no checkpoint yet: starting over from step 0" and a second `RunStarted(resumed_from_step=0)`,
 which rewinds everything to 0 (and counts as a resume to 0 in `resumes`). A Step at or before the last
 one with no such event before it (a log written without `resumed_from_step`) rewinds the same way, to
-the step before it.
+the step before it. A `Rewound(to_step=K)` (the divergence guard reloaded the checkpoint at K) rewinds
+the same way; the event itself is kept in `rewinds`, for the views that mark it.
 
 Per-step values sit in a `StepSeries`: bounded for the monitor (a million steps cost what two thousand
 do), exact for compare (`max_buckets=None`). Feeding the file back — every line, or with Step lines
@@ -30,7 +31,7 @@ from typing import Iterable, Sequence
 
 from vittui.runs.events import PROBE_OFF_PREFIX
 from vittui.runs.events import (
-    AttentionProbe, DataSkipped, Eval, Event, Fault, Finished, GradFlow, Log, RunStarted, Status, Step,
+    AttentionProbe, DataSkipped, Eval, Event, Fault, Finished, GradFlow, Log, Rewound, RunStarted, Status, Step,
 )
 from vittui.runs.step_series import StepSeries
 
@@ -56,6 +57,8 @@ class RunHistory:
         self.grad_flow: GradFlow | None = None  # the latest
         self.probe_off = ""  # why attention probing switched off (the worker's log line), "" while it runs
         self.resumes: list[int] = []  # the step each resume went back to
+        self.rewinds: list[Rewound] = []  # the divergence guard's rewinds, in order
+        self._rewound_to = 0  # the step of the latest rewind: where the run stands until its next Step
         self.faults = 0
         self.warnings = 0
         self.skipped = 0  # unreadable images, as the worker last counted them
@@ -106,10 +109,14 @@ class RunHistory:
                     self.probes = self.probes[:-KEEP_PROBES:2] + self.probes[-KEEP_PROBES:]
             elif isinstance(e, GradFlow):
                 self.grad_flow = e
+            elif isinstance(e, Rewound):  # the steps after to_step are redone: the resume rule
+                self.rewind(e.to_step)
+                self.rewinds.append(e)
 
     def rewind(self, step: int) -> None:
         """Forget what was logged after `step` (the rule for resumed runs: see the module's docstring)."""
         self.series.cut(step + 1)
+        self._rewound_to = step
         while self.recent and self.recent[-1][0] > step:
             self.recent.pop()
         if self.last_step is not None and self.last_step.step > step:
@@ -170,7 +177,7 @@ class RunHistory:
     def step(self) -> int:
         if self.last_step is not None:
             return self.last_step.step
-        return self.started.resumed_from_step if self.started else 0
+        return self._rewound_to
 
     @property
     def epoch(self) -> float:

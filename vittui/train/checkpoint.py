@@ -141,6 +141,27 @@ def find(ckpt_dir: Path, which: str = "last") -> Path | None:
     return complete[-1] if complete and which == "last" else None
 
 
+def find_at_or_before(ckpt_dir: Path, step: int) -> Path | None:
+    """The newest complete checkpoint at or before `step` (the divergence guard's last good one)."""
+    complete = [p for p in ckpt_dir.glob("step-*") if (p / "state.pt").exists() and int(p.name[5:]) <= step]
+    return max(complete, default=None)
+
+
+def drop_after(ckpt_dir: Path, step: int) -> None:
+    """Forget the checkpoints after `step` (a rewind redoes those steps): their folders go, `last` points
+    at `step`'s folder, and a `best` pointer to a dropped folder goes with it."""
+    for p in ckpt_dir.glob("step-*"):
+        if int(p.name[5:]) > step:
+            shutil.rmtree(p, ignore_errors=True)
+    kept = ckpt_dir / f"step-{step:08d}"
+    last = _pointer(ckpt_dir, "last")
+    if last is not None and not (ckpt_dir / last["path"]).exists() and kept.exists():
+        atomic_write_text(ckpt_dir / "last.json", json.dumps({"step": step, "path": kept.name, "metric": None}))
+    best = _pointer(ckpt_dir, "best")
+    if best is not None and not (ckpt_dir / best["path"]).exists():
+        (ckpt_dir / "best.json").unlink(missing_ok=True)
+
+
 def load_state(path: Path) -> dict[str, Any]:
     """The training state; weights_only=True refuses anything but tensors and plain containers."""
     try:

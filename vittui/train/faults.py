@@ -1,5 +1,5 @@
-"""Faults: recognising an out-of-memory error, and injecting a NaN loss or an out-of-memory error at
-a chosen optimizer step for tests.
+"""Faults: recognising an out-of-memory error, and injecting a NaN loss, a loss spike or an out-of-memory
+error at a chosen optimizer step for tests.
 
 The injection wraps the loss function, so the training step itself carries no test hooks. In-process
 tests pass `train(..., faults=Faults(nan_at=4))`; the worker installs `Faults.from_env()`, so the
@@ -15,6 +15,8 @@ from typing import Callable
 
 NAN_ENV = "VITTUI_TEST_NAN_AT_STEP"  # poison the loss once at this optimizer step (1-based)
 OOM_ENV = "VITTUI_TEST_OOM_AT_STEP"  # raise CUDA out-of-memory at this optimizer step
+NAN_TIMES_ENV = "VITTUI_TEST_NAN_TIMES"  # how many times the NaN step is poisoned (a rewind redoes it)
+SPIKE_ENV = "VITTUI_TEST_SPIKE"  # "STEP:COUNT:SCALE": multiply the loss of COUNT steps from STEP by SCALE, once
 
 
 def is_out_of_memory(e: BaseException) -> bool:
@@ -25,27 +27,41 @@ def is_out_of_memory(e: BaseException) -> bool:
 class Faults:
     nan_at: int = 0
     oom_at: int = 0
+    nan_times: int = 1  # the NaN step is poisoned this many times (each rewind redoes it)
+    spike_at: int = 0  # steps spike_at .. spike_at + spike_steps - 1 have their loss scaled, the first time
+    spike_steps: int = 0
+    spike_scale: float = 10.0
 
     @classmethod
     def from_env(cls) -> "Faults | None":
         nan_at, oom_at = (int(os.environ.get(k, "0") or 0) for k in (NAN_ENV, OOM_ENV))
-        return cls(nan_at, oom_at) if nan_at or oom_at else None
+        nan_times = int(os.environ.get(NAN_TIMES_ENV, "1") or 1)
+        spike = [float(x) for x in os.environ.get(SPIKE_ENV, "").split(":") if x]
+        spike_at, spike_steps, spike_scale = (int(spike[0]), int(spike[1]), spike[2]) if len(spike) == 3 else (0, 0, 1.0)
+        if nan_at or oom_at or spike_at:
+            return cls(nan_at, oom_at, nan_times, spike_at, spike_steps, spike_scale)
+        return None
 
     def wrap(self, criterion: Callable, step: Callable[[], int]) -> Callable:
         """`criterion` with the faults; `step()` is the optimizer step being computed (1-based). The NaN
         poisons one micro-batch's loss once; the loop then skips that update and pauses."""
-        nan_at = self.nan_at
+        nan_left = self.nan_times if self.nan_at else 0
+        spiked: set[int] = set()
 
         def faulty(logits, target):
-            nonlocal nan_at
-            if self.oom_at and step() == self.oom_at:
+            nonlocal nan_left
+            s = step()
+            if self.oom_at and s == self.oom_at:
                 import torch
 
                 raise torch.cuda.OutOfMemoryError(f"CUDA out of memory (injected by {OOM_ENV})")
             loss = criterion(logits, target)
-            if nan_at and step() == nan_at:
-                nan_at = 0
+            if nan_left and s == self.nan_at:
+                nan_left -= 1
                 loss = loss * float("nan")
+            if self.spike_at <= s < self.spike_at + self.spike_steps and s not in spiked:
+                spiked.add(s)  # a redone step (after a rewind) is not spiked again
+                loss = loss * self.spike_scale
             return loss
 
         return faulty

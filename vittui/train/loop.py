@@ -27,6 +27,7 @@ from vittui.train.build import Built, build
 from vittui.train.control_point import CommandSource, ControlPoint, Knobs, StopRequest
 from vittui.train.evaluate import evaluate
 from vittui.train.faults import Faults, is_out_of_memory
+from vittui.train.guard import DivergenceRule, EarlyStop, better, metric_of
 from vittui.train.optim import apply_lr_multiplier, current_lr
 
 
@@ -51,6 +52,11 @@ class Progress:
     last_top1: float | None = None
     val_skipped: set[str] = field(default_factory=set)  # unreadable validation images, each counted once
     unreadable_steps: int = 0  # steps in a row whose batches held no readable image
+    last_metric: float | None = None  # schedule.early_stop_metric at the last eval; the best checkpoint follows it
+    best_metric: float | None = None  # ... at the best checkpoint
+    stopper: EarlyStop = field(default_factory=EarlyStop)  # schedule.early_stop_* (train/guard.py)
+    early_stop: str = ""  # why the run stopped early ("" while it goes on)
+    knobs: Knobs = field(default_factory=Knobs)  # the live knobs; a checkpoint keeps the lr multiplier
 
 
 def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = None, *, resume: bool = False,
@@ -60,7 +66,13 @@ def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = 
     `faults` (tests only) poisons the loss or runs out of memory at a chosen step."""
     b = build(recipe, Path(run_path), on_event)
     p, rng = resume_from_last(b) if resume else (Progress(), None)
+    s = recipe.schedule
+    p.stopper.patience, p.stopper.metric, p.stopper.min_delta = (s.early_stop_patience, s.early_stop_metric,
+                                                                  s.early_stop_min_delta)
+    p.knobs.eval_every, p.knobs.probe_every = recipe.run.eval_every, recipe.run.probe_every
+    guard = DivergenceRule(factor=recipe.run.divergence_factor, steps=recipe.run.divergence_steps)
     b.scheduler.step_update(p.pos.step)
+    apply_lr_multiplier(b.optimizer, p.knobs.lr_multiplier)  # a resumed run keeps its multiplier
     if faults is not None:
         b.criterion = faults.wrap(b.criterion, step=lambda: p.pos.step + 1)
     cp = ControlPoint(
@@ -69,13 +81,13 @@ def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = 
             ev.ControlAck(command=cmd.command, id=cmd.id, step=step, ok=ok, detail=detail)),
         set_state=lambda state, reason: b.out.set_state(state, p.pos.step, reason),
         checkpoint=lambda: save_checkpoint(b, p), eval=lambda: run_eval(b, p), broadcast=_broadcast(b.acc),
-        knobs=Knobs(eval_every=recipe.run.eval_every, probe_every=recipe.run.probe_every))
+        knobs=p.knobs)
     _announce(b, p)
     if rng is not None:
         ckpt.set_rng_state(rng)  # the last thing before the first step: nothing else draws from them
     t_start = time.time()
     try:
-        _loop(b, p, cp)
+        _loop(b, p, cp, guard)
     except Exception as e:
         if is_out_of_memory(e):
             emergency_checkpoint(b, p)
@@ -84,7 +96,7 @@ def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = 
                    suspend_reason=cp.suspend_reason)
 
 
-def _loop(b: Built, p: Progress, cp: ControlPoint) -> None:
+def _loop(b: Built, p: Progress, cp: ControlPoint, guard: DivergenceRule) -> None:
     """One optimizer step per iteration: `accum` micro-batches, the update, then the extras."""
     pos, batches = p.pos, None
     while pos.step < b.total_steps:
@@ -97,10 +109,13 @@ def _loop(b: Built, p: Progress, cp: ControlPoint) -> None:
             pos.epoch, pos.batch = pos.epoch + 1, 0
 
         step_loss = _mean_loss(b, loss_sum)  # the step's one .item(); every process gets the same number
+        why, good_step = guard.check(pos.step + 1, step_loss) if rows else ("", 0)  # NaN/Inf or a spike
         if rows == 0:
             _no_readable_image(b, p)
-        elif not math.isfinite(step_loss):
-            _skip_and_pause(b, p, cp, step_loss)
+        elif why:  # run.on_divergence: pause, or rewind to the checkpoint before it (train/guard.py)
+            if _on_divergence(b, p, cp, guard, step_loss, why, good_step):
+                batches = None  # rewound: the position moved back to the checkpoint's
+                continue
         else:
             grad_norm = _update(b, p, cp.knobs)
             _log_step(b, p, step_loss, grad_norm, rows, data_time, t_step)
@@ -108,15 +123,15 @@ def _loop(b: Built, p: Progress, cp: ControlPoint) -> None:
                 run_probe(b, p, cp.knobs)
             if _due(cp.knobs.eval_every, pos.step):
                 run_eval(b, p)
-            if _due(b.recipe.run.checkpoint_every, pos.step):
+            if _due(b.recipe.run.checkpoint_every, pos.step) or p.stopper.unsaved_best:  # early stop: keep the best
                 save_checkpoint(b, p)
 
-        stop = cp(pos.step) or pos.step >= b.total_steps  # commands; blocks while paused
+        stop = cp(pos.step) or pos.step >= b.total_steps or bool(p.early_stop)  # commands; blocks while paused
         if (pos.batch == 0 or stop) and not cp.stop.now:  # an epoch's end, or the run's
-            if pos.batch == 0 or pos.step >= b.total_steps:
+            if (pos.batch == 0 or pos.step >= b.total_steps) and not p.early_stop:
                 run_eval(b, p)
             save_checkpoint(b, p)
-        if stop:
+        if stop or p.early_stop:  # early stopping: schedule.early_stop_patience evals without improvement
             break
 
 
@@ -182,19 +197,55 @@ def _update(b: Built, p: Progress, knobs: Knobs) -> torch.Tensor:
     return grad_norm
 
 
-def _skip_and_pause(b: Built, p: Progress, cp: ControlPoint, loss: float) -> None:
-    """A non-finite loss: show which blocks' gradients went non-finite, drop the gradients, skip the
-    update (its batches stay consumed) and pause."""
-    step = p.pos.step + 1
-    if b.acc.is_main_process:
+def _on_divergence(b: Built, p: Progress, cp: ControlPoint, guard: DivergenceRule, loss: float, why: str,
+                   good_step: int) -> bool:
+    """A non-finite loss or a spike (train/guard.py): show which blocks' gradients went non-finite (NaN),
+    drop the gradients and skip the update (its batches stay consumed); then rewind to the newest
+    checkpoint at or before `good_step` (`run.on_divergence = "rewind"`, while rewinds are left) or pause.
+    Returns True when it rewound."""
+    step, run = p.pos.step + 1, b.recipe.run
+    nan = not math.isfinite(loss)
+    if nan and b.acc.is_main_process:
         from vittui.analysis.gradients import grad_flow
 
         b.out.emit(grad_flow(b.raw_model, step=step, before_clip=True))
     b.optimizer.zero_grad(set_to_none=True)
-    b.out.emit(ev.Fault(fault="nan", step=step, quantity="loss", message=(
-        f"loss is {loss} at step {step}; the update was skipped and the run paused"),
+    fault, pause_why = ("nan", f"non-finite loss at step {step}") if nan else ("spike", f"loss spike at step {step}")
+    if run.on_divergence == "rewind":
+        found = ckpt.find_at_or_before(b.out.run.checkpoints, good_step)
+        if found is not None and guard.rewinds < run.max_rewinds:
+            rewind(b, p, cp, found, step=step, reason=why)
+            guard.rewinds += 1
+            guard.reset()
+            return True
+        fault = "divergence"
+        why += (f"; no checkpoint at or before step {good_step} to rewind to" if found is None else
+                f"; {guard.rewinds} rewind(s) done, the most run.max_rewinds allows")
+    b.out.emit(ev.Fault(fault=fault, step=step, quantity="loss", message=(
+        f"{why}; the update was skipped and the run paused"),
         suggestion="resume with a lower lr (vittui ctl RUN resume --lr-scale 0.5) or stop"))
-    cp.pause(f"non-finite loss at step {step}")
+    cp.pause(pause_why)
+    return False
+
+
+def rewind(b: Built, p: Progress, cp: ControlPoint, found: Path, *, step: int, reason: str) -> None:
+    """Back to checkpoint `found` exactly as `--resume` restores it (weights, EMA, optimizer, scaler,
+    position, scores, RNG), with the lr multiplier scaled by `run.rewind_lr_factor`; the checkpoints after
+    it are dropped (their steps are redone), and a `Rewound` event says so."""
+    restored, rng = _restore(b, found)
+    p.pos.step, p.pos.epoch, p.pos.batch = restored.pos.step, restored.pos.epoch, restored.pos.batch
+    p.best_top1, p.last_top1 = restored.best_top1, restored.last_top1
+    p.last_metric, p.best_metric = restored.last_metric, restored.best_metric
+    p.stopper.load(restored.stopper.state())
+    p.early_stop, p.unreadable_steps = "", 0
+    if b.acc.is_main_process:
+        ckpt.drop_after(b.out.run.checkpoints, p.pos.step)
+    cp.knobs.lr_multiplier *= b.recipe.run.rewind_lr_factor
+    b.scheduler.step_update(p.pos.step)
+    apply_lr_multiplier(b.optimizer, cp.knobs.lr_multiplier)
+    b.out.emit(ev.Rewound(step=step, to_step=p.pos.step, lr_multiplier=cp.knobs.lr_multiplier, reason=reason))
+    b.out.status(step=p.pos.step, last_top1=p.last_top1, best_top1=p.best_top1, last_checkpoint_step=p.pos.step)
+    ckpt.set_rng_state(rng)  # the last thing before the next step, as after a resume
 
 
 def _no_readable_image(b: Built, p: Progress) -> None:
@@ -241,14 +292,24 @@ def run_eval(b: Built, p: Progress) -> None:
     b.out.emit(ev.Eval(step=p.pos.step, epoch=_epoch_progress(b, p), loss=loss, top1=top1, top5=top5,
                        ema_top1=ema_top1))
     b.out.status(last_top1=top1, best_top1=max(top1, p.best_top1 or 0.0))
+    p.last_metric = metric_of(p.stopper.metric, top1, loss)
+    if p.stopper.after_eval(p.last_metric):  # schedule.early_stop_patience evals without improvement
+        p.early_stop = (f"early stop at step {p.pos.step}: no improvement in {p.stopper.patience} evals "
+                        f"(best {p.stopper.metric} {p.stopper.best:.4g})")
+        b.out.log("info", p.early_stop)
 
 
 def save_checkpoint(b: Built, p: Progress) -> None:
     if not b.acc.is_main_process:
         return
-    is_best = p.last_top1 is not None and (p.best_top1 is None or p.last_top1 >= p.best_top1)
+    # the best checkpoint follows schedule.early_stop_metric (top-1 by default): the latest wins a tie, except
+    # under early stopping, where best is what the stopper calls an improvement (beyond early_stop_min_delta)
+    st = p.stopper
+    tie = p.last_metric == p.best_metric and not st.patience
+    is_best = p.last_metric is not None and (tie or better(st.metric, p.last_metric, p.best_metric, st.min_delta))
     if is_best:
-        p.best_top1 = p.last_top1
+        p.best_top1, p.best_metric = p.last_top1, p.last_metric
+    st.unsaved_best = False
     pos = p.pos
     state = {
         "optimizer": b.optimizer.state_dict(),
@@ -256,6 +317,10 @@ def save_checkpoint(b: Built, p: Progress) -> None:
         "rng": ckpt.rng_state(),
         "best_top1": p.best_top1,
         "last_top1": p.last_top1,
+        "best_metric": p.best_metric,
+        "last_metric": p.last_metric,
+        "early_stop": p.stopper.state(),
+        "lr_multiplier": p.knobs.lr_multiplier,
     }
     if b.acc.scaler is not None:
         state["scaler"] = b.acc.scaler.state_dict()
@@ -311,6 +376,14 @@ def resume_from_last(b: Built) -> tuple[Progress, dict | None]:
         b.out.emit(ev.Log(level="warning", message=START_OVER, step=0))
         b.out.status(best_top1=None, last_top1=None, last_checkpoint_step=None)
         return Progress(), None
+    p, rng = _restore(b, found)
+    b.out.log("info", f"resumed from {found.name} at step {p.pos.step}")
+    return p, rng
+
+
+def _restore(b: Built, found: Path) -> tuple[Progress, dict]:
+    """Checkpoint `found` into the built objects; its Progress and RNG states (set just before the next
+    step). One code path for `--resume` and the divergence guard's rewind."""
     state = ckpt.load_state(found)
     ckpt.load_weights(b.raw_model, found)
     if b.ema is not None and (found / "ema.safetensors").exists():
@@ -321,8 +394,12 @@ def resume_from_last(b: Built) -> tuple[Progress, dict | None]:
     pos = ckpt.Position(**state["position"])
     if pos.batch >= b.batches_per_epoch:  # saved at an epoch's last step, before it rolled over
         pos = ckpt.Position(step=pos.step, epoch=pos.epoch + 1, batch=0)
-    b.out.log("info", f"resumed from {found.name} at step {pos.step}")
-    return Progress(pos=pos, best_top1=state.get("best_top1"), last_top1=state.get("last_top1")), state["rng"]
+    last_metric = state.get("last_metric", state.get("last_top1"))  # checkpoints before early stopping: top-1
+    p = Progress(pos=pos, best_top1=state.get("best_top1"), last_top1=state.get("last_top1"),
+                 last_metric=last_metric, best_metric=state.get("best_metric", state.get("best_top1")))
+    p.stopper.load(state.get("early_stop"))
+    p.knobs.lr_multiplier = float(state.get("lr_multiplier", 1.0))
+    return p, state["rng"]
 
 
 def _announce(b: Built, p: Progress) -> None:
@@ -340,8 +417,8 @@ def _announce(b: Built, p: Progress) -> None:
 def _finish(b: Built, p: Progress, wall: float, *, suspended: bool = False, suspend_reason: str = "") -> TrainResult:
     """The run's last state. Suspended (checkpointed at this step, to be resumed by a new worker) writes
     no Finished event: the run is not over."""
-    if p.pos.step >= b.total_steps:
-        state, reason = "finished", ""
+    if p.pos.step >= b.total_steps or p.early_stop:
+        state, reason = "finished", p.early_stop
     elif suspended:
         who = suspend_reason or "suspended by user"
         state, reason = "suspended", f"{who}: checkpoint at step {p.pos.step}, worker exited"
