@@ -108,7 +108,7 @@ def test_a_run_waits_while_gpu_memory_is_short_and_starts_when_it_frees(root):
 
 def test_max_per_gpu_and_memory_not_yet_allocated_both_count(root):
     used = {0: 15 * GiB, 1: 2 * GiB}  # card 0 is full; card 1 has 14 GiB free
-    sched, starts, _ = make(root, used, max_per_gpu=2)
+    sched, starts, _ = make(root, used, max_per_gpu=3)  # slots for all three: memory decides
     for n in "abc":
         q(root, n, 6 * GiB)
     # a and b fit on card 1 (6.5 + 6.5 <= 14) although NVML does not see a's memory yet; c does not

@@ -25,8 +25,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import subprocess
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -283,6 +281,9 @@ def ensure_scheduler(runs_root: str | Path) -> int | None:
     """The pid of a live scheduler for `runs_root`, or of one just started detached (own session, output
     in .queue/scheduler.log); None when nothing waits. Two callers racing both start one: the second
     finds the lock taken and exits."""
+    import subprocess  # here, not at the top: `revive` runs in every command, the dashboard's first frame too
+    import sys
+
     from vittui.runs.lock import read_lock
 
     if not _has_waiting(runs_root):
