@@ -114,6 +114,7 @@ def test_model_name_reads_the_model_table_in_any_layout_and_sees_a_rewrite(tmp_p
         '[data]\nname = "not-this"\n[model]\nsource = "timm"\nname = "a/b" # a comment\n': "a/b",
         'model.name = "dotted"\n': "dotted",
         '[model]\nsource = "timm"\n\n[data]\nbatch_size = 8\n': Recipe().model.name,  # no name: the default
+        '[model]\nsource = "timm"\n[data]\nname = "not-this"\n': Recipe().model.name,  # another table's name
         "[broken": "?",
     }
     for text, expected in layouts.items():

@@ -201,10 +201,15 @@ async def test_queued_runs_show_their_place_in_line_and_resume_goes_through_the_
     del first, second
 
 
-async def test_many_runs_fill_the_table_newest_first_and_rows_keep_updating(runs_root, no_gpu):
-    """More runs than one batch of rows: every run ends up in the table, newest first, and a run whose state
-    changes on disk shows it (in place, final-state runs come from the summary cache until their files change)."""
+async def test_many_runs_fill_the_table_newest_first_and_rows_keep_updating(runs_root, no_gpu, monkeypatch):
+    """More runs than one batch of rows: every run ends up in the table from one scan (the batches follow
+    frame by frame, not rescans: the periodic rescan is off here), newest first, and a run whose state
+    changes on disk shows on the next rescan (in place; final-state runs come from the summary cache until
+    their files change)."""
+    import vittui.ui.screens.runs as runs_screen
     from vittui.ui.widgets.runs_table import BATCH
+
+    monkeypatch.setattr(runs_screen, "REFRESH_S", 3600.0)
 
     n = BATCH * 2 + 7
     fakes = []
@@ -224,6 +229,7 @@ async def test_many_runs_fill_the_table_newest_first_and_rows_keep_updating(runs
         middle.status.best_top1, middle.status.state = 0.9, "stopped"
         middle.run.write_status(middle.status)
         key = str(middle.path)
+        app.screen.rescan()  # as a resume or a delete asks for one
         await wait_for(pilot, lambda: table.get_row(key)[2] == "stopped" and table.get_row(key)[4] == "90.0%",
                        what="the changed run's row")
         assert table.row_count == n and [str(table.get_row_at(i)[1]) for i in range(n)] == expected
