@@ -54,6 +54,7 @@ async def test_lr_find_draws_the_curve_and_apply_sets_the_lr(runs_root, no_gpu):
         before = app.screen.recipe
         await pilot.press("ctrl+l")
         assert app.screen.check_action("lr_find", ()) is None  # one at a time
+        assert "LR range test running" in app.screen.query_one(PreflightPane).border_subtitle
         await wait_for(pilot, lambda: isinstance(app.screen, LrFindModal), timeout=300, what="the lr-find modal")
         modal = app.screen
         result = modal.result

@@ -328,6 +328,11 @@ class SetupScreen(VittuiScreen):
         self.notify("LR range test running… (vittui lr-find, a subprocess)")
         self.run_lr_find(self.recipe)
 
+    def watch_finding_lr(self, running: bool) -> None:
+        """Said under the editor for as long as it runs (the notification fades)."""
+        for pane in self.query(PreflightPane):
+            pane.border_subtitle = "LR range test running… (vittui lr-find)" if running else ""
+
     @work(thread=True, exclusive=True, exit_on_error=False, group="lr-find", name="lr-find")
     def run_lr_find(self, recipe: R.Recipe) -> None:
         from vittui.ui.cli_json import run_on_recipe
