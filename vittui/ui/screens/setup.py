@@ -194,14 +194,19 @@ class SetupScreen(VittuiScreen):
         self.query_one(PreflightPane).show_checking()
         self.run_preflight(self.recipe)
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="preflight", name="pre-flight")
-    def run_preflight(self, recipe: R.Recipe) -> None:
+    def _ask_cli(self, command: str, recipe: R.Recipe, timeout: float):
+        """`vittui COMMAND RECIPE --json` from the calling thread worker; None when the worker was cancelled
+        (the screen went away, or a newer request replaced it): the process is killed, nothing is posted."""
         from vittui.ui.cli_json import run_on_recipe
 
         worker = get_current_worker()
-        res = run_on_recipe("check", recipe, self.vittui_app.runs_root, timeout=self.PREFLIGHT_TIMEOUT_S,
+        res = run_on_recipe(command, recipe, self.vittui_app.runs_root, timeout=timeout,
                             cancelled=lambda: worker.is_cancelled)
-        if worker.is_cancelled:
+        return None if worker.is_cancelled else res
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="preflight", name="pre-flight")
+    def run_preflight(self, recipe: R.Recipe) -> None:
+        if (res := self._ask_cli("check", recipe, self.PREFLIGHT_TIMEOUT_S)) is None:
             return
         data = res.data if isinstance(res.data, dict) else {}
         if "ok" in data and isinstance(data.get("problems"), list):
@@ -335,13 +340,9 @@ class SetupScreen(VittuiScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="lr-find", name="lr-find")
     def run_lr_find(self, recipe: R.Recipe) -> None:
-        from vittui.ui.cli_json import run_on_recipe
         from vittui.ui.screens.lr_find import LrFindResult
 
-        worker = get_current_worker()
-        res = run_on_recipe("lr-find", recipe, self.vittui_app.runs_root, timeout=self.LR_FIND_TIMEOUT_S,
-                            cancelled=lambda: worker.is_cancelled)
-        if worker.is_cancelled:
+        if (res := self._ask_cli("lr-find", recipe, self.LR_FIND_TIMEOUT_S)) is None:
             return
         if res.rc != 0:
             self.post_message(LrFound(None, error=res.error))
