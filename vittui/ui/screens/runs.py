@@ -126,6 +126,7 @@ class RunsScreen(VittuiScreen):
         self.runs_root = runs_root
         self._rows: list[RunSummary] = []
         self._wake = threading.Event()  # set: the scan loop rescans now (after a resume or a delete)
+        self._drawn = threading.Event()  # set: a frame with the latest rows has been drawn
 
     def compose(self) -> ComposeResult:
         yield Static(f"runs in {self.runs_root}", id="runs-title")
@@ -139,6 +140,7 @@ class RunsScreen(VittuiScreen):
 
     def on_unmount(self) -> None:
         self._wake.set()  # the scan loop sees its cancellation at once
+        self._drawn.set()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="scan", name="scan-runs")
     def scan(self) -> None:
@@ -150,7 +152,9 @@ class RunsScreen(VittuiScreen):
             runs = list_runs(self.runs_root)[::-1]  # newest first
             positions = queue_positions(self.runs_root)
             if first and len(runs) > FIRST_ROWS:  # a screenful on screen before the rest is read
+                self._drawn.clear()
                 self.post_message(RunsScanned([cache.summary(r) for r in runs[:FIRST_ROWS]], positions))
+                self._drawn.wait(1.0)  # reading the rest now would take the GIL from that first frame
             first = False
             self.post_message(RunsScanned([cache.summary(r) for r in runs], positions))
             self._wake.wait(REFRESH_S)
@@ -163,6 +167,7 @@ class RunsScreen(VittuiScreen):
         present = {r.path for r in rows}
         self.marked = [p for p in self.marked if p in present]
         self.query_one(RunsTable).show(rows, set(self.marked), message.positions)
+        self.call_after_refresh(self._drawn.set)
         empty = self.query_one("#runs-empty", Static)
         empty.update("" if rows else "no runs yet - press n to set one up")
         empty.display = not rows
