@@ -49,17 +49,21 @@ def scheduler_delay(work: Path, n: int) -> None:
         cli(root, "train", str(toml), "--queue", "--name", name)
     runs = [RunDir(root / name) for name in names]
     wait_for(lambda: all(state(r) == "finished" for r in runs), timeout=1800)
-    delays, startups = [], []
+    wait_for(lambda: all(queue.read_entry(r).exited_at for r in runs), timeout=600)
+    delays, startups, teardowns = [], [], []
     for prev, nxt in zip(runs, runs[1:]):
         finished = [e.t for e in ev.read_all(prev.events_path) if isinstance(e, ev.Finished)][0]
         spawned = queue.read_entry(nxt).started_at
         run_started = [e.t for e in ev.read_all(nxt.events_path) if isinstance(e, ev.RunStarted)][0]
         delays.append(spawned - finished)
         startups.append(run_started - spawned)
+        teardowns.append(queue.read_entry(prev).exited_at - finished)
         print(f"  {prev.name} finished → {nxt.name} spawned {spawned - finished:6.3f} s; "
-              f"{nxt.name}'s own start-up (spawn → run_started) {run_started - spawned:6.2f} s")
+              f"{nxt.name}'s own start-up (spawn → run_started) {run_started - spawned:6.2f} s; "
+              f"{prev.name}'s process gone {teardowns[-1]:6.2f} s after its finished event")
     print(f"scheduler delay (finished → next spawn), median of {len(delays)}: {median(delays):.3f} s "
-          f"(max {max(delays):.3f} s); worker start-up median {median(startups):.2f} s")
+          f"(max {max(delays):.3f} s); worker start-up median {median(startups):.2f} s; "
+          f"worker teardown (finished → process gone) median {median(teardowns):.2f} s")
 
 
 def suspend_resume(work: Path, rounds: int) -> None:
@@ -78,8 +82,11 @@ def suspend_resume(work: Path, rounds: int) -> None:
             pid = run.read_status().pid
             t0 = time.time()
             control.send(run.path, "suspend")
-            wait_for(lambda: state(run) == "suspended", timeout=600)
-            said = [e for e in ev.read_all(run.events_path) if isinstance(e, ev.Status) and e.state == "suspended"][-1]
+            def suspended_events():
+                return [e for e in ev.read_all(run.events_path) if isinstance(e, ev.Status) and e.state == "suspended"]
+
+            n_said = len(suspended_events())
+            said = wait_for(lambda: (s := suspended_events()) and len(s) > n_said and s[-1], timeout=600)
             wait_for(lambda: not pid_alive(pid), timeout=600, interval=0.005)
             t_gone = time.time()
             t1 = time.time()

@@ -194,3 +194,29 @@ def train_stopped_at(recipe, root: Path, name: str, stop_at: int):
             control.send("stop")
 
     return run, train(recipe, run.path, control, on_event=on_event)
+
+
+def stop_worker(run) -> None:
+    """Never leave a worker training after a test: ask the run's worker (a RunDir, or None) to stop, and
+    SIGKILL it if it has not ended within 15 s."""
+    from vittui.runs import control
+    from vittui.runs.lock import pid_alive
+
+    status = run.read_status() if run is not None else None
+    if status and status.pid and pid_alive(status.pid):
+        control.send(run.path, "stop")
+        deadline = time.monotonic() + 15
+        while pid_alive(status.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        kill_if_alive(status.pid)
+
+
+def run_in_thread(target: Callable[[], T]):
+    """Start `target()` on a daemon thread (a training run a test pauses and resumes from outside); returns
+    the thread and a dict whose "result" is the return value once it ends."""
+    import threading
+
+    box: dict = {}
+    t = threading.Thread(target=lambda: box.setdefault("result", target()), daemon=True)
+    t.start()
+    return t, box

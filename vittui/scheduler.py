@@ -13,6 +13,9 @@ and below everything torch-bound: it starts workers as commands, like the launch
     scheduler started that have not allocated yet). The run gets those cards through CUDA_VISIBLE_DEVICES.
 A run whose estimate + margin is above the total memory of the cards it would need is refused: state
 `failed` with the reason, never kept waiting. Strict FIFO: nothing overtakes a head that waits.
+A run holds its slot while its status is live; once it says finished, suspended, stopped or failed the
+next run may start while the old process still tears down (seconds of interpreter and torch shutdown on a
+busy box): training never overlaps, and on a GPU the memory it still holds shows in NVML's free memory.
 
 **Crash safety.** Before spawning, the run is claimed under the queue mutex: status `starting` naming this
 scheduler's pid (readers see a live `starting`, not `lost`); after the spawn status names the worker's
@@ -101,6 +104,9 @@ class Scheduler:
         self.pending_bytes: dict[str, tuple[list[int], int]] = {}  # started, not yet running: cards, estimate
         self.suspend_sent: set[str] = set()
         self._others: list[LiveRun] = []
+        self._devices: dict[str, str] = {}  # run name -> its recipe's compute.device
+        self.wait_reason = ""  # why the head of the line waits (logged once per head)
+        self._logged_wait = ""
         self._scanned = 0.0
         self.log = log or (lambda line: print(time.strftime("%H:%M:%S"), line, flush=True))
 
@@ -131,6 +137,9 @@ class Scheduler:
             head = line[0]
             verdict = self._admit(head)
             if verdict is None:  # waits: strict FIFO, nothing overtakes it
+                if self._logged_wait != head.name:  # once per head, not every pass
+                    self._logged_wait = head.name
+                    self.log(f"{head.name}: waits for {self.wait_reason}")
                 break
             if isinstance(verdict, str):
                 self._refuse(head, verdict)
@@ -189,6 +198,10 @@ class Scheduler:
                 continue
             del self.children[name]
             self.pending_bytes.pop(name, None)
+            entry = queue.read_entry(run)
+            if entry is not None:  # when the process was gone: the benchmark's worker teardown
+                entry.exited_at, entry.exit_code = time.time(), rc
+                queue.write_entry(run, entry)
             self.suspend_sent.discard(name)
             if status is not None and status.state == "starting" and status.pid in (proc.pid, os.getpid()):
                 status.state = "failed"
@@ -215,19 +228,22 @@ class Scheduler:
         mine = []
         for name, proc in self.children.items():
             run = RunDir(self.root / name)
-            entry = queue.read_entry(run)
             status = run.read_status() or RunStatus()
+            if not is_live(status.state):
+                continue  # ended (finished, suspended, …): its slot is free while the process tears down
+            entry = queue.read_entry(run)
             mine.append(LiveRun(run, status.state, status.pid or proc.pid, list(entry.gpu_ids) if entry else []))
         return mine + [o for o in self._others if o.run.name not in self.children]
 
     def _wants_gpu(self, run: RunDir) -> bool:
-        from vittui.recipe import load
+        if run.name not in self._devices:  # read once: a waiting head is looked at every pass
+            from vittui.recipe import load
 
-        try:
-            device = load(run.recipe_path).compute.device
-        except Exception:  # noqa: BLE001 - the worker reports a broken recipe; admission treats it as CPU
-            device = "cpu"
-        return device != "cpu" and bool(self.gpu_source.gpus())
+            try:
+                self._devices[run.name] = load(run.recipe_path).compute.device
+            except Exception:  # noqa: BLE001 - the worker reports a broken recipe; admission treats it as CPU
+                self._devices[run.name] = "cpu"
+        return self._devices[run.name] != "cpu" and bool(self.gpu_source.gpus())
 
     def _admit(self, run: RunDir) -> list[int] | str | None:
         """The cards to start `run` on ([] for a CPU run), a reason to refuse it, or None: it waits."""
@@ -237,6 +253,8 @@ class Scheduler:
             on_cpu = [r for r in live if not r.gpu_ids]
             if len(on_cpu) < max(self.config.max_cpu_runs, 1):
                 return []
+            self.wait_reason = (f"a CPU slot ({len(on_cpu)} of {max(self.config.max_cpu_runs, 1)} taken by "
+                                f"{', '.join(r.run.name for r in on_cpu)})")
             self._maybe_suspend(on_cpu)
             return None
         need = max(entry.gpus, 1)
@@ -267,6 +285,9 @@ class Scheduler:
                 fits.append((-(free or 0), g.index))
         if len(fits) >= need:
             return sorted(i for _, i in sorted(fits)[:need])
+        self.wait_reason = (f"{need} GPU(s) with a free slot and {want / 2**30:.1f} GiB free (free now: "
+                            + ", ".join(f"GPU {g.index} {((g.memory_total or 0) - (g.memory_used or 0)) / 2**30:.1f} "
+                                        f"GiB, {len(runs_on[g.index])} run(s)" for g in gpus) + ")")
         self._maybe_suspend([r for i in runs_on for r in runs_on[i]])
         return None
 
@@ -341,30 +362,45 @@ class Scheduler:
 
     # --- the process --------------------------------------------------------------------------------------
     def done(self) -> bool:
-        return not self.children and not queue.queued(self.root) and not _claims_left(self.root)
+        return not self.children and not queue.queued(self.root) and not queue.has_waiting(self.root)
 
     def run(self) -> int:
         lock_path = queue.scheduler_lock_path(self.root)
         try:
-            lock.acquire(lock_path)
+            # under the queue mutex: two schedulers started at once (a `--queue` and a `vittui runs` that both
+            # found none alive) must not both clear a stale lock and each think it holds the new one
+            with queue.mutex(self.root):
+                lock.acquire(lock_path)
         except lock.RunLocked:
             return 0  # another scheduler holds this folder: nothing to do
         self.log(f"scheduler {os.getpid()} for {self.root}: {self.config}")
         try:
             while True:
-                self.tick()
-                if self.done():
+                try:
+                    self.tick()
+                except Exception:  # noqa: BLE001 - one bad run directory must not stop the queue for the others
+                    import traceback
+
+                    self.log("error in a scheduling pass (retrying):\n" + traceback.format_exc())
+                    time.sleep(1.0)
+                if self.done() and self._hand_back(lock_path):
                     self.log("queue empty and no run of mine is live: exiting")
                     return 0
                 time.sleep(self.config.poll)
         finally:
             lock.release(lock_path)
 
-
-def _claims_left(root: Path) -> bool:
-    try:
-        return bool(os.listdir(queue.waiting_dir(root)))
-    except FileNotFoundError:
+    def _hand_back(self, lock_path: Path) -> bool:
+        """Release the lock, then look once more: a run queued meanwhile whose enqueuer still saw this
+        scheduler alive (and so started none) is not left waiting. False: carry on, lock held again."""
+        lock.release(lock_path)
+        if not queue.has_waiting(self.root):
+            return True
+        try:
+            with queue.mutex(self.root):
+                lock.acquire(lock_path)
+        except lock.RunLocked:
+            return True  # a new scheduler has it
         return False
 
 

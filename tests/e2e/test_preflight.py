@@ -74,17 +74,19 @@ CASES = {  # id: (overrides, or a function of tmp_path giving them; the phrase s
 }
 
 
-# every row in the foreground and with --detach (the same check, before the worker is spawned)
-ROWS = [(c, d) for c in CASES for d in (False, True)]
+# every row in the foreground and with --detach (the same check, before the worker is spawned); two through
+# the queue (before the run is queued)
+ROWS = [(c, d) for c in CASES for d in ("", "--detach")] + [
+    ("missing data folder", "--queue"), ("LoRA targets match nothing", "--queue")]
 
 
-@pytest.mark.parametrize(("case", "detach"), ROWS, ids=[f"{c}{' --detach' if d else ''}" for c, d in ROWS])
-def test_broken_input_is_one_line_exit_2_and_no_run_directory(cli, tmp_path, case, detach):
+@pytest.mark.parametrize(("case", "how"), ROWS, ids=[f"{c} {d}".strip() for c, d in ROWS])
+def test_broken_input_is_one_line_exit_2_and_no_run_directory(cli, tmp_path, case, how):
     make, phrase = CASES[case]
     overrides = make(tmp_path) if callable(make) else make
     toml = tiny_toml(tmp_path / "broken.toml", TINY_PROCESS + overrides)
     before = sorted(p.name for p in tmp_path.iterdir())
-    p = cli("train", str(toml), *(["--detach"] if detach else []), check=False,
+    p = cli("train", str(toml), *([how] if how else []), check=False,
             extra_env={"CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1"})  # "no CUDA" even on a box with a GPU
     assert p.returncode == 2, (p.stdout, p.stderr)
     lines = p.stderr.strip().splitlines()

@@ -12,6 +12,7 @@ import signal
 import pytest
 from tiny import TINY, TINY_PROCESS, events, kill_if_alive, status, step_numbers, tiny_toml, wait_for
 
+from vittui.runs import control
 from vittui.runs import events as ev
 from vittui.runs.lock import pid_alive, read_lock
 
@@ -51,10 +52,12 @@ def test_three_queued_runs_run_one_after_another_and_survive_a_killed_scheduler(
         for name in names:
             out = cli("train", str(toml), "--queue", "--name", name).stdout
             assert out.startswith(f"queued {name} at position") and len(out.splitlines()) == 1, out
+        # q2 will pause as it starts (a command waits in commands.jsonl until a worker reads it): midway, the
+        # first run has finished and q2 is live and holds the slot when the restarted scheduler looks
+        control.send(cli.root / "q2", "pause")
         first = wait_for(lambda: scheduler_pid(cli.root), what="a scheduler")
-        # midway: the first run has finished and the second has started
-        wait_for(lambda: status(cli.root / "q2").get("state") in ("running", "finished"), timeout=180,
-                 what="the second run to start")
+        wait_for(lambda: status(cli.root / "q2").get("state") == "paused", timeout=240, what="q2 to start, paused")
+        assert status(cli.root / "q1").get("state") == "finished"
         os.kill(first, signal.SIGKILL)
         wait_for(lambda: not pid_alive(first), what="the scheduler to die")
         assert status(cli.root / "q3").get("state") == "queued"
@@ -63,6 +66,11 @@ def test_three_queued_runs_run_one_after_another_and_survive_a_killed_scheduler(
         assert "q3" in listed, listed
         second = wait_for(lambda: scheduler_pid(cli.root), what="a restarted scheduler")
         assert second != first
+        log = cli.root / ".queue" / "scheduler.log"
+        wait_for(lambda: "q3: waits for a CPU slot (1 of 1 taken by q2)"
+                 in log.read_text().split(f"scheduler {second} for")[-1], what="the new scheduler to hold q3 back")
+        assert status(cli.root / "q3").get("state") == "queued"
+        cli("ctl", "q2", "resume")
         for name in names:
             wait_for(lambda: status(cli.root / name).get("state") == "finished", timeout=240,
                      what=f"{name} to finish")
@@ -113,9 +121,12 @@ def test_queue_json_top_rm_and_bad_input(cli, tmp_path):
             (("queue", "rm", "nope"), "no run named 'nope'"),
             (("queue", "rm"), "needs a RUN"),
             (("ctl", "b", "resume"), "already queued"),
+            (("ctl", "b", "stop"), "b is queued; nothing is listening for commands (take it out of the queue with `vittui queue rm b`)"),
             (("train", str(short), "--queue", "--detach"), "--queue"),
             (("train", str(short), "--queue", "--max-per-gpu", "0"), "--max-per-gpu must be >= 1"),
             (("train", str(short), "--max-cpu-runs", "2"), "--max-cpu-runs needs --queue"),
+            (("train", str(short), "--queue", "--set", "optim.lr=-1"), "optim.lr"),
+            (("train", "--resume", "a", "--queue"), "no checkpoint"),
         ]
         for args, said in bad:
             p = cli(*args, check=False)
@@ -165,3 +176,23 @@ def test_resume_goes_through_the_queue_and_continues_exactly(cli, tmp_path):
             assert math.isclose(losses[step], straight[step], rel_tol=1e-6), (step, losses[step], straight[step])
     finally:
         cleanup(cli.root, ["s", "other"])
+
+
+def test_a_run_paused_too_long_is_suspended_for_the_queue_and_says_why(cli, tmp_path):
+    short = tiny_toml(tmp_path / "short.toml", SHORT)
+    names = ["idle", "next"]
+    try:
+        # 0.05 min = 3 s; `idle` pauses as it starts (its pause command waits in commands.jsonl)
+        cli("train", str(short), "--queue", "--name", "idle", "--suspend-paused-after", "0.05")
+        control.send(cli.root / "idle", "pause")
+        cli("train", str(short), "--queue", "--name", "next")
+        wait_for(lambda: status(cli.root / "idle").get("state") == "suspended", timeout=240,
+                 what="the paused run to be suspended")
+        said = [e for e in events(cli.root / "idle") if isinstance(e, ev.Status)][-1]
+        assert said.state == "suspended" and said.reason.startswith("suspended by the queue: paused"), said
+        assert "1 queued run(s) wait for its slot" in said.reason
+        wait_for(lambda: status(cli.root / "next").get("state") == "finished", timeout=240, what="next to finish")
+        assert status(cli.root / "idle").get("state") == "suspended"  # not requeued by itself
+        wait_for(lambda: scheduler_pid(cli.root) is None, timeout=60, what="the scheduler to exit")
+    finally:
+        cleanup(cli.root, names)

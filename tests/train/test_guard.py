@@ -3,10 +3,9 @@ their marked calls in train/loop.py), on the tiny model in-process."""
 
 import math
 import random
-import threading
 
 import pytest
-from tiny import wait_for
+from tiny import run_in_thread, wait_for
 
 from vittui.runs import events as ev
 from vittui.runs.control import InProcessControl
@@ -150,19 +149,12 @@ def test_a_spike_rewinds_to_the_checkpoint_before_it_began(tmp_path, tiny_recipe
     assert h.steps == list(range(1, 17)) and max(h.loss) < 10  # the spiked steps were redone
 
 
-def _in_thread(target):
-    box = {}
-    t = threading.Thread(target=lambda: box.setdefault("result", target()), daemon=True)
-    t.start()
-    return t, box
-
-
 def test_after_max_rewinds_the_guard_pauses(tmp_path, tiny_recipe):
     r = tiny_recipe.with_overrides(GUARD + ["run.on_divergence=rewind", "run.max_rewinds=1"])
     run = prepare_run(r, tmp_path, "t")
     control = InProcessControl()
     # the NaN comes back when step 8 is redone: one rewind, then the guard pauses
-    t, box = _in_thread(lambda: train(r, run.path, control, faults=Faults(nan_at=8, nan_times=2)))
+    t, box = run_in_thread(lambda: train(r, run.path, control, faults=Faults(nan_at=8, nan_times=2)))
     try:
         wait_for(lambda: (run.read_status() or None) and run.read_status().state == "paused", timeout=120,
                  what="paused")
@@ -171,6 +163,7 @@ def test_after_max_rewinds_the_guard_pauses(tmp_path, tiny_recipe):
         assert fault.fault == "divergence" and fault.step == 8
         assert "1 rewind(s) done, the most run.max_rewinds allows" in fault.message
         assert run.read_status().step == 7
+        assert run.read_status().message == "divergence: non-finite loss at step 8"  # run.notify's word for it
         control.send("resume")
         t.join(120)
         assert box["result"].state == "finished"
@@ -184,7 +177,7 @@ def test_a_spike_with_on_divergence_pause_pauses(tmp_path, tiny_recipe):
     assert r.run.on_divergence == "pause"  # the default: what NaN did before the guard
     run = prepare_run(r, tmp_path, "t")
     control = InProcessControl()
-    t, box = _in_thread(lambda: train(r, run.path, control, faults=Faults(spike_at=12, spike_steps=2,
+    t, box = run_in_thread(lambda: train(r, run.path, control, faults=Faults(spike_at=12, spike_steps=2,
                                                                           spike_scale=50.0)))
     try:
         wait_for(lambda: (run.read_status() or None) and run.read_status().state == "paused", timeout=120,

@@ -2,7 +2,7 @@ import math
 import threading
 
 import pytest
-from tiny import wait_for
+from tiny import run_in_thread, wait_for
 
 from vittui.runs import events as ev
 from vittui.runs.control import InProcessControl
@@ -93,13 +93,6 @@ def test_layer_decay_scales_lr_towards_the_input(tmp_path, tiny_recipe):
     assert any(p is model.pos_embed for p in no_decay) and any(p is model.cls_token for p in no_decay)
 
 
-def _run_in_thread(target):
-    box = {}
-    t = threading.Thread(target=lambda: box.setdefault("result", target()), daemon=True)
-    t.start()
-    return t, box
-
-
 def test_control_point_pauses_within_one_step_and_resumes(tmp_path, tiny_recipe):
     """Event-driven: pause is sent as step 3 is reported, so it must take effect at step 3 (before step 4
     starts); while paused a checkpoint command is served and no step runs; resume continues the sequence."""
@@ -117,7 +110,7 @@ def test_control_point_pauses_within_one_step_and_resumes(tmp_path, tiny_recipe)
         elif isinstance(e, ev.ControlAck) and e.command == "checkpoint":
             checkpointed.set()
 
-    t, box = _run_in_thread(lambda: train(r, run.path, control, on_event=on_event))
+    t, box = run_in_thread(lambda: train(r, run.path, control, on_event=on_event))
     try:
         assert paused.wait(120), "no paused state"
         assert run.read_status().state == "paused" and run.read_status().step == send_at
@@ -144,7 +137,7 @@ def test_control_point_pauses_within_one_step_and_resumes(tmp_path, tiny_recipe)
 def test_nan_loss_pauses_and_resume_lowers_lr(tmp_path, tiny_recipe):
     run = prepare_run(tiny_recipe, tmp_path, "t")
     control = InProcessControl()
-    t, box = _run_in_thread(lambda: train(tiny_recipe, run.path, control, faults=Faults(nan_at=4)))
+    t, box = run_in_thread(lambda: train(tiny_recipe, run.path, control, faults=Faults(nan_at=4)))
     wait_for(lambda: (run.read_status() or None) and run.read_status().state == "paused", timeout=60, what="paused")
     faults = [e for e in ev.read_all(run.events_path) if isinstance(e, ev.Fault)]
     assert faults and faults[0].fault == "nan" and faults[0].step == 4 and faults[0].quantity == "loss"
@@ -175,24 +168,44 @@ def test_nan_loss_pauses_and_resume_lowers_lr(tmp_path, tiny_recipe):
 def test_control_point_unit():
     control = InProcessControl()
     acks = []
-    cp = ControlPoint(source=control, ack=lambda c, s, ok, d: acks.append((c.command, s, ok)))
-    control.send("set", lr_scale=0.25, eval_every=7)
+    cp = ControlPoint(source=control, ack=lambda c, s, ok, d, ch: acks.append((c.command, s, ok, ch)))
+    control.send("set", lr_scale=0.25, eval_every=7)  # the old name of lr_multiplier still reads
     assert cp(3) is False
-    assert cp.knobs.lr_multiplier == 0.25 and cp.knobs.eval_every == 7  # `lr_scale` on the wire
+    assert cp.knobs.lr_multiplier == 0.25 and cp.knobs.eval_every == 7
     control.send("stop")
     assert cp(4) is True
-    assert acks == [("set", 3, True), ("stop", 4, True)]
+    # the ack says what changed, old -> new, under the knob's one name
+    assert acks == [("set", 3, True, {"lr_multiplier": [1.0, 0.25], "eval_every": [0, 7]}), ("stop", 4, True, {})]
 
 
 def test_control_point_suspend_ends_the_loop_even_while_paused():
     control = InProcessControl()
     acks = []
-    cp = ControlPoint(source=control, ack=lambda c, s, ok, d: acks.append((c.command, s, ok)), poll_interval=0.001)
+    cp = ControlPoint(source=control, ack=lambda c, s, ok, d, ch: acks.append((c.command, s, ok)), poll_interval=0.001)
     control.send("pause")
     control.send("suspend")  # read while paused: the pause ends and the loop stops, suspended
     assert cp(5) is True
     assert cp.suspended and not cp.stop.now  # a suspend checkpoints: not a stop-now
     assert acks == [("pause", 5, True), ("suspend", 5, True)]
+
+
+def test_a_suspend_with_a_reason_says_it_in_the_final_status_event(tmp_path, tiny_recipe):
+    """The queue's scheduler suspends a run paused too long: the run's last event names who and why."""
+    r = tiny_recipe.with_overrides(["schedule.max_steps=8"])
+    run = prepare_run(r, tmp_path, "z")
+    control = InProcessControl()
+    why = "suspended by the queue: paused 5.0 min (limit 5 min) while 2 queued run(s) wait for its slot"
+
+    def on_event(e):
+        if isinstance(e, ev.Step) and e.step == 3:
+            control.send("suspend", reason=why)
+
+    result = train(r, run.path, control, on_event=on_event)
+    assert result.state == "suspended"
+    last = [e for e in ev.read_all(run.events_path) if isinstance(e, ev.Status)][-1]
+    assert (last.state, last.reason) == ("suspended", f"{why}: checkpoint at step {result.step}, worker exited")
+    ack = [e for e in ev.read_all(run.events_path) if isinstance(e, ev.ControlAck)][-1]
+    assert (ack.command, ack.detail) == ("suspend", why)
 
 
 def test_attention_and_gradient_probes_are_written(tmp_path, tiny_recipe):

@@ -5,17 +5,15 @@ the history rebuilt, stop."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
-from tiny import TINY_PROCESS, kill_if_alive
-from ui_helpers import SIZE, wait_for
+from tiny import TINY_PROCESS, stop_worker
+from ui_helpers import SIZE, start_from_setup, wait_for
 
 import vittui.train.worker  # noqa: F401  (an ImportError here fails the test, never skips it)
 from vittui import recipe as R
-from vittui.runs import control, registry
+from vittui.runs import registry
 from vittui.runs.events import CheckpointSaved, ControlAck, Step, read_all
-from vittui.runs.lock import pid_alive
 from vittui.ui.app import create_app
 from vittui.ui.screens.monitor import MonitorScreen
 from vittui.ui.screens.runs import RunsScreen
@@ -47,9 +45,7 @@ async def test_start_pause_resume_detach_reattach_stop(runs_root, no_gpu):
     run = None
     try:
         async with app.run_test(size=SIZE) as pilot:
-            await pilot.press("ctrl+s")
-            await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="monitor")
-            monitor = app.screen
+            monitor = await start_from_setup(app, pilot)
             run = monitor.run
             assert run.name == "tiny-ui"
             await wait_for(pilot, lambda: monitor.history.step > 0, timeout=120, what="first steps")
@@ -99,10 +95,4 @@ async def test_start_pause_resume_detach_reattach_stop(runs_root, no_gpu):
             await wait_for(pilot, lambda: not app2.is_running)
     finally:
         # never leave a worker training after a failed test: ask it to stop, and kill it if it does not end
-        status = run.read_status() if run is not None else None
-        if status and status.pid and pid_alive(status.pid):
-            control.send(run.path, "stop")
-            deadline = time.monotonic() + 15
-            while pid_alive(status.pid) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            kill_if_alive(status.pid)
+        stop_worker(run)

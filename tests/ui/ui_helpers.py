@@ -79,3 +79,12 @@ def footer_enabled(app) -> set[str]:
     from textual.widgets._footer import FooterKey
 
     return {k.description for k in app.screen.query(FooterKey) if not k.has_class("-disabled")}
+
+
+async def start_from_setup(app, pilot):
+    """ctrl+s on the setup screen (the app made with a recipe): the monitor of the worker it started."""
+    from vittui.ui.screens.monitor import MonitorScreen
+
+    await pilot.press("ctrl+s")
+    await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="monitor")
+    return app.screen

@@ -14,7 +14,7 @@ recipe from `RunDir.recipe_path`, probe files through `vittui.runs.probes`, the 
     AttentionProbe  image attention/rollout/image_<i> per probe image: the rollout from the probe's query
                   (CLS, or the mean of patch queries without a CLS token) as a heat map over the image,
                   at the image's size (grid x patch size without saved images); text attention/flags
-    ControlAck    text events/control (live knobs: `set lr_scale=…`, pause, resume, …)
+    ControlAck    text events/control (live knobs: `set: lr_multiplier 1 -> 0.5`, pause, resume, …)
     Fault         text events/fault (divergence — non-finite loss —, OOM, exceptions)
     Status        text events/status; Log warnings and errors: text events/log; RunStarted: text run
     recipe.toml   text recipe, and hparams: every recipe field (`optim.lr`, …) with the final metrics

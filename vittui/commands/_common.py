@@ -10,6 +10,7 @@ from typing import Any
 
 
 JSON_HELP = "print JSON instead of text (shapes: README, \"JSON output\")"
+FINDER_JSON_HELP = "print one JSON object instead of text (shape: README, \"LR range test and batch-size finder\")"
 
 
 def _plain(x: Any) -> Any:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import sys
 
-from vittui.commands._common import JSON_HELP, print_json
+from vittui.commands._common import FINDER_JSON_HELP, print_json
+from vittui.commands._finder import build_for_finder
 
 
 def add_parser(sub) -> None:
@@ -16,13 +17,12 @@ def add_parser(sub) -> None:
     p.add_argument("--max-memory", metavar="GIB",
                    help="memory to fit in, in GiB (or 512MB, 2GB); default: free RAM on the CPU, the whole GPU")
     p.add_argument("--max-batch", type=int, help="largest batch to try (default: the training set's size)")
-    p.add_argument("--json", action="store_true", help=JSON_HELP)
+    p.add_argument("--json", action="store_true", help=FINDER_JSON_HELP)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from vittui.commands.estimate import parse_size
-    from vittui.commands.lr_find import build_for_finder
     from vittui.hardware import fmt_bytes
 
     limit = None
@@ -38,10 +38,7 @@ def run(args) -> int:
     if args.max_batch is not None and args.max_batch < 1:
         print(f"error: --max-batch must be at least 1 (got {args.max_batch})", file=sys.stderr)
         return 2
-    b, problems = build_for_finder(args)
-    if problems:
-        for line in problems:
-            print(f"error: {line}", file=sys.stderr)
+    if (b := build_for_finder(args)) is None:
         return 2
     from vittui.train.batch_find import find_batch
 

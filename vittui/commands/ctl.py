@@ -1,4 +1,4 @@
-"""`vittui ctl RUN pause|resume|stop|suspend|checkpoint|eval|set [--lr-scale X] [--wait S]`: send a command
+"""`vittui ctl RUN pause|resume|stop|suspend|checkpoint|eval|set [--lr-multiplier X] [--wait S]`: send a command
 to a live run through its `commands.jsonl`, optionally waiting for the worker's acknowledgement.
 
 `resume` on a run no worker is behind (suspended; stopped, failed or lost with a checkpoint) continues it from
@@ -18,7 +18,9 @@ def add_parser(sub) -> None:
     c = sub.add_parser("ctl", help="send a command to a live run (resume also restarts a suspended one)")
     c.add_argument("run")
     c.add_argument("command", choices=["pause", "resume", "stop", "suspend", "checkpoint", "eval", "set"])
-    c.add_argument("--lr-scale", type=float)
+    # --lr-scale: the option's old name, kept so scripts written for it still work
+    c.add_argument("--lr-multiplier", "--lr-scale", dest="lr_multiplier", type=float,
+                   help="multiply the scheduled lr by this from the next step (1 = as scheduled)")
     c.add_argument("--eval-every", type=int)
     c.add_argument("--probe-every", type=int)
     c.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="wait for the acknowledgement")
@@ -34,13 +36,20 @@ def run(args) -> int:
     if args.command == "resume" and not is_live(state):
         return _relaunch(rd, state)
     if state not in ("running", "paused", "starting"):
-        print(f"error: run {rd.name} is {state}; nothing is listening for commands", file=sys.stderr)
+        hint = f" (take it out of the queue with `vittui queue rm {rd.name}`)" if state == "queued" else ""
+        print(f"error: run {rd.name} is {state}; nothing is listening for commands{hint}", file=sys.stderr)
         return 2
-    knobs = {k: v for k, v in (("lr_scale", args.lr_scale), ("eval_every", args.eval_every),
+    knobs = {k: v for k, v in (("lr_multiplier", args.lr_multiplier), ("eval_every", args.eval_every),
                                ("probe_every", args.probe_every)) if v is not None}
     command = args.command
     if command == "set" and not knobs:
-        print("error: `ctl set` needs --lr-scale, --eval-every or --probe-every", file=sys.stderr)
+        print("error: `ctl set` needs --lr-multiplier, --eval-every or --probe-every", file=sys.stderr)
+        return 2
+    try:
+        for key, value in knobs.items():
+            control.check_knob(key, value)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     cmd = control.send(rd.path, command, **(knobs if command in ("set", "resume") else {}))
     if args.wait:

@@ -4,9 +4,11 @@ is created. `--json` prints one object (the setup screen reads it); otherwise th
 
 from __future__ import annotations
 
+import math
 import sys
 
-from vittui.commands._common import JSON_HELP, load_recipe, print_json, runs_root
+from vittui.commands._common import FINDER_JSON_HELP, print_json
+from vittui.commands._finder import build_for_finder
 
 
 def add_parser(sub) -> None:
@@ -16,7 +18,7 @@ def add_parser(sub) -> None:
     p.add_argument("--steps", type=int, default=100, help="optimizer steps of the ramp (default 100)")
     p.add_argument("--start", type=float, default=1e-7, help="first lr (default 1e-7)")
     p.add_argument("--end", type=float, default=10.0, help="last lr (default 10)")
-    p.add_argument("--json", action="store_true", help=JSON_HELP)
+    p.add_argument("--json", action="store_true", help=FINDER_JSON_HELP)
     p.add_argument("--plot", action="store_true", help="draw the curve even with --json (on stderr)")
     p.set_defaults(func=run)
 
@@ -30,32 +32,13 @@ def check_ramp(steps: int, start: float, end: float) -> str | None:
     return None
 
 
-def build_for_finder(args):
-    """The recipe's `Built` with nothing written to disk, after pre-flight; (built, None) or (None, problems)."""
-    from pathlib import Path
-
-    from vittui.planning.preflight_libs import preflight
-
-    recipe = load_recipe(args)
-    root = runs_root(args) if getattr(args, "runs_dir", None) or recipe.run.output_dir == "runs" else Path(recipe.run.output_dir)
-    if problems := preflight(recipe, root):
-        return None, problems
-    from vittui.train.build import build
-
-    # `record=False`: the Emitter writes nothing, so the path is never created
-    return build(recipe, root / f".{recipe.run.name}-finder", record=False), []
-
-
 def run(args) -> int:
     if bad := check_ramp(args.steps, args.start, args.end):
         print(f"error: {bad}", file=sys.stderr)
         return 2
-    b, problems = build_for_finder(args)
-    if problems:
-        for line in problems:
-            print(f"error: {line}", file=sys.stderr)
+    if (b := build_for_finder(args)) is None:
         return 2
-    from vittui.train.lr_find import find_lr, plot
+    from vittui.train.lr_find import find_lr
 
     def progress(i: int, lr: float, loss: float) -> None:
         if not args.json and (i % 10 == 0 or i == 1):
@@ -76,3 +59,36 @@ def run(args) -> int:
     print(f"suggested lr: {result.suggested_lr:.3g}   (rule: {result.rule})")
     print(f"apply it with --set optim.lr={result.suggested_lr:.3g}")
     return 0
+
+
+def plot(result, width: int = 80, height: int = 20, color: bool = True) -> str:
+    """An `LRFindResult` as terminal text (plotext): the smoothed loss (blue) and the raw loss (gray)
+    against the lr on a log axis with a tick per decade, the suggestion a red vertical line. The y range
+    runs from the smoothed minimum to a little above the starting loss, so the divergence at the end does
+    not flatten the part that matters."""
+    import plotext as plt
+
+    plt.clear_figure()
+    plt.plotsize(width, height)
+    plt.theme("clear")
+    finite = [(lr, loss, sm) for lr, loss, sm in zip(result.lrs, result.losses, result.smoothed)
+              if math.isfinite(loss) and math.isfinite(sm)]
+    title = "LR range test"
+    if finite:
+        lrs, losses, smoothed = (list(c) for c in zip(*finite))
+        plt.xscale("log")
+        plt.plot(lrs, losses, color="gray", label="loss")
+        plt.plot(lrs, smoothed, color="blue", label="smoothed")
+        low, high = min(smoothed), max(smoothed[0], min(smoothed)) * 1.25
+        plt.ylim(low - 0.05 * (high - low), high)
+        decades = range(math.floor(math.log10(lrs[0])), math.ceil(math.log10(lrs[-1])) + 1)
+        ticks = [10.0 ** d for d in decades if lrs[0] <= 10.0 ** d <= lrs[-1]]
+        if ticks:
+            plt.xticks(ticks, [f"{t:.0e}" for t in ticks])
+        if result.suggested_lr is not None:
+            plt.vline(result.suggested_lr, color="red")
+            title += f": suggested lr {result.suggested_lr:.2e} (red line)"
+    plt.title(title)
+    plt.xlabel("lr")
+    text = plt.build()
+    return text if color else plt.uncolorize(text)

@@ -35,6 +35,9 @@ def run(args) -> int:
     from vittui.runs.store import RunDir
 
     root = runs_root(args)
+    if (problem := _queue_flags_problem(args)) is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     if args.resume:
         rd = resolve_run(args, args.resume)
         if args.preset or args.set:  # a resumed run trains its own recipe.toml, nothing else
@@ -45,31 +48,22 @@ def run(args) -> int:
             print(f"error: run {rd.name} is still live (state {state}); use `vittui attach {rd.name}`",
                   file=sys.stderr)
             return 2
-        if _refused(load(rd.recipe_path), rd.path.parent):  # the run's own recipe: its data may be gone
+        if refused(load(rd.recipe_path), rd.path.parent):  # the run's own recipe: its data may be gone
             return 2
+        if args.queue:
+            return _requeue(rd)
         if args.detach or args.gpus > 1 or args.accelerate_config:
             proc = launcher.resume(rd, gpus=args.gpus, accelerate_config=args.accelerate_config)
             print(f"resuming {rd.name} detached (pid {proc.pid}); log: {rd.log_path}")
             return 0
         return _foreground(rd, resume=True)
-    if args.queue and (args.detach or args.accelerate_config):
-        print("error: --queue starts the run when it fits; it takes no --detach or --accelerate-config",
-              file=sys.stderr)
-        return 2
-    for flag in ("max_per_gpu", "max_cpu_runs", "suspend_paused_after"):
-        value = getattr(args, flag)
-        if value is not None and (not args.queue or value < (0 if flag == "suspend_paused_after" else 1)):
-            opt = "--" + flag.replace("_", "-")
-            print(f"error: {opt} " + ("needs --queue" if not args.queue else f"must be >= "
-                  f"{0 if flag == 'suspend_paused_after' else 1} (got {value:g})"), file=sys.stderr)
-            return 2
     if not args.preset:
         print("error: vittui train needs a PRESET (a .toml file or a shipped preset name) or --resume RUN",
               file=sys.stderr)
         return 2
     recipe = load_recipe(args)
     root = output_root(args, recipe)
-    if _refused(recipe, root):  # before any run directory exists
+    if refused(recipe, root):  # before any run directory exists
         return 2
     if args.queue:
         return _enqueue(recipe, root, args)
@@ -80,6 +74,33 @@ def run(args) -> int:
     rd = launcher.prepare_run(recipe, root, args.name)
     print(f"run {rd.name} in {rd.path}")
     return _foreground(RunDir(rd.path), resume=False)
+
+
+def _queue_flags_problem(args) -> str | None:
+    """The scheduler's options go with --queue, and --queue with nothing that starts a worker now."""
+    if args.queue and (args.detach or args.accelerate_config):
+        return "--queue starts the run when it fits; it takes no --detach or --accelerate-config"
+    for flag, least in (("max_per_gpu", 1), ("max_cpu_runs", 1), ("suspend_paused_after", 0)):
+        value = getattr(args, flag)
+        opt = "--" + flag.replace("_", "-")
+        if value is not None and not args.queue:
+            return f"{opt} needs --queue"
+        if value is not None and value < least:
+            return f"{opt} must be >= {least} (got {value:g})"
+    return None
+
+
+def _requeue(rd) -> int:
+    """`--resume RUN --queue`: back in line, started with --resume when it fits."""
+    from vittui.runs import queue
+
+    try:
+        queue.requeue(rd)
+    except queue.QueueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"queued {rd.name} to resume from its last checkpoint at position {queue.position(rd)}")
+    return 0
 
 
 def _enqueue(recipe, root: Path, args) -> int:
@@ -101,7 +122,7 @@ def _enqueue(recipe, root: Path, args) -> int:
     return 0
 
 
-def _refused(recipe, root: Path) -> bool:
+def refused(recipe, root: Path) -> bool:
     """Pre-flight (vittui/planning/preflight.py): problems found before anything starts, one line each on
     stderr; True when there were any."""
     from vittui.planning.preflight_libs import preflight

@@ -1,5 +1,6 @@
-"""Compare runs side by side: the recipe fields that differ, each run's best and last metrics, and the
-curves (train loss, val top-1) against step, epoch and wall time.
+"""Compare runs side by side: the recipe fields that differ, the live knob changes each run had (step,
+knob, old -> new: what the recipe does not say), each run's best and last metrics, and the curves (train
+loss, val top-1) against step, epoch and wall time.
 
 Pure: reads `recipe.toml`, `events.jsonl` and `status.json` of each run directory, imports neither torch
 nor Textual, so the dashboard can call `compare_runs` from its own process.
@@ -17,7 +18,7 @@ from typing import Any, Sequence
 
 from vittui.recipe import Recipe, diff, field_keys, get, load
 from vittui.runs import events as ev
-from vittui.runs.history import RunHistory, fmt_duration
+from vittui.runs.history import KnobChange, RunHistory, fmt_duration
 from vittui.runs.registry import run_state
 from vittui.runs.store import RunDir
 
@@ -62,6 +63,7 @@ class RunMetrics:
     best_loss: float | None  # lowest validation loss seen
     last_train_loss: float | None
     ema: bool = False
+    knob_changes: list[KnobChange] = field(default_factory=list)  # set live, as the run finally went
     rewinds: list[str] = field(default_factory=list)  # the divergence guard's, "STEP->TO_STEP" each
 
     @property
@@ -172,7 +174,8 @@ def read_run(run_path: str | Path) -> tuple[RunMetrics, Curves, Recipe]:
         total_steps=total_steps, wall_time=h.finished.wall_time if h.finished else None, best=best, last=last,
         best_loss=min(losses) if losses else None,
         last_train_loss=c.train_loss[-1] if c.train_loss else None,
-        ema=recipe.regularize.ema, rewinds=[f"{r.step}->{r.to_step}" for r in h.rewinds],
+        ema=recipe.regularize.ema, knob_changes=list(h.knob_changes),
+        rewinds=[f"{r.step}->{r.to_step}" for r in h.rewinds],
     )
     return metrics, c, recipe
 
@@ -221,11 +224,28 @@ def _duration(s: float | None) -> str:
     return f"{s:.1f}s" if s < 60 else fmt_duration(s)
 
 
+def knob_cell(c: KnobChange | None) -> str:
+    """One knob change as a cell: "@120 lr_multiplier 1 -> 0.5"."""
+    return "-" if c is None else f"@{c.step} {c.knob} {_cell(c.old)} -> {_cell(c.new)}"
+
+
+def knob_rows(cmp: Comparison) -> list[list[str]]:
+    """"knob changes" (how many each run had), then the i-th change of each run on row i."""
+    rows = [["knob changes", *(str(len(r.knob_changes)) for r in cmp.runs)]]
+    for i in range(max((len(r.knob_changes) for r in cmp.runs), default=0)):
+        rows.append([f"  change {i + 1}", *(knob_cell(r.knob_changes[i] if i < len(r.knob_changes) else None)
+                                             for r in cmp.runs)])
+    return rows
+
+
 def table_rows(cmp: Comparison) -> list[list[str]]:
-    """Header, the differing recipe fields, then the metrics; each row a label and one cell per run."""
+    """Header, the differing recipe fields, the knob changes, then the metrics; each row a label and one
+    cell per run."""
     rows = [["", *cmp.names]]
     for key, values in cmp.differing_fields.items():
         rows.append([key, *(_cell(v) for v in values)])
+    rows.append(["--"])
+    rows.extend(knob_rows(cmp))
     rows.append(["--"])
     rows.append(["best val top-1 % @step", *(_pct(r.best) for r in cmp.runs)])
     rows.append(["last val top-1 % @step", *(_pct(r.last) for r in cmp.runs)])
@@ -260,4 +280,4 @@ def format_table(cmp: Comparison, max_width: int = 32) -> str:
 
 
 __all__ = ["EvalPoint", "Curves", "RunMetrics", "Comparison", "compare_runs", "read_run", "differing_fields",
-           "table_rows", "format_table"]
+           "table_rows", "format_table", "knob_rows", "knob_cell"]

@@ -109,6 +109,9 @@ class ControlAck(Event):
     step: int
     ok: bool = True
     detail: str = ""
+    # the knobs the command changed, by their one name: knob -> [old, new] (a `set`, a `resume` with knobs);
+    # they apply from the step after `step`. Older logs have none (their `detail` says "lr_scale=0.5").
+    changes: dict[str, list[float]] = field(default_factory=dict)
 
 
 @dataclass

@@ -20,18 +20,29 @@ Per-step values sit in a `StepSeries`: bounded for the monitor (a million steps 
 do), exact for compare (`max_buckets=None`). Feeding the file back — every line, or with Step lines
 sampled as the monitor and `attach` do on re-attach — rebuilds every eval, probe and log exactly, the
 last steps exactly, and the curves at the resolution a plot draws.
+
+**Markers.** What was done to the run at a step — a knob changed from the dashboard or `vittui ctl set`
+(old -> new, from the worker's ControlAck), a pause and its resume, a divergence fault, a suspend (its
+reason: by the user, or automatically), a worker restarted from a checkpoint — is folded into `markers`,
+which the plots draw at their step and the log lists, and the knob changes alone into `knob_changes`
+(what `vittui compare` lists). Each event kind's markers come from one entry of `MARKERS`. The resume
+rule holds for them as for steps: markers after the step a resume (or a rewind) goes back to are dropped.
+`knobs` is what the live worker's knobs were set to (by a `set`, or by a rewind's lr factor); a worker
+resumed from a checkpoint starts from its recipe's intervals and the lr multiplier the checkpoint kept.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
+from dataclasses import dataclass
 from operator import attrgetter
-from typing import Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from vittui.runs.events import PROBE_OFF_PREFIX
 from vittui.runs.events import (
-    AttentionProbe, DataSkipped, Eval, Event, Fault, Finished, GradFlow, Log, Rewound, RunStarted, Status, Step,
+    AttentionProbe, ControlAck, DataSkipped, Eval, Event, Fault, Finished, GradFlow, Log, Rewound, RunStarted,
+    Status, Step,
 )
 from vittui.runs.step_series import StepSeries
 
@@ -39,6 +50,81 @@ RECENT = 64  # steps whose timestamps (and losses) the ETA and the progress line
 MAX_PROBES = 1024  # attention probes kept for scrubbing (each carries per-layer, per-head stats)
 KEEP_PROBES = 256  # the newest, always all of them; older ones are halved each time the cap is hit
 STEP_COLUMNS = ("loss", "lr")  # the Step fields the monitor plots
+MAX_MARKERS = 1000  # the newest kept: a plot has room for a few dozen, the log for its 2000 lines
+
+
+@dataclass(frozen=True)
+class Marker:
+    """Something done to the run at `step`: drawn on the plots at that step, listed in the log."""
+
+    step: int
+    kind: str  # knob | pause | resume | fault | suspend | restart (and what MARKERS gains)
+    label: str  # the whole story, for the log: "lr_multiplier 1 -> 0.5", "pause: paused by user"
+    tag: str = ""  # the few characters a plot has room for: "lr x0.5", "||", "nan"
+
+
+@dataclass(frozen=True)
+class KnobChange:
+    """A live knob set at `step` (it applies from the next one), as the worker acknowledged it."""
+
+    step: int
+    knob: str  # its one name: lr_multiplier | eval_every | probe_every
+    old: float
+    new: float
+
+
+KNOB_TAGS = {"lr_multiplier": "lr x", "eval_every": "eval ", "probe_every": "probe "}
+
+
+def knob_changes(e: ControlAck) -> list[KnobChange]:
+    """The knobs an acknowledged command changed (none for a refused one or an old log's ack)."""
+    if not e.ok:
+        return []
+    return [KnobChange(e.step, k, v[0], v[1]) for k, v in (e.changes or {}).items()]
+
+
+def _knob_markers(e: ControlAck) -> list[Marker]:
+    return [Marker(c.step, "knob", f"{c.knob} {c.old:g} -> {c.new:g}", f"{KNOB_TAGS.get(c.knob, c.knob)}{c.new:g}")
+            for c in knob_changes(e)]
+
+
+def _status_markers(e: Status) -> list[Marker]:
+    if e.state == "paused":
+        return [Marker(e.step, "pause", f"pause: {e.reason or 'paused'}", "||")]
+    if e.state == "running" and e.reason == "resumed":
+        return [Marker(e.step, "resume", "resume", ">")]
+    if e.state == "suspended":  # by the user, or automatically: the reason says which
+        return [Marker(e.step, "suspend", f"suspend: {e.reason or 'suspended'}", "zz")]
+    return []
+
+
+def _fault_markers(e: Fault) -> list[Marker]:
+    return [Marker(e.step, "fault", f"{e.fault}: {e.message}", e.fault)]
+
+
+def _rewind_markers(e: Rewound) -> list[Marker]:
+    why = f" ({e.reason})" if e.reason else ""
+    return [Marker(e.to_step, "rewind", f"rewind: diverged at step {e.step}{why}, back to step {e.to_step}, "
+                                        f"lr multiplier {e.lr_multiplier:g}", f"rewind lr x{e.lr_multiplier:g}")]
+
+
+def _restart_markers(e: RunStarted) -> list[Marker]:
+    return [Marker(e.resumed_from_step, "restart", f"worker restarted from step {e.resumed_from_step}", "restart")]
+
+
+# Which events mark the plots, one line per kind: event type -> its markers.
+MARKERS: dict[type[Event], Callable[[Any], list[Marker]]] = {
+    ControlAck: _knob_markers,
+    Status: _status_markers,
+    Fault: _fault_markers,
+    Rewound: _rewind_markers,  # at the step it went back to: the markers after it are dropped with the steps
+}
+
+
+def markers_of(e: Event) -> list[Marker]:
+    """The markers one event makes (the log pane lists them as they come)."""
+    rule = MARKERS.get(type(e))
+    return rule(e) if rule is not None else []
 
 
 class RunHistory:
@@ -63,6 +149,9 @@ class RunHistory:
         self.warnings = 0
         self.skipped = 0  # unreadable images, as the worker last counted them
         self.count = 0  # events fed
+        self.markers: list[Marker] = []  # by step; see the module's docstring
+        self.knob_changes: list[KnobChange] = []
+        self.knobs: dict[str, float] = {}  # knob -> the value the live worker was last set to
         get = attrgetter(*columns)
         self._values = get if len(self.series.columns) > 1 else (lambda e: (get(e),))
 
@@ -71,6 +160,8 @@ class RunHistory:
             self.count += 1
             if self.first_t is None:
                 self.first_t = e.t
+            if (rule := MARKERS.get(type(e))) is not None:
+                self._mark(rule(e))
             if isinstance(e, Step):
                 if self.last_step is not None and e.step <= self.last_step.step:
                     self.rewind(e.step - 1)  # repeated steps with no resume logged: the same rule
@@ -87,7 +178,9 @@ class RunHistory:
                     self.recent.clear()
                 if e.resumed_from_step or self.started is not None:  # a start-over resumes to 0
                     self.resumes.append(e.resumed_from_step)
+                    self._mark(_restart_markers(e))
                 self.started = e
+                self.knobs = self._checkpointed_knobs(e.resumed_from_step)  # a new worker's, beyond its recipe's
                 self.probe_off = ""  # a new worker probes again (and logs again if it must stop)
             elif isinstance(e, Status):
                 self.state = e.state
@@ -109,9 +202,26 @@ class RunHistory:
                     self.probes = self.probes[:-KEEP_PROBES:2] + self.probes[-KEEP_PROBES:]
             elif isinstance(e, GradFlow):
                 self.grad_flow = e
+            elif isinstance(e, ControlAck):
+                for c in knob_changes(e):
+                    self.knob_changes.append(c)
+                    self.knobs[c.knob] = c.new
             elif isinstance(e, Rewound):  # the steps after to_step are redone: the resume rule
                 self.rewind(e.to_step)
                 self.rewinds.append(e)
+                self.knobs["lr_multiplier"] = e.lr_multiplier
+
+    def _mark(self, markers: list[Marker]) -> None:
+        self.markers.extend(markers)
+        if len(self.markers) > MAX_MARKERS:
+            del self.markers[:-MAX_MARKERS]
+
+    def _checkpointed_knobs(self, step: int) -> dict[str, float]:
+        """The knobs a worker resumed from the checkpoint at `step` starts with, beyond its recipe's: the lr
+        multiplier the checkpoint saved (the last one set or rewound to at or before `step`)."""
+        lr = [(c.step, c.new) for c in self.knob_changes if c.knob == "lr_multiplier" and c.step <= step]
+        lr += [(r.to_step, r.lr_multiplier) for r in self.rewinds if r.to_step <= step]
+        return {"lr_multiplier": max(lr, key=lambda x: x[0])[1]} if lr else {}
 
     def rewind(self, step: int) -> None:
         """Forget what was logged after `step` (the rule for resumed runs: see the module's docstring)."""
@@ -131,6 +241,8 @@ class RunHistory:
             self.probes = [p for p in self.probes if p.step <= step]
         if self.grad_flow is not None and self.grad_flow.step > step:
             self.grad_flow = None
+        self.markers = [m for m in self.markers if m.step <= step]  # not sorted: a fault's step is the one not taken
+        self.knob_changes = [c for c in self.knob_changes if c.step <= step]
         self.finished = None
 
     # --- derived -------------------------------------------------------------------------------

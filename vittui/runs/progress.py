@@ -67,6 +67,9 @@ def notable(e: ev.Event) -> str | None:
         return f"resumed from the checkpoint at step {e.resumed_from_step}"
     if isinstance(e, ev.Status) and e.state in ("paused", "stopped", "suspended", "failed", "finished"):
         return f"{e.state} at step {e.step}" + (f": {e.reason}" if e.reason else "")
+    if isinstance(e, ev.Rewound):
+        return (f"rewound at step {e.step} to the checkpoint at step {e.to_step} (lr multiplier "
+                f"{e.lr_multiplier:g}): {e.reason}")
     if isinstance(e, ev.Fault):
         return f"FAULT {e.fault} at step {e.step}: {e.message}" + (f" — {e.suggestion}" if e.suggestion else "")
     if isinstance(e, ev.Log) and e.level != "info":

@@ -34,6 +34,7 @@ from vittui.train.faults import is_out_of_memory
 from vittui.train.loop import forward_backward
 
 FASTER = 1.10
+TRIES = 3  # steps at each size: a warm-up (allocations, autotuning), then two timed
 RULE = ("the largest batch that fits, unless a smaller one that fits was more than 10% faster (images/s): "
         "then the fastest")
 
@@ -137,6 +138,9 @@ def find_batch(b: Built, max_memory: int | None = None, max_batch: int | None = 
                 t.note = "estimate over the limit"
             else:
                 t.fits, t.images_per_s, t.peak_bytes, t.note = _try(b, images, labels, n)
+                if cuda:  # the failed step's tensors went with its exception: hand their blocks back
+                    gc.collect()
+                    torch.cuda.empty_cache()
             result.tries.append(t)
             if on_try is not None:
                 on_try(t)
@@ -162,7 +166,9 @@ def _examples(b: Built) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _try(b: Built, images: torch.Tensor, labels: torch.Tensor, n: int) -> tuple[bool, float | None, int | None, str]:
-    """Two real steps at batch `n` (a warm-up, then a timed one): (fits, images/s, peak bytes, note)."""
+    """Three real steps at batch `n`, a warm-up and two timed: (fits, images/s of the faster timed step,
+    peak bytes, note). The faster of two, because other processes on a shared CPU slow a step, never
+    speed it up."""
     idx = torch.arange(n) % len(labels)
     batch = (images[idx], labels[idx], [])
     cuda = b.acc.device.type == "cuda"
@@ -171,8 +177,8 @@ def _try(b: Built, images: torch.Tensor, labels: torch.Tensor, n: int) -> tuple[
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(b.acc.device)
     try:
-        elapsed = 0.0
-        for i in range(2):
+        times = []
+        for _ in range(TRIES):
             if cuda:
                 torch.cuda.synchronize(b.acc.device)
             t0 = time.perf_counter()
@@ -182,9 +188,9 @@ def _try(b: Built, images: torch.Tensor, labels: torch.Tensor, n: int) -> tuple[
             b.optimizer.zero_grad(set_to_none=True)
             if cuda:
                 torch.cuda.synchronize(b.acc.device)
-            elapsed = time.perf_counter() - t0
+            times.append(time.perf_counter() - t0)
         peak = torch.cuda.max_memory_allocated(b.acc.device) if cuda else None
-        return True, n * b.accum / elapsed, peak, ""
+        return True, n * b.accum / min(times[1:]), peak, ""
     except Exception as e:  # noqa: BLE001 - only out-of-memory is an answer; anything else is raised
         if not is_out_of_memory(e):
             raise

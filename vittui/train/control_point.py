@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
-from vittui.runs.control import Command
+from vittui.runs.control import Command, knob_name
 
 
 class CommandSource(Protocol):
@@ -27,10 +27,6 @@ class Knobs:
     lr_multiplier: float = 1.0  # the user's live multiplier on the scheduled lr (not timm's per-group lr_scale)
     eval_every: int = 0
     probe_every: int = 0
-
-
-# knob names as commands spell them (`vittui ctl RUN set --lr-scale`) -> the Knobs field
-WIRE_NAMES = {"lr_scale": "lr_multiplier"}
 
 
 @dataclass
@@ -56,7 +52,8 @@ class ControlPoint:
     source: CommandSource | None = None
     stop: StopRequest = field(default_factory=StopRequest)
     # the loop's actions: it owns the events, the state and what a checkpoint or an eval means
-    ack: Callable[[Command, int, bool, str], None] = _nothing
+    # ack(command, step, ok, detail, changes): changes is knob -> [old, new] for what the command changed
+    ack: Callable[[Command, int, bool, str, dict[str, list[float]]], None] = _nothing
     set_state: Callable[[str, str], None] = _nothing
     checkpoint: Callable[[], None] = _nothing
     eval: Callable[[], None] = _nothing
@@ -94,7 +91,7 @@ class ControlPoint:
 
     def _handle(self, cmds: list[Command], step: int) -> None:
         for cmd in cmds:
-            ok, detail = True, ""
+            ok, detail, changes = True, "", {}
             if cmd.command == "pause":
                 ok = not self.paused
                 detail = "" if ok else "already paused"
@@ -102,7 +99,7 @@ class ControlPoint:
             elif cmd.command == "resume":
                 ok = self.paused
                 detail = "" if ok else "not paused"
-                self._apply_knobs(cmd.args)
+                changes = self._apply_knobs(cmd.args)
                 self.paused = False
             elif cmd.command == "stop":
                 self.stop.requested = True
@@ -116,15 +113,18 @@ class ControlPoint:
             elif cmd.command == "eval":
                 self.eval()
             elif cmd.command == "set":
-                detail = self._apply_knobs(cmd.args)
-            self.ack(cmd, step, ok, detail)
+                changes = self._apply_knobs(cmd.args)
+            if changes:
+                detail = ", ".join(filter(None, [detail, *(f"{k} {o:g} -> {n:g}" for k, (o, n) in changes.items())]))
+            self.ack(cmd, step, ok, detail, changes)
 
-    def _apply_knobs(self, args: dict) -> str:
-        changed = []
+    def _apply_knobs(self, args: dict) -> dict[str, list[float]]:
+        """Set the knobs `args` names (old names too: `lr_scale`); knob -> [old, new] for each one set."""
+        changes = {}
         for key, value in args.items():
-            name = WIRE_NAMES.get(key, key)
+            name = knob_name(key)
             if hasattr(self.knobs, name):
-                cast = type(getattr(self.knobs, name))
-                setattr(self.knobs, name, cast(value))
-                changed.append(f"{key}={cast(value)}")
-        return ", ".join(changed)
+                old = getattr(self.knobs, name)
+                setattr(self.knobs, name, type(old)(value))
+                changes[name] = [old, getattr(self.knobs, name)]
+        return changes

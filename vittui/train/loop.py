@@ -77,8 +77,8 @@ def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = 
         b.criterion = faults.wrap(b.criterion, step=lambda: p.pos.step + 1)
     cp = ControlPoint(
         source=control, stop=stop or StopRequest(),
-        ack=lambda cmd, step, ok, detail: b.out.emit(
-            ev.ControlAck(command=cmd.command, id=cmd.id, step=step, ok=ok, detail=detail)),
+        ack=lambda cmd, step, ok, detail, changes: b.out.emit(
+            ev.ControlAck(command=cmd.command, id=cmd.id, step=step, ok=ok, detail=detail, changes=changes)),
         set_state=lambda state, reason: b.out.set_state(state, p.pos.step, reason),
         checkpoint=lambda: save_checkpoint(b, p), eval=lambda: run_eval(b, p), broadcast=_broadcast(b.acc),
         knobs=p.knobs)
@@ -210,7 +210,9 @@ def _on_divergence(b: Built, p: Progress, cp: ControlPoint, guard: DivergenceRul
 
         b.out.emit(grad_flow(b.raw_model, step=step, before_clip=True))
     b.optimizer.zero_grad(set_to_none=True)
-    fault, pause_why = ("nan", f"non-finite loss at step {step}") if nan else ("spike", f"loss spike at step {step}")
+    # "divergence" in the reason: run.notify tells the user (runs/notify.py)
+    fault, pause_why = ("nan", f"divergence: non-finite loss at step {step}") if nan else (
+        "spike", f"divergence: loss spike at step {step}")
     if run.on_divergence == "rewind":
         found = ckpt.find_at_or_before(b.out.run.checkpoints, good_step)
         if found is not None and guard.rewinds < run.max_rewinds:
@@ -223,7 +225,7 @@ def _on_divergence(b: Built, p: Progress, cp: ControlPoint, guard: DivergenceRul
                 f"; {guard.rewinds} rewind(s) done, the most run.max_rewinds allows")
     b.out.emit(ev.Fault(fault=fault, step=step, quantity="loss", message=(
         f"{why}; the update was skipped and the run paused"),
-        suggestion="resume with a lower lr (vittui ctl RUN resume --lr-scale 0.5) or stop"))
+        suggestion="resume with a lower lr (vittui ctl RUN resume --lr-multiplier 0.5) or stop"))
     cp.pause(pause_why)
     return False
 

@@ -13,10 +13,13 @@ Rules (also in the JSON and the README):
   after k steps), so the first points are not pulled towards zero;
 - divergence: the test stops early when a loss is not finite or, after `MIN_STEPS` steps, the smoothed
   loss exceeds `DIVERGE` (4) times its lowest value so far;
-- suggestion (`RULE`): a tenth of the lr at which the smoothed loss is lowest. The minimum sits just
-  before the lr where training becomes unstable; a tenth of it is the usual safe side (fastai's
-  `minimum` suggestion). It passed benchmarks/lr_find_bench.py on the digits demo (BENCHMARKS.md);
-  the steepest-descent point was noisier on ~100 steps of a tiny model.
+- suggestion (`RULE`): the lr at which the smoothed loss is lowest: the largest lr at which the loss
+  still falls, which is where Smith's 1cycle puts the peak of a schedule that warms up to it and
+  anneals, as every vittui preset does (warmup then cosine). The first rule tried, a tenth of that
+  (fastai's `minimum`), trained the digits demo to 59% top-1 in 15 epochs where a grid reached the
+  90s: on a model trained from scratch ~100 steps barely move the loss, the curve is flat until just
+  before the minimum, and a tenth of it is far too low. benchmarks/lr_find_bench.py checks the rule
+  against a 5-point grid (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ from vittui.train.loop import forward_backward
 BETA = 0.98
 DIVERGE = 4.0
 MIN_STEPS = 10
-RULE = "min/10: a tenth of the lr where the smoothed loss (EMA 0.98, bias-corrected) is lowest"
+RULE = ("min: the lr where the smoothed loss (EMA 0.98, bias-corrected) is lowest, the peak for a warmup + "
+        "cosine schedule")
 STOP_RULE = (f"stops when a loss is not finite or, after {MIN_STEPS} steps, the smoothed loss exceeds "
              f"{DIVERGE:g}x its minimum")
 
@@ -69,11 +73,11 @@ def smooth(losses: list[float], beta: float = BETA) -> list[float]:
 
 
 def suggest(lrs: list[float], smoothed: list[float]) -> float | None:
-    """`RULE`: a tenth of the lr at the smoothed loss's minimum."""
-    finite = [(s, lr) for s, lr in zip(smoothed, lrs) if math.isfinite(s)]
+    """`RULE`: the lr at the smoothed loss's minimum (the first, on a tie)."""
+    finite = [(s, i) for i, s in enumerate(smoothed) if math.isfinite(s)]
     if not finite:
         return None
-    return min(finite)[1] / 10
+    return lrs[min(finite)[1]]
 
 
 def find_lr(b: Built, steps: int = 100, start: float = 1e-7, end: float = 10.0,
@@ -137,37 +141,4 @@ def _ramp(b: Built, steps: int, start: float, end: float, on_step) -> LRFindResu
                         rule=RULE, stopped_early=stopped and len(lrs) < steps, steps=len(lrs))
 
 
-def plot(result: LRFindResult, width: int = 80, height: int = 20, color: bool = True) -> str:
-    """The curve as terminal text (plotext): the smoothed loss (blue) and the raw loss (gray) against the lr
-    on a log axis with a tick per decade, the suggestion a red vertical line. The y range runs from the
-    smoothed minimum to a little above the starting loss, so the divergence at the end does not flatten
-    the part that matters."""
-    import plotext as plt
-
-    plt.clear_figure()
-    plt.plotsize(width, height)
-    plt.theme("clear")
-    finite = [(lr, loss, sm) for lr, loss, sm in zip(result.lrs, result.losses, result.smoothed)
-              if math.isfinite(loss) and math.isfinite(sm)]
-    title = "LR range test"
-    if finite:
-        lrs, losses, smoothed = (list(c) for c in zip(*finite))
-        plt.xscale("log")
-        plt.plot(lrs, losses, color="gray", label="loss")
-        plt.plot(lrs, smoothed, color="blue", label="smoothed")
-        low, high = min(smoothed), max(smoothed[0], min(smoothed)) * 1.25
-        plt.ylim(low - 0.05 * (high - low), high)
-        decades = range(math.floor(math.log10(lrs[0])), math.ceil(math.log10(lrs[-1])) + 1)
-        ticks = [10.0 ** d for d in decades if lrs[0] <= 10.0 ** d <= lrs[-1]]
-        if ticks:
-            plt.xticks(ticks, [f"{t:.0e}" for t in ticks])
-        if result.suggested_lr is not None:
-            plt.vline(result.suggested_lr, color="red")
-            title += f": suggested lr {result.suggested_lr:.2e} (red line)"
-    plt.title(title)
-    plt.xlabel("lr")
-    text = plt.build()
-    return text if color else plt.uncolorize(text)
-
-
-__all__ = ["LRFindResult", "find_lr", "lr_at", "smooth", "suggest", "plot", "RULE", "STOP_RULE"]
+__all__ = ["LRFindResult", "find_lr", "lr_at", "smooth", "suggest", "RULE", "STOP_RULE"]

@@ -1,7 +1,12 @@
 """The monitor: one run, live. A thread worker tails events.jsonl and posts batches; another samples
 the GPU/host; a third sizes the run's recipe with the planner. Handlers fold events into a RunHistory; a
 timer pushes it down to the widgets at most four times a second however fast events come, and each plot
-redraws at its own capped rate. Attaching to a long run replays the whole file."""
+redraws at its own capped rate. Attaching to a long run replays the whole file.
+
+`k` opens the live knobs form (screens/knobs.py) at the knobs' current values — the recipe's, with what
+the history says the live worker was set to on top — and sends what changed as one `set`; the worker's
+acknowledgement comes back as a marker (the fold's `markers`), drawn on the loss and accuracy plots and
+listed in the log with pauses, faults and suspends."""
 
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from vittui.hardware import process_tree
 from vittui.runs import control
 from vittui.runs.events import EventTail, Status, replay_stride
 from vittui.runs.history import RunHistory, smooth
+from vittui.ui.screens.knobs import KnobsModal
 from vittui.runs.registry import is_live, run_state
 from vittui.runs.store import RunDir, RunStatus
 from vittui.ui.messages import EventsArrived, HardwareSampled, MemoryEstimated, RunStateChanged, WorkerFailed
@@ -54,6 +60,7 @@ class MonitorScreen(VittuiScreen):
         Binding("c", "checkpoint", "Ckpt"),
         Binding("e", "eval", "Eval"),
         Binding("z", "suspend", "Suspend"),
+        Binding("k", "knobs", "Knobs"),
         Binding("r", "app.runs", "Runs"),
         Binding("tab", "app.focus_next", "Pane"),
         Binding("shift+tab", "app.focus_previous", "Pane", show=False),
@@ -72,6 +79,7 @@ class MonitorScreen(VittuiScreen):
         ("eval", "Evaluate now", "Run validation at the next step"),
         ("stop", "Stop run", "Checkpoint and end the run (asks first)"),
         ("suspend", "Suspend run", "Checkpoint and let the worker exit, freeing its memory; resume from the runs screen"),
+        ("knobs", "Live knobs", "Change the lr multiplier, eval interval or probe interval of the live run"),
         ("detach", "Detach", "Leave the run going and quit the dashboard"),
         ("app.runs", "Runs", "Every run in the runs folder"),
         ("app.setup", "New run", "Back to the setup screen"),
@@ -84,6 +92,8 @@ class MonitorScreen(VittuiScreen):
     ]
     HELP_NOTES = ("z suspends: a checkpoint at the next step, then the worker exits and frees its memory; "
                   "u on the runs screen resumes it.\n"
+                  "k changes live knobs (lr multiplier, eval and probe intervals) from the next step; each change, "
+                  "pause, fault and suspend is a marker on the loss and accuracy plots and a MARK line in the log.\n"
                   "[ and ] change the loss smoothing. Plots show train loss smoothed (braille) and val (markers).\n"
                   "Attention: l/L layer, h/H head, o rollout, i/I image, < and > older/newer probe; a shows or "
                   "hides the attention and gradient panes (on a narrow terminal they take the plots' place).")
@@ -98,12 +108,14 @@ class MonitorScreen(VittuiScreen):
     """The latest GPU/host reading, with torch's numbers and the planner's estimate beside it."""
     # What each plot shows: setting one redraws that plot, the same value again draws nothing. `flush`
     # decides when a changed value is due.
-    loss_shown: var[tuple[int, float, int]] = var((-1, -1.0, -1), init=False)
-    """(series version, smoothing, evaluations) in the loss plot."""
+    loss_shown: var[tuple[int, float, int, int]] = var((-1, -1.0, -1, -1), init=False)
+    """(series version, smoothing, evaluations, markers) in the loss plot."""
     lr_shown: var[int] = var(-1, init=False)
     """Series version in the lr plot."""
-    evals_shown: var[int] = var(-1, init=False)
-    """Evaluations in the accuracy plot."""
+    evals_shown: var[tuple[int, int]] = var((-1, -1), init=False)
+    """(evaluations, markers) in the accuracy plot."""
+    recipe_knobs: var[dict[str, float] | None] = var(None, init=False, bindings=True)
+    """The knobs the run's recipe starts a worker with (read off the event loop); `k` waits for them."""
 
     def __init__(self, run: RunDir) -> None:
         super().__init__(classes="monitor")
@@ -138,6 +150,7 @@ class MonitorScreen(VittuiScreen):
         self.tail_events()
         self.sample_hardware()
         self.estimate_memory(self.run.recipe_path)
+        self.read_recipe_knobs()
 
     @property
     def insight(self) -> InsightPanes:
@@ -175,6 +188,20 @@ class MonitorScreen(VittuiScreen):
                 last_state = now
                 self.post_message(RunStateChanged(run_state(self.run), self.run.read_status()))
             time.sleep(POLL_S)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="recipe", name="read-recipe")
+    def read_recipe_knobs(self) -> None:
+        """The knobs a worker starts with, from the run's recipe.toml (read off the event loop)."""
+        from vittui.recipe import load
+
+        r = load(self.run.recipe_path)
+        knobs = {"lr_multiplier": 1.0, "eval_every": r.run.eval_every, "probe_every": r.run.probe_every}
+        self.app.call_from_thread(setattr, self, "recipe_knobs", knobs)
+
+    @property
+    def knobs(self) -> dict[str, float]:
+        """The live worker's knobs now: the recipe's, with the acknowledged changes since it started."""
+        return {**(self.recipe_knobs or {}), **self.history.knobs}
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="hardware", name="sample-hardware")
     def sample_hardware(self) -> None:
@@ -245,7 +272,7 @@ class MonitorScreen(VittuiScreen):
         self._plot("#plot-loss", [
             Series(f"train (ema {self.smoothing:g})", h.steps, smooth(h.loss, self.smoothing)),
             Series("val", h.eval_steps, h.eval_loss, marker="o"),
-        ])
+        ], h.markers)
         self._loss_at = time.monotonic()
 
     def watch_lr_shown(self) -> None:
@@ -258,11 +285,12 @@ class MonitorScreen(VittuiScreen):
         self._plot("#plot-acc", [
             Series("top-1", h.eval_steps, h.top1, marker="*"),
             Series("top-5", h.eval_steps, h.top5, marker="+"),
-        ])
+        ], h.markers)
 
-    def _plot(self, selector: str, series: list[Series]) -> None:
+    def _plot(self, selector: str, series: list[Series], markers=()) -> None:
         plot = self.query_one(selector, MetricPlot)
         plot.set_series(series)
+        plot.set_markers(list(markers))
         plot.redraw()
 
     # --- drawing (capped rate) -------------------------------------------------------------------
@@ -278,13 +306,13 @@ class MonitorScreen(VittuiScreen):
         if last is not None:
             self.hardware = replace(self.hardware, torch_allocated=last.torch_allocated,
                                     torch_reserved=last.torch_reserved)
-        now, version, evals = time.monotonic(), h.series.version, len(h.eval_steps)
-        loss = (version, self.smoothing, evals)
+        now, version, evals, marks = time.monotonic(), h.series.version, len(h.eval_steps), len(h.markers)
+        loss = (version, self.smoothing, evals, marks)
         if loss[1:] != self.loss_shown[1:] or now - self._loss_at >= PLOT_S:
             self.loss_shown = loss
-        if evals != self.evals_shown or now - self._lr_at >= LR_PLOT_S:
+        if evals != self.evals_shown[0] or now - self._lr_at >= LR_PLOT_S:
             self.lr_shown = version
-        self.evals_shown = evals
+        self.evals_shown = (evals, marks)
         insight = self.insight
         insight.probes = tuple(h.probes)
         insight.grad_flow = h.grad_flow
@@ -326,6 +354,8 @@ class MonitorScreen(VittuiScreen):
             return True if state in ("running", "paused") else None
         if action == "stop":
             return True if is_live(state) and state != "stopping" else None
+        if action == "knobs":  # a worker reads commands while it runs or is paused
+            return True if state in ("running", "paused") and self.recipe_knobs is not None else None
         if action == "suspend":
             return True if is_live(state) and state != "stopping" and not self.pending else None
         if action == "detach":
@@ -365,6 +395,15 @@ class MonitorScreen(VittuiScreen):
         self._send("suspend", "suspending…")
         self.notify("suspending: the worker checkpoints and exits; resume it from the runs screen (u) "
                     f"or with `vittui ctl {self.run.name} resume`")
+
+    def action_knobs(self) -> None:
+        def done(changes: dict[str, float] | None) -> None:
+            if changes:
+                self._send("set", **changes)
+            elif changes is not None:
+                self.notify("no knob changed: nothing sent")
+
+        self.app.push_screen(KnobsModal(self.run.name, self.knobs), done)
 
     def action_stop(self) -> None:
         def done(yes: bool | None) -> None:

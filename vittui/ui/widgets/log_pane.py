@@ -1,4 +1,6 @@
-"""The run's messages: logs, faults (with the suggested fix), skipped data, command acks, checkpoints.
+"""The run's messages: logs, faults (with the suggested fix), skipped data, command acks, checkpoints,
+and the markers the plots draw (a knob changed old -> new, a pause, a resume, a suspend and why), each as
+a MARK line at its step in place of the event's own line (a fault keeps its line and its suggestion).
 Each line carries its level as a word, so nothing relies on colour alone (NO_COLOR)."""
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ from textual.widgets import RichLog
 from vittui.runs.events import (
     CheckpointSaved, ControlAck, DataSkipped, Event, Fault, Finished, Log, RunStarted, Status,
 )
+from vittui.runs.history import markers_of
 
-LEVEL_STYLE = {"info": "", "warning": "bold yellow", "error": "bold red", "note": "dim"}
-LEVEL_TAG = {"info": "info", "warning": "WARN", "error": "ERROR", "note": "note"}
+LEVEL_STYLE = {"info": "", "warning": "bold yellow", "error": "bold red", "note": "dim", "mark": "bold cyan"}
+LEVEL_TAG = {"info": "info", "warning": "WARN", "error": "ERROR", "note": "note", "mark": "MARK"}
+KEEP_LINE = (Fault,)  # events whose own line says more than their marker (a fault's suggested fix)
 
 
 def line_for(ev: Event) -> tuple[str, str] | None:
@@ -53,9 +57,12 @@ class LogPane(RichLog):
 
     def add_events(self, events: Iterable[Event]) -> None:
         for ev in events:
+            marks = markers_of(ev)
             item = line_for(ev)
-            if item:
+            if item and (not marks or isinstance(ev, KEEP_LINE)):
                 self.add(*item)
+            for m in marks:
+                self.add("mark", f"[{m.step}] {m.label}")
 
     def add(self, level: str, text: str) -> None:
         tag = LEVEL_TAG.get(level, level)
