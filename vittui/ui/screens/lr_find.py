@@ -53,6 +53,10 @@ class LrCurve(PlotextPlot):
             plt.plot([p[0] for p in pairs], [p[1] for p in pairs], label="smoothed loss", marker="braille")
             plt.xscale("log")
             plt.vline(self.result.suggested_lr)
+            lo, hi = math.floor(math.log10(pairs[0][0])), math.ceil(math.log10(pairs[-1][0]))
+            step = max(1, (hi - lo) // 6)  # decades, at most ~7 labels
+            ticks = [10.0 ** e for e in range(lo, hi + 1, step)]
+            plt.xticks(ticks, [f"{t:.0e}" for t in ticks])  # plotext would print 0.000000 for 1e-7
             plt.xlabel("lr (log)")
         self.draws += 1
 

@@ -250,8 +250,8 @@ class RunsScreen(VittuiScreen):
             if yes:
                 self.delete(row.path)
 
-        self.app.push_screen(ConfirmModal(f"Delete run {row.name} ({row.state})? Its folder, checkpoints and "
-                                          f"history go for good.", yes="Delete", no="Keep"), answered)
+        self.app.push_screen(ConfirmModal(f"Delete run {row.name} ({row.state}) and all its files?", yes="Delete",
+                                          no="Keep"), answered)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="delete", name="delete")
     def delete(self, path: Path) -> None:
