@@ -33,6 +33,18 @@ def row_of(table: RunsTable, name: str) -> int:
     return [r.name for r in table.rows_data].index(name)
 
 
+async def cursor_on(pilot, table: RunsTable, name: str) -> None:
+    table.move_cursor(row=row_of(table, name))
+    await pilot.pause()
+
+
+def ended(runs_root, name: str, state: str = "finished", steps: int = 10) -> FakeRun:
+    """A run its (fake) worker has left in `state` after `steps` steps."""
+    fr = FakeRun(runs_root, name=name)
+    fr.started(); fr.steps(steps); fr.set_state(state); fr.close()
+    return fr
+
+
 async def open_runs(app, pilot, runs: int) -> RunsTable:
     """From the setup screen: ctrl+r, then the table once it lists `runs` runs."""
     await pilot.press("ctrl+r")
@@ -60,16 +72,14 @@ def suspended_worker(runs_root):
 
 
 async def test_resume_key_resumes_a_real_suspended_worker(runs_root, no_gpu):
-    done = FakeRun(runs_root, name="done")
-    done.started(); done.steps(10); done.set_state("finished"); done.close()
+    ended(runs_root, "done")
     run, at = suspended_worker(runs_root)
     assert status(run.path)["last_checkpoint_step"] == at
     app = create_app(runs_root, gpu_source=no_gpu)
     try:
         async with app.run_test(size=SIZE) as pilot:
             table = await open_runs(app, pilot, 2)
-            table.move_cursor(row=row_of(table, "done"))
-            await pilot.pause()
+            await cursor_on(pilot, table, "done")
             assert app.screen.check_action("resume_run", ()) is None  # a finished run does not resume
             await wait_for(pilot, lambda: "Resume" not in footer_enabled(app) and "Delete" in footer_enabled(app),
                            what="the footer without resume")
@@ -104,8 +114,7 @@ async def test_resume_key_is_off_for_a_stopped_run_without_a_checkpoint(runs_roo
 
 
 async def test_clone_opens_the_setup_screen_with_the_runs_recipe(runs_root, no_gpu):
-    fr = FakeRun(runs_root, name="tuned")
-    fr.started(); fr.steps(3); fr.set_state("stopped"); fr.close()
+    fr = ended(runs_root, "tuned", "stopped", steps=3)
     recipe = R.load(fr.run.recipe_path).with_overrides(["data.batch_size=48", "optim.lr=3e-4", "model.depth=3"])
     R.save(recipe, fr.run.recipe_path)
     assert recipe != R.load_preset("demo-digits")
@@ -127,16 +136,14 @@ async def test_clone_opens_the_setup_screen_with_the_runs_recipe(runs_root, no_g
 
 
 async def test_delete_asks_and_never_touches_a_live_run(runs_root, no_gpu):
-    old = FakeRun(runs_root, name="old")
-    old.started(); old.steps(10); old.set_state("finished"); old.close()
+    old = ended(runs_root, "old")
     live = FakeRun(runs_root, name="live")  # this test process plays its worker: alive
     live.started(); live.steps(2)
     app = create_app(runs_root, gpu_source=no_gpu)
     try:
         async with app.run_test(size=SIZE) as pilot:
             table = await open_runs(app, pilot, 2)
-            table.move_cursor(row=row_of(table, "live"))
-            await pilot.pause()
+            await cursor_on(pilot, table, "live")
             assert app.screen.check_action("delete_run", ()) is None
             await wait_for(pilot, lambda: "Delete" not in footer_enabled(app) and "Clone" in footer_enabled(app),
                            what="the footer without delete")
