@@ -10,7 +10,7 @@ import pytest
 from fakerun import FakeRun
 from tiny import TINY_PROCESS, events, kill_if_alive, status, step_numbers
 from tiny import wait_for as wait_sync
-from ui_helpers import SIZE, footer_enabled, runs_screen_from, wait_for
+from ui_helpers import SIZE, footer_enabled, notifications, runs_screen_from, wait_for, was_said
 
 from vittui import recipe as R
 from vittui.runs import control, launcher
@@ -23,10 +23,6 @@ from vittui.ui.widgets.recipe_editor import RecipeEditor
 from vittui.ui.widgets.runs_table import RunsTable
 
 pytestmark = pytest.mark.anyio
-
-
-def notified(app, text: str) -> bool:
-    return any(text in n.message for n in app._notifications)
 
 
 def row_of(table: RunsTable, name: str) -> int:
@@ -76,6 +72,7 @@ async def test_resume_key_resumes_a_real_suspended_worker(runs_root, no_gpu):
     run, at = suspended_worker(runs_root)
     assert status(run.path)["last_checkpoint_step"] == at
     app = create_app(runs_root, gpu_source=no_gpu)
+    said = notifications(app)
     try:
         async with app.run_test(size=SIZE) as pilot:
             table = await open_runs(app, pilot, 2)
@@ -88,7 +85,7 @@ async def test_resume_key_resumes_a_real_suspended_worker(runs_root, no_gpu):
             await wait_for(pilot, lambda: "Resume" in footer_enabled(app), what="resume offered in the footer")
             assert table.rows_data[row_of(table, "sus")].state == "suspended"
             await pilot.press("u")
-            await wait_for(pilot, lambda: notified(app, f"resuming sus from step {at}"), what="the notification")
+            await wait_for(pilot, lambda: was_said(said, f"resuming sus from step {at}"), what="the notification")
             assert isinstance(app.screen, RunsScreen)  # stays on the list
             await wait_for(pilot, lambda: table.rows_data[row_of(table, "sus")].state in ("starting", "running"),
                            timeout=60, what="the row's state to change")
@@ -97,7 +94,7 @@ async def test_resume_key_resumes_a_real_suspended_worker(runs_root, no_gpu):
             steps = step_numbers(events(run.path))
             assert steps[: at + 1] == list(range(1, at + 2))  # it continued from the checkpoint, no gap
             assert app.screen.check_action("resume_run", ()) is None  # a worker is behind it now
-            assert not notified(app, "could not resume")
+            assert not was_said(said, "could not resume")
     finally:
         kill_if_alive(status(run.path).get("pid"))
 
@@ -140,6 +137,7 @@ async def test_delete_asks_and_never_touches_a_live_run(runs_root, no_gpu):
     live = FakeRun(runs_root, name="live")  # this test process plays its worker: alive
     live.started(); live.steps(2)
     app = create_app(runs_root, gpu_source=no_gpu)
+    said = notifications(app)
     try:
         async with app.run_test(size=SIZE) as pilot:
             table = await open_runs(app, pilot, 2)
@@ -164,7 +162,7 @@ async def test_delete_asks_and_never_touches_a_live_run(runs_root, no_gpu):
             await pilot.press("y")
             await wait_for(pilot, lambda: not old.path.exists(), what="the folder removed")
             await wait_for(pilot, lambda: [r.name for r in table.rows_data] == ["live"], what="the table updated")
-            assert notified(app, "deleted old")
+            assert was_said(said, "deleted old")
             assert live.path.exists() and sorted(os.listdir(runs_root)) == ["live"]
     finally:
         live.close()
@@ -185,6 +183,7 @@ async def test_queued_runs_show_their_place_in_line_and_resume_goes_through_the_
     sus.started(); sus.steps(4); sus.status.last_checkpoint_step = 4; sus.set_state("suspended"); sus.close()
     with_checkpoint(sus, 4)
     app = create_app(runs_root, gpu_source=no_gpu)
+    said = notifications(app)
     async with app.run_test(size=SIZE) as pilot:
         table = await open_runs(app, pilot, 4)
 
@@ -200,7 +199,7 @@ async def test_queued_runs_show_their_place_in_line_and_resume_goes_through_the_
         table.move_cursor(row=row_of(table, "sus"))
         await wait_for(pilot, lambda: "Resume" in footer_enabled(app), what="resume offered")
         await pilot.press("u")
-        await wait_for(pilot, lambda: notified(app, "sus queued to resume from step 4 (#4 in line)"),
+        await wait_for(pilot, lambda: was_said(said, "sus queued to resume from step 4 (#4 in line)"),
                        what="the notification")
         await wait_for(pilot, lambda: states()["sus"] == "queued #4", what="the row queued")
         assert q.read_entry(sus.run).resume is True

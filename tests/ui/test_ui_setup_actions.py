@@ -11,7 +11,7 @@ import os
 
 import pytest
 from tiny import status, tiny_recipe
-from ui_helpers import SIZE, wait_for
+from ui_helpers import SIZE, notifications, wait_for, was_said
 
 from vittui import recipe as R
 from vittui.ui.app import create_app
@@ -27,13 +27,10 @@ needs_check = pytest.mark.skipif(importlib.util.find_spec("vittui.commands.check
                                  reason="`vittui check` (branch guard) is not merged yet")
 
 
-def notified(app, text: str) -> bool:
-    return any(text in n.message for n in app._notifications)
-
-
 async def test_queue_action_writes_a_queued_run_and_shows_it_in_line(runs_root, no_gpu, queue_held):
     recipe = tiny_recipe("run.name=waiting")
     app = create_app(runs_root, gpu_source=no_gpu, recipe=recipe)
+    said = notifications(app)
     async with app.run_test(size=SIZE) as pilot:
         assert isinstance(app.screen, SetupScreen)
         await pilot.press("ctrl+t")
@@ -42,7 +39,7 @@ async def test_queue_action_writes_a_queued_run_and_shows_it_in_line(runs_root, 
         await wait_for(pilot, lambda: len(table.rows_data) == 1, what="the run listed")
         run = runs_root / "waiting"
         await wait_for(pilot, lambda: table.get_row(str(run))[2] == "queued #1", what="queued #1 shown")
-        assert notified(app, "queued waiting (#1 in line)")
+        assert was_said(said, "queued waiting (#1 in line)")
         assert status(run)["state"] == "queued" and R.load(run / "recipe.toml") == recipe
         assert [r.name for r in queue_held.queued(runs_root)] == ["waiting"]
         assert queue_held.read_entry(queue_held.RunDir(run)).estimate_bytes > 0  # the planner's peak, for admission
@@ -78,11 +75,12 @@ async def test_lr_find_draws_the_curve_and_apply_sets_the_lr(runs_root, no_gpu):
 async def test_lr_find_failure_is_a_notification(runs_root, no_gpu, tmp_path):
     recipe = tiny_recipe("data.source=imagefolder", f"data.path={tmp_path / 'no-such-folder'}")
     app = create_app(runs_root, gpu_source=no_gpu, recipe=recipe)
+    said = notifications(app)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("ctrl+l")
-        await wait_for(pilot, lambda: notified(app, "LR range test failed"), timeout=180, what="the failure said")
-        said = next(n.message for n in app._notifications if "LR range test failed" in n.message)
-        assert "no-such-folder" in said and "Traceback" not in said
+        await wait_for(pilot, lambda: was_said(said, "LR range test failed"), timeout=180, what="the failure said")
+        said_line = next(m for m in said if "LR range test failed" in m)
+        assert "no-such-folder" in said_line and "Traceback" not in said_line
         assert isinstance(app.screen, SetupScreen) and app.screen.check_action("lr_find", ()) is True
         assert os.listdir(runs_root) == []
 
@@ -90,6 +88,7 @@ async def test_lr_find_failure_is_a_notification(runs_root, no_gpu, tmp_path):
 @needs_check
 async def test_preflight_pane_says_ok_for_the_default_and_names_a_real_problem(runs_root, no_gpu, tmp_path):
     app = create_app(runs_root, gpu_source=no_gpu)
+    said = notifications(app)
     async with app.run_test(size=SIZE) as pilot:
         pane = app.screen.query_one(PreflightPane)
         await wait_for(pilot, lambda: pane.state == "ok", timeout=180, what="pre-flight ok for the default")
@@ -111,5 +110,5 @@ async def test_preflight_pane_says_ok_for_the_default_and_names_a_real_problem(r
         assert any("data.path" in p and "no-such-folder" in p for p in pane.problems), pane.problems
         assert "no-such-folder" in str(pane.render())
         await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: notified(app, "not started: pre-flight found"), what="ctrl+s refused")
+        await wait_for(pilot, lambda: was_said(said, "not started: pre-flight found"), what="ctrl+s refused")
         assert isinstance(app.screen, SetupScreen) and os.listdir(runs_root) == []

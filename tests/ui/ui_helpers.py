@@ -88,3 +88,21 @@ async def start_from_setup(app, pilot):
     await pilot.press("ctrl+s")
     await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="monitor")
     return app.screen
+
+
+def notifications(app) -> list[str]:
+    """Every message `app.notify` is given from now on, in order (a toast itself expires after a few seconds,
+    so `app._notifications` can be empty again by the time a slow box gets to look)."""
+    said: list[str] = []
+    original = app.notify
+
+    def notify(message, *args, **kwargs):
+        said.append(str(message))
+        return original(message, *args, **kwargs)
+
+    app.notify = notify
+    return said
+
+
+def was_said(said: list[str], text: str) -> bool:
+    return any(text in m for m in said)
