@@ -80,9 +80,12 @@ async def test_resume_key_resumes_a_real_suspended_worker(runs_root, no_gpu):
             assert app.screen.check_action("resume_run", ()) is None  # a finished run does not resume
             await wait_for(pilot, lambda: "Resume" not in footer_enabled(app) and "Delete" in footer_enabled(app),
                            what="the footer without resume")
+            why = str(app.screen.query_one("#runs-why").render())
+            assert "run done is finished; only suspended, stopped, failed or lost runs resume" in why
             await pilot.press("u")
             table.move_cursor(row=row_of(table, "sus"))
             await wait_for(pilot, lambda: "Resume" in footer_enabled(app), what="resume offered in the footer")
+            assert str(app.screen.query_one("#runs-why").render()) == ""
             assert table.rows_data[row_of(table, "sus")].state == "suspended"
             await pilot.press("u")
             await wait_for(pilot, lambda: was_said(said, f"resuming sus from step {at}"), what="the notification")
@@ -107,6 +110,8 @@ async def test_resume_key_is_off_for_a_stopped_run_without_a_checkpoint(runs_roo
     async with app.run_test(size=SIZE) as pilot:
         await runs_screen_from(app, pilot, 1)
         assert app.screen.check_action("resume_run", ()) is None
+        await wait_for(pilot, lambda: "has no checkpoint to resume from" in str(app.screen.query_one("#runs-why").render()),
+                       what="why not, under the table")
     stopped.close()
 
 

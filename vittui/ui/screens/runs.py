@@ -132,6 +132,7 @@ class RunsScreen(VittuiScreen):
         yield Static(f"runs in {self.runs_root}", id="runs-title")
         yield RunsTable(id="runs-table")
         yield Static("", id="runs-empty")
+        yield Static("", id="runs-why", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -171,10 +172,18 @@ class RunsScreen(VittuiScreen):
         empty = self.query_one("#runs-empty", Static)
         empty.update("" if rows else "no runs yet - press n to set one up")
         empty.display = not rows
-        self.refresh_bindings()  # the run under the cursor may have become resumable
+        self._explain()
 
     def on_data_table_row_highlighted(self) -> None:
+        self._explain()
+
+    def _explain(self) -> None:
+        """The footer's keys follow the run under the cursor; when `u` is off, the line under the table says
+        why (registry.why_not_resumable: one small read, the checkpoints folder)."""
         self.refresh_bindings()
+        row = self._current()
+        why = None if row is None or row.resumable else why_not_resumable(RunDir(row.path), row.state)
+        self.query_one("#runs-why", Static).update(f"u: {why}" if why else "")
 
     def _current(self) -> RunSummary | None:
         table = self.query_one(RunsTable)
