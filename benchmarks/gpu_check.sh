@@ -6,7 +6,8 @@
 # 1. the `gpu` tests (tests/gpu: autocast bf16/fp16, fused AdamW, pinned batches, NVML and the hardware
 #    pane, the estimator against max_memory_allocated, a real out-of-memory and its resume, exact resume
 #    with the CUDA RNG, `train --gpus 1` and accelerate launch, torch.compile, the batch-size finder doubling
-#    to a real out-of-memory under a 2 GiB cap and bisecting: test_gpu_batch_find.py);
+#    to a real out-of-memory under a 2 GiB cap and bisecting: test_gpu_batch_find.py, the lr range test
+#    putting back the CUDA RNG: test_gpu_lr_find.py);
 # 2. `python benchmarks/gpu.py --quick` (ViT-S/16 bf16 images/s, estimator error, NVML beside torch);
 # then a summary table: each test with its result and time, and gpu.py's numbers. About 5 minutes on one
 # H100/H200 (budget: under 8); a pip install on a fresh machine comes on top and is timed apart.

@@ -9,7 +9,7 @@ from vittui.recipe import Recipe, save
 from vittui.runs.store import RunDir, RunStatus
 
 RUN_KEYS = {"name", "path", "state", "step", "total_steps", "epoch", "best_top1", "last_top1", "model", "updated",
-            "queue_position"}
+            "queue_position", "executor", "job_id", "job_state"}
 
 
 def test_runs_json(tmp_path, capsys):
@@ -24,6 +24,7 @@ def test_runs_json(tmp_path, capsys):
     assert set(row) == RUN_KEYS
     assert (row["name"], row["state"], row["step"], row["best_top1"], row["last_top1"]) == ("a", "finished", 8, 71.5, None)
     assert row["model"] == Recipe().model.name and row["path"] == str(tmp_path / "a")
+    assert (row["executor"], row["job_id"], row["job_state"]) == ("local", None, None)
 
 
 def test_queue_json(tmp_path, capsys, monkeypatch):

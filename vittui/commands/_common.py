@@ -58,3 +58,19 @@ def load_recipe(args):
     if args.set:
         recipe = recipe.with_overrides(args.set, source="--set")
     return recipe
+
+
+def slurm_action(action, rd, done: str) -> int:
+    """`action(rd)` from runs/slurm.py (cancel, resubmit) and the line `done` says with its `{job}` id; a
+    SlurmError (no scancel/sbatch, a refusal) is one line on stderr and exit 2."""
+    import sys
+
+    from vittui.runs.slurm import SlurmError
+
+    try:
+        job_id = action(rd)
+    except SlurmError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(done.format(job=job_id))
+    return 0

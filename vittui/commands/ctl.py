@@ -4,14 +4,15 @@ to a live run through its `commands.jsonl`, optionally waiting for the worker's 
 `resume` on a run no worker is behind (suspended; stopped, failed or lost with a checkpoint) continues it from
 the last checkpoint: through the queue (runs/queue.py `requeue`) when a scheduler is alive or runs are
 queued, so it waits its turn instead of jumping the line; else at once in a new detached worker, as
-`vittui train --resume RUN --detach` does."""
+`vittui train --resume RUN --detach` does. A Slurm run (`train --executor slurm`) is resubmitted with sbatch
+instead, with the resources it was first submitted with; its job resumes from the checkpoint."""
 
 from __future__ import annotations
 
 import sys
 import time
 
-from vittui.commands._common import resolve_run
+from vittui.commands._common import resolve_run, slurm_action
 
 
 def add_parser(sub) -> None:
@@ -35,6 +36,8 @@ def run(args) -> int:
     state = run_state(rd)
     if args.command == "resume" and not is_live(state):
         return _relaunch(rd, state)
+    if state == "queued" and args.command in ("stop", "suspend") and _is_slurm(rd):
+        return _cancel_pending(rd)
     if state not in ("running", "paused", "starting"):
         hint = f" (take it out of the queue with `vittui queue rm {rd.name}`)" if state == "queued" else ""
         print(f"error: run {rd.name} is {state}; nothing is listening for commands{hint}", file=sys.stderr)
@@ -64,15 +67,20 @@ def run(args) -> int:
 
 
 def _relaunch(rd, state: str) -> int:
-    from vittui.runs import launcher, queue
+    from vittui.runs import launcher, queue, slurm
     from vittui.runs.registry import why_not_resumable
 
+    on_slurm = _is_slurm(rd)
     if state == "queued":
-        print(f"error: run {rd.name} is already queued (position {queue.position(rd)})", file=sys.stderr)
+        where = f"slurm job {slurm.job_id_of(rd)}" if on_slurm else f"position {queue.position(rd)}"
+        print(f"error: run {rd.name} is already queued ({where})", file=sys.stderr)
         return 2
     if (why := why_not_resumable(rd, state)) is not None:
         print(f"error: {why}", file=sys.stderr)
         return 2
+    if on_slurm:  # a new sbatch job with the resources of the first; its script resumes from the checkpoint
+        return slurm_action(slurm.resubmit, rd, f"resubmitted {rd.name} ({state}) as slurm job {{job}}; it "
+                                                 f"resumes from its last checkpoint")
     root = rd.path.parent
     if queue.scheduler_alive(root) or queue.queued(root):
         queue.requeue(rd)
@@ -81,6 +89,20 @@ def _relaunch(rd, state: str) -> int:
     proc = launcher.resume(rd)
     print(f"resuming {rd.name} ({state}) detached from its last checkpoint (pid {proc.pid}); log: {rd.log_path}")
     return 0
+
+
+def _is_slurm(rd) -> bool:
+    from vittui.runs import slurm
+
+    return slurm.job_id_of(rd) is not None
+
+
+def _cancel_pending(rd) -> int:
+    """`stop`/`suspend` on a Slurm run whose job still waits: scancel it; the run is stopped, not lost."""
+    from vittui.runs import slurm
+
+    return slurm_action(slurm.cancel, rd, f"cancelled slurm job {{job}} of {rd.name} before it started; "
+                                           f"{rd.name} is stopped")
 
 
 def wait_for_ack(run, command_id: str, timeout: float):

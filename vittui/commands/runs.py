@@ -1,5 +1,6 @@
 """`vittui runs`: every run in the runs folder with its live state, step and metrics; a queued run shows its
-place in line (`queued:2`, JSON `queue_position`)."""
+place in line (`queued:2`, JSON `queue_position`); a Slurm run its job id and, while it waits, Slurm's state
+(JSON `executor`, `job_id`, `job_state`)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ def run(args) -> int:
     if args.json:
         print_json([{"name": r.name, "path": r.path, "state": r.state, "step": r.step, "total_steps": r.total_steps,
                      "epoch": r.epoch, "best_top1": r.best_top1, "last_top1": r.last_top1, "model": r.model,
-                     "updated": r.updated or None, "queue_position": line.get(r.name)} for r in rows])
+                     "updated": r.updated or None, "queue_position": line.get(r.name), "executor": r.executor,
+                     "job_id": r.job_id, "job_state": r.job_state} for r in rows])
         return 0
     if not rows:
         print(f"no runs in {runs_root(args)}/")
@@ -31,5 +33,8 @@ def run(args) -> int:
         best = f"{r.best_top1:.2f}" if r.best_top1 is not None else "-"
         last = f"{r.last_top1:.2f}" if r.last_top1 is not None else "-"
         state = f"queued:{line[r.name]}" if r.state == "queued" and r.name in line else r.state
+        if r.job_id:  # a Slurm run: its job, and Slurm's state while the job waits
+            pending = r.job_state if r.job_state and r.state in ("queued", "starting") else ""
+            state = f"{state} (slurm {r.job_id}{' ' + pending if pending else ''})"
         print(f"{r.name:<28} {state:<9} {f'{r.step}/{r.total_steps}':>13} {best:>7} {last:>7}  {r.model}")
     return 0

@@ -1,6 +1,7 @@
-"""`vittui train PRESET [--set k=v]… [--detach | --queue] [--gpus N]` or `vittui train --resume RUN`: train
-in the foreground with a progress line, start a detached worker, or put the run in the queue
-(runs/queue.py; the scheduler starts it when a slot is free)."""
+"""`vittui train PRESET [--set k=v]… [--detach | --queue | --executor slurm] [--gpus N]` or `vittui train
+--resume RUN`: train in the foreground with a progress line, start a detached worker, put the run in the
+queue (runs/queue.py; the scheduler starts it when a slot is free), or submit it to Slurm (runs/slurm.py;
+Slurm's own queue decides when it starts)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from vittui.commands._common import load_recipe, output_root, resolve_run, runs_root
+from vittui.commands._common import load_recipe, output_root, resolve_run, runs_root, slurm_action
 from vittui.recipe import load
 
 
@@ -26,6 +27,10 @@ def add_parser(sub) -> None:
     t.add_argument("--max-cpu-runs", type=int, metavar="N", help="queue: at most N runs at once without a GPU (default 1)")
     t.add_argument("--suspend-paused-after", type=float, metavar="MINUTES",
                    help="queue: suspend a run paused this long while queued runs wait for its slot (default off)")
+    t.add_argument("--executor", choices=["local", "slurm"], default="local",
+                   help="slurm: submit the run as an sbatch job (Slurm decides when it runs)")
+    t.add_argument("--slurm-config", metavar="TOML", help="executor config for --executor slurm (default "
+                   "$VITTUI_SLURM_CONFIG, else ./slurm.toml when present; keys in the README's Slurm section)")
     t.set_defaults(func=run)
 
 
@@ -48,7 +53,10 @@ def run(args) -> int:
             print(f"error: run {rd.name} is still live (state {state}); use `vittui attach {rd.name}`",
                   file=sys.stderr)
             return 2
-        if refused(load(rd.recipe_path), rd.path.parent):  # the run's own recipe: its data may be gone
+        from vittui.runs.slurm import job_id_of
+
+        # the run's own recipe: its data may be gone (a Slurm run's devices are the compute node's)
+        if refused(load(rd.recipe_path), rd.path.parent, here=job_id_of(rd) is None):
             return 2
         if args.queue:
             return _requeue(rd)
@@ -57,16 +65,31 @@ def run(args) -> int:
             print(f"resuming {rd.name} detached (pid {proc.pid}); log: {rd.log_path}")
             return 0
         return _foreground(rd, resume=True)
+    slurm_config = None
+    if args.slurm_config and args.executor != "slurm":
+        print("error: --slurm-config needs --executor slurm", file=sys.stderr)
+        return 2
+    if args.executor == "slurm":
+        if args.detach or args.queue or args.accelerate_config:
+            print("error: --executor slurm submits the run to Slurm's queue; it takes no --detach, --queue or "
+                  "--accelerate-config (put sbatch options in the Slurm config)", file=sys.stderr)
+            return 2
+        if (slurm_config := _slurm_config(args)) is None:
+            return 2
     if not args.preset:
         print("error: vittui train needs a PRESET (a .toml file or a shipped preset name) or --resume RUN",
               file=sys.stderr)
         return 2
     recipe = load_recipe(args)
     root = output_root(args, recipe)
-    if refused(recipe, root):  # before any run directory exists
+    if slurm_config is not None and slurm_config.runs_dir and not args.runs_dir:
+        root = Path(slurm_config.runs_dir)  # the runs folder on the cluster's shared filesystem
+    if refused(recipe, root, here=slurm_config is None):  # before any run directory exists
         return 2
     if args.queue:
         return _enqueue(recipe, root, args)
+    if slurm_config is not None:
+        return _submit_slurm(recipe, root, args, slurm_config)
     if args.detach or args.gpus > 1 or args.accelerate_config:
         rd = launcher.launch(recipe, root, args.name, gpus=args.gpus, accelerate_config=args.accelerate_config)
         print(f"started {rd.name} detached; follow it with `vittui attach {rd.name}` (log: {rd.log_path})")
@@ -74,6 +97,45 @@ def run(args) -> int:
     rd = launcher.prepare_run(recipe, root, args.name)
     print(f"run {rd.name} in {rd.path}")
     return _foreground(RunDir(rd.path), resume=False)
+
+
+def _slurm_config(args):
+    """The Slurm executor config (--slurm-config, $VITTUI_SLURM_CONFIG, ./slurm.toml, or the defaults) and a
+    usable sbatch; None after printing the one line that says what is wrong."""
+    import os
+
+    from vittui.runs import slurm
+
+    path = args.slurm_config or os.environ.get("VITTUI_SLURM_CONFIG") or (
+        "slurm.toml" if Path("slurm.toml").is_file() else None)
+    try:
+        config = slurm.load_config(path)
+        slurm.require_sbatch()
+    except slurm.SlurmError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None
+    if args.gpus:  # --gpus N asks for N GPUs per node, over the config's
+        config.gpus = args.gpus
+    return config
+
+
+def _submit_slurm(recipe, root: Path, args, config) -> int:
+    """`--executor slurm`: the run directory in state queued, submitted at once (Slurm is the scheduler).
+    A job sbatch refuses leaves no run directory behind."""
+    import shutil
+
+    from vittui.runs import queue, slurm
+
+    rd = queue.enqueue(recipe, root, args.name, gpus=config.gpus, executor="slurm")
+    try:
+        job_id = slurm.submit(rd, config)
+    except slurm.SlurmError as e:
+        shutil.rmtree(rd.path, ignore_errors=True)
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"submitted {rd.name} as slurm job {job_id}; follow it with `vittui attach {rd.name}` "
+          f"(log: {rd.log_path})")
+    return 0
 
 
 def _queue_flags_problem(args) -> str | None:
@@ -91,9 +153,17 @@ def _queue_flags_problem(args) -> str | None:
 
 
 def _requeue(rd) -> int:
-    """`--resume RUN --queue`: back in line, started with --resume when it fits."""
-    from vittui.runs import queue
+    """`--resume RUN --queue`: back in line, started with --resume when it fits (a Slurm run: back in
+    Slurm's queue as a new job)."""
+    from vittui.runs import queue, slurm
+    from vittui.runs.registry import run_state, why_not_resumable
 
+    if slurm.job_id_of(rd) is not None:
+        if (why := why_not_resumable(rd, run_state(rd))) is not None:
+            print(f"error: {why}", file=sys.stderr)
+            return 2
+        return slurm_action(slurm.resubmit, rd, f"resubmitted {rd.name} as slurm job {{job}}; it resumes from "
+                                                f"its last checkpoint")
     try:
         queue.requeue(rd)
     except queue.QueueError as e:
@@ -122,12 +192,16 @@ def _enqueue(recipe, root: Path, args) -> int:
     return 0
 
 
-def refused(recipe, root: Path) -> bool:
+def refused(recipe, root: Path, *, here: bool = True) -> bool:
     """Pre-flight (vittui/planning/preflight.py): problems found before anything starts, one line each on
-    stderr; True when there were any."""
-    from vittui.planning.preflight_libs import preflight
+    stderr; True when there were any. `here=False` (Slurm): the run trains on a compute node, so this
+    machine's devices are not checked."""
+    from vittui.planning import preflight_libs as pf
 
-    problems = preflight(recipe, root)
+    if here:
+        problems = pf.preflight(recipe, root)
+    else:
+        problems = pf.basic_problems(recipe, root) + pf.model_name_problems(recipe) + pf.augment_problems(recipe)
     for line in problems:
         print(f"error: {line}", file=sys.stderr)
     return bool(problems)

@@ -94,8 +94,12 @@ def _medmnist_problems(path: Path) -> list[str]:
         return [f"data.path {path} does not exist"]
     if path.is_dir():
         return [f"data.path {path} is a folder; medmnist needs the .npz file (e.g. pneumoniamnist.npz)"]
+    import zipfile
+
     import numpy as np
 
+    if not zipfile.is_zipfile(path):  # numpy would call it "pickled data": say what it is not
+        return [f"cannot read data.path {path} as a MedMNIST .npz file: not a .npz (zip) archive"]
     try:
         with np.load(path, allow_pickle=False) as npz:
             keys = set(npz.files)

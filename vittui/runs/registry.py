@@ -7,11 +7,15 @@
     holder nor the pid it names is alive (killed with -9, machine rebooted);
   - no status.json (never written, or unreadable): `starting` while a live worker holds the lock (a
     worker started on a bare run directory, by an executor that does not go through the launcher, has
-    not written its first status yet), else `lost` (nothing says what it is and nothing is behind it).
+    not written its first status yet), else `lost` (nothing says what it is and nothing is behind it);
+  - a Slurm run (runs/slurm.py): `queued` while its job is pending (also a job Slurm requeued after
+    preemption), and its job's state decides where this host's pids cannot (a worker on another node).
+    Asking Slurm runs `squeue`: `ask_slurm=False` where that must not block (the dashboard's event loop).
 """
 
 from __future__ import annotations
 
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,24 +26,35 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from vittui.recipe import Recipe
+from vittui.runs import slurm
 from vittui.runs.lock import lock_holder_alive, pid_alive
 from vittui.runs.store import LIVE_STATES, RunDir, RunStatus, list_runs
 
+_ASK = object()  # run_state's `job` default: ask Slurm when the run is a Slurm run
 
-_UNREAD = RunStatus()
+_UNREAD = RunStatus()  # run_state's `status` default: read status.json
 
 
-def run_state(run: RunDir, status: RunStatus | None = _UNREAD) -> str:
-    """starting / running / paused / stopping / stopped / suspended / finished / failed / lost (see the module
-    docstring). `suspended` is final for now: the worker checkpointed and exited; a resume starts a new one.
-    `status`: status.json already read by the caller (None: there is none), so a scan reads it once."""
+def run_state(run: RunDir, status: RunStatus | None = _UNREAD, *, ask_slurm: bool = True,
+              job: str | None | object = _ASK) -> str:
+    """queued / starting / running / paused / stopping / stopped / suspended / finished / failed / lost (see
+    the module docstring). `suspended` is final: the worker checkpointed and exited; a resume starts a new
+    one. `status`: status.json already read by the caller (None: there is none), so a scan reads it once.
+    `job`: the Slurm job's state when the caller already asked (scan_runs asks once for every run)."""
     if status is _UNREAD:
         status = run.read_status()
     if status is None:
-        return "starting" if lock_holder_alive(run.lock_path) else "lost"
-    if status.state in LIVE_STATES and not (lock_holder_alive(run.lock_path) or pid_alive(status.pid)):
-        return "lost"
-    return status.state
+        local = "starting" if lock_holder_alive(run.lock_path) else "lost"
+    elif status.state in LIVE_STATES and not (
+            lock_holder_alive(run.lock_path) or (status.host == socket.gethostname() and pid_alive(status.pid))):
+        local = "lost"
+    else:
+        local = status.state
+    if not ask_slurm or (job_id := slurm.job_id_of(run)) is None:
+        return local
+    if job is _ASK:
+        job = slurm.job_state(job_id)
+    return slurm.run_state_with_job(status.state if status else None, local, job)  # type: ignore[arg-type]
 
 
 def is_live(state: str | None) -> bool:
@@ -80,6 +95,9 @@ class RunSummary:
     model: str
     updated: float  # status.json's last write (0 without one)
     resumable: bool = False  # no worker behind it and a checkpoint to continue from (why_not_resumable)
+    executor: str = "local"
+    job_id: str | None = None  # the Slurm job behind the run (its latest submission)
+    job_state: str | None = None  # Slurm's state of that job (PENDING, RUNNING, …), None when unknown
 
     @property
     def updated_text(self) -> str:
@@ -133,18 +151,26 @@ def _model_line(text: str) -> str | None:
     return None
 
 
-def summarize(run: RunDir) -> RunSummary:
+def summarize(run: RunDir, jobs: dict[str, str] | None = None) -> RunSummary:
+    """One run's row; `jobs` holds Slurm's job states when the caller asked for many at once."""
     status = run.read_status()
     s = status or RunStatus(updated=0.0)
     model = model_name(run)
-    state = run_state(run, status)
+    job_id = slurm.job_id_of(run)
+    job = (jobs.get(job_id) if jobs is not None else slurm.job_state(job_id)) if job_id else None
+    state = run_state(run, status, job=job)
     return RunSummary(run.name, run.path, state, s.step, s.total_steps, s.epoch, s.best_top1,
-                      s.last_top1, model, s.updated, resumable=why_not_resumable(run, state) is None)
+                      s.last_top1, model, s.updated, resumable=why_not_resumable(run, state) is None,
+                      executor="slurm" if job_id else "local", job_id=job_id, job_state=job)
 
 
 def scan_runs(runs_root: str | Path) -> list[RunSummary]:
-    """Every run in `runs_root`, oldest first (by the time its recipe was written)."""
-    return [summarize(r) for r in list_runs(runs_root)]
+    """Every run in `runs_root`, oldest first (by the time its recipe was written). Slurm is asked once for
+    all its runs' jobs (a blocking `squeue`: callers run this off the dashboard's event loop)."""
+    runs = list_runs(runs_root)
+    ids = [j for r in runs if (j := slurm.job_id_of(r))]
+    jobs = slurm.job_states(ids) if ids else {}
+    return [summarize(r, jobs) for r in runs]
 
 
 def resolve_run(name_or_path: str | Path, runs_root: str | Path) -> RunDir:

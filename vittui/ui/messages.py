@@ -8,6 +8,7 @@ planner are imported for annotations only: the setup screen imports this module 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from textual.message import Message
@@ -144,6 +145,7 @@ class RunsActed(Message):
 
     note: str = ""
     error: str = ""
+    attach: Path | None = None  # the run the monitor should open on (a resubmitted Slurm run)
 
 
 @dataclass

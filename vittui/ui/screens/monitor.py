@@ -143,7 +143,7 @@ class MonitorScreen(VittuiScreen):
         self.sub_title = self.run.name
         self.status = self.run.read_status()
         if self.status:
-            self.state = run_state(self.run)
+            self.state = run_state(self.run, ask_slurm=False)  # no squeue here; the tail worker asks Slurm
             self._pids = (self.status.pid,) if self.status.pid else ()
         self.flush()  # the empty plots and panes say what they wait for until the history arrives
         self.set_interval(REDRAW_S, self.flush)

@@ -17,7 +17,7 @@ from textual.reactive import var
 from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
-from vittui.runs import launcher
+from vittui.runs import launcher, slurm
 from vittui.runs.registry import RunSummary, is_live, run_state, summarize, why_not_resumable
 from vittui.runs.store import RunDir, list_runs
 from vittui.ui.messages import RunsActed, RunsScanned
@@ -37,21 +37,23 @@ class SummaryCache:
     """`registry.summarize` remembered for runs no worker is behind, until their status.json or checkpoints
     folder changes: such a run changes only by a write (a resume, the scheduler starting it), so a rescan of
     a thousand finished runs costs two stats each instead of reading and deciding every one again. Runs in a
-    live state are summarized afresh every time (their worker can die without a write: `lost`)."""
+    live state are summarized afresh every time (their worker can die without a write: `lost`), and so are
+    Slurm runs (their state follows the job's, which Slurm changes without a write here)."""
 
     def __init__(self) -> None:
         self._rows: dict[Path, tuple[tuple[int, int, int], RunSummary]] = {}
 
-    def summary(self, run: RunDir) -> RunSummary:
+    def summary(self, run: RunDir, jobs: dict[str, str]) -> RunSummary:
+        """`jobs`: Slurm's job states, asked once for the whole scan (registry.scan_runs does the same)."""
         try:
             st, ck = run.status_path.stat(), run.checkpoints.stat()
         except OSError:
-            return summarize(run)
+            return summarize(run, jobs)
         version = (st.st_mtime_ns, st.st_size, ck.st_mtime_ns)
         if (hit := self._rows.get(run.path)) is not None and hit[0] == version:
             return hit[1]
-        row = summarize(run)
-        if is_live(row.state):
+        row = summarize(run, jobs)
+        if is_live(row.state) or row.job_id:
             self._rows.pop(run.path, None)
         else:
             self._rows[run.path] = (version, row)
@@ -79,11 +81,14 @@ def queue_positions(runs_root: Path) -> dict[Path, int]:
 
 
 def resume_run(run: RunDir, runs_root: Path) -> str:
-    """Continue `run` from its last checkpoint: back in line when the queue is in use (a scheduler alive or runs
-    waiting), so it does not jump the runs that wait for the same GPU; a detached worker otherwise. Returns
-    what happened, in one line; raises ValueError (why not) for a run that cannot resume."""
+    """Continue `run` from its last checkpoint: a Slurm run as a new sbatch job; else back in line when the
+    queue is in use (a scheduler alive or runs waiting), so it does not jump the runs that wait for the same
+    GPU; a detached worker otherwise. Returns what happened, in one line; raises ValueError (why not) for a
+    run that cannot resume. sbatch and squeue block: call it from a thread worker."""
     if (why := why_not_resumable(run, run_state(run))) is not None:
         raise ValueError(why)
+    if slurm.job_id_of(run) is not None:  # a Slurm run continues as a new sbatch job (SlurmError: why not)
+        return f"{run.name} resubmitted: slurm job {slurm.resubmit(run)}"
     status = run.read_status()
     at = f" from step {status.last_checkpoint_step}" if status and status.last_checkpoint_step else ""
     q = queue_module()
@@ -152,12 +157,14 @@ class RunsScreen(VittuiScreen):
             self._wake.clear()
             runs = list_runs(self.runs_root)[::-1]  # newest first
             positions = queue_positions(self.runs_root)
+            ids = [j for r in runs if (j := slurm.job_id_of(r))]
+            jobs = slurm.job_states(ids) if ids else {}  # one squeue for every Slurm run
             if first and len(runs) > FIRST_ROWS:  # a screenful on screen before the rest is read
                 self._drawn.clear()
-                self.post_message(RunsScanned([cache.summary(r) for r in runs[:FIRST_ROWS]], positions))
+                self.post_message(RunsScanned([cache.summary(r, jobs) for r in runs[:FIRST_ROWS]], positions))
                 self._drawn.wait(1.0)  # reading the rest now would take the GIL from that first frame
             first = False
-            self.post_message(RunsScanned([cache.summary(r) for r in runs], positions))
+            self.post_message(RunsScanned([cache.summary(r, jobs) for r in runs], positions))
             self._wake.wait(REFRESH_S)
 
     def rescan(self) -> None:
@@ -220,21 +227,26 @@ class RunsScreen(VittuiScreen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="resume", name="resume")
     def resume(self, path: Path) -> None:
         """Off the event loop: it reads the run's state again (the list is up to 2 s old) and spawns a process."""
+        run = RunDir(path)
         try:
-            note = resume_run(RunDir(path), self.runs_root)
+            note = resume_run(run, self.runs_root)
         except ValueError as e:
             self.post_message(RunsActed(error=str(e)))
             return
         except Exception as e:  # noqa: BLE001 - the user is told why; the run is left as it was
             self.post_message(RunsActed(error=f"could not resume {path.name}: {e}"))
             return
-        self.post_message(RunsActed(note=note))
+        # a Slurm job may wait in Slurm's own queue for long: the monitor follows it from its first line
+        self.post_message(RunsActed(note=note, attach=path if slurm.job_id_of(run) is not None else None))
 
     def on_runs_acted(self, message: RunsActed) -> None:
         if message.error:
             self.notify(message.error, severity="error", timeout=8)
         else:
             self.notify(message.note)
+        if message.attach is not None:
+            self.vittui_app.attach(message.attach)
+            return
         self.rescan()
 
     # --- clone -----------------------------------------------------------------------------------

@@ -27,7 +27,11 @@ def _pct(v: float | None) -> str:
 
 
 def state_text(row: RunSummary, position: int | None) -> str:
-    """The state cell: a queued run says its place in line ("queued #2")."""
+    """The state cell: a queued run says its place in line ("queued #2"); a Slurm run adds its job, and
+    Slurm's state while the job waits."""
+    if row.job_id:
+        waiting = f" {row.job_state}" if row.job_state and row.state in ("queued", "starting") else ""
+        return f"{row.state} (slurm {row.job_id}{waiting})"
     return f"{row.state} #{position}" if row.state == "queued" and position is not None else row.state
 
 
