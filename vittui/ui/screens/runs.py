@@ -157,15 +157,19 @@ class RunsScreen(VittuiScreen):
             self._wake.clear()
             runs = list_runs(self.runs_root)[::-1]  # newest first
             positions = queue_positions(self.runs_root)
-            ids = [j for r in runs if (j := slurm.job_id_of(r))]
-            jobs = slurm.job_states(ids) if ids else {}  # one squeue for every Slurm run
             if first and len(runs) > FIRST_ROWS:  # a screenful on screen before the rest is read
                 self._drawn.clear()
-                self.post_message(RunsScanned([cache.summary(r, jobs) for r in runs[:FIRST_ROWS]], positions))
+                self.post_message(RunsScanned(self._summaries(cache, runs[:FIRST_ROWS]), positions))
                 self._drawn.wait(1.0)  # reading the rest now would take the GIL from that first frame
             first = False
-            self.post_message(RunsScanned([cache.summary(r, jobs) for r in runs], positions))
+            self.post_message(RunsScanned(self._summaries(cache, runs), positions))
             self._wake.wait(REFRESH_S)
+
+    @staticmethod
+    def _summaries(cache: SummaryCache, runs: list[RunDir]) -> list[RunSummary]:
+        ids = [j for r in runs if (j := slurm.job_id_of(r))]
+        jobs = slurm.job_states(ids) if ids else {}  # one squeue for every Slurm run
+        return [cache.summary(r, jobs) for r in runs]
 
     def rescan(self) -> None:
         self._wake.set()
