@@ -99,3 +99,29 @@ def test_resolve_run_by_name_or_path(tmp_path, monkeypatch):
     assert resolve_run("runs/alpha", "nowhere").path.resolve() == run.path.resolve()
     with pytest.raises(FileNotFoundError, match="no run named 'beta'"):
         resolve_run("beta", tmp_path / "runs")
+
+
+def test_model_name_reads_the_model_table_in_any_layout_and_sees_a_rewrite(tmp_path):
+    """The runs list reads only `model.name` (no validation); what it says must match a full parse."""
+    import tomllib
+
+    from vittui.recipe import load_preset
+    from vittui.runs.registry import model_name
+
+    run = RunDir(tmp_path / "r").create()
+    layouts = {
+        "saved": None,  # as recipe.save writes it
+        '[data]\nname = "not-this"\n[model]\nsource = "timm"\nname = "a/b" # a comment\n': "a/b",
+        'model.name = "dotted"\n': "dotted",
+        '[model]\nsource = "timm"\n\n[data]\nbatch_size = 8\n': Recipe().model.name,  # no name: the default
+        '[model]\nsource = "timm"\n[data]\nname = "not-this"\n': Recipe().model.name,  # another table's name
+        "[broken": "?",
+    }
+    for text, expected in layouts.items():
+        if text == "saved":
+            save(load_preset("deit-tiny-scratch"), run.recipe_path)
+            expected = tomllib.loads(run.recipe_path.read_text())["model"]["name"]
+        else:
+            run.recipe_path.write_text(text)
+        assert model_name(run) == expected, text
+        assert model_name(run) == expected  # the remembered answer is the same

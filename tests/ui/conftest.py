@@ -33,3 +33,15 @@ def fake_run(runs_root: Path):
 @pytest.fixture
 def no_gpu() -> FakeSource:
     return FakeSource([], HOST, reason="NVIDIA driver library (libnvidia-ml) not found")
+
+
+@pytest.fixture
+def queue_held(runs_root: Path):
+    """The run queue of `runs_root` with its scheduler lock held by this test process: to every caller a
+    scheduler is alive, so `enqueue`/`requeue` start none and queued runs stay in line while a test looks."""
+    from vittui.runs import lock, queue
+
+    queue.waiting_dir(runs_root).mkdir(parents=True, exist_ok=True)
+    lock.acquire(queue.scheduler_lock_path(runs_root))
+    yield queue
+    lock.release(queue.scheduler_lock_path(runs_root))

@@ -91,9 +91,11 @@ async def test_monitor_snapshot(runs_root):
 
 async def test_setup_snapshot(runs_root, no_gpu):
     """The setup screen with the real model catalogue (data in the package) and the real memory estimate
-    (pure Python, from the recipe alone: deterministic) for the demo preset, with no GPU."""
+    (pure Python, from the recipe alone: deterministic) for the demo preset, with no GPU, once pre-flight
+    (a real `vittui check`) has answered."""
     app = create_app(runs_root, gpu_source=no_gpu)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: "estimate: peak" in screen_text(app) and "^s Start" in screen_text(app))
+        await wait_for(pilot, lambda: "estimate: peak" in screen_text(app) and "^s Start" in screen_text(app)
+                       and "pre-flight ok" in screen_text(app), timeout=120)
         text = screen_text(app)
     check_snapshot("setup-120x40", text)

@@ -73,6 +73,14 @@ async def runs_screen_from(app, pilot, runs: int):
     return table
 
 
+def footer_enabled(app) -> set[str]:
+    """The descriptions of the footer's keys that are enabled now (a disabled key is drawn dim, which plain
+    text does not show): what the footer tells a person they can press."""
+    from textual.widgets._footer import FooterKey
+
+    return {k.description for k in app.screen.query(FooterKey) if not k.has_class("-disabled")}
+
+
 async def start_from_setup(app, pilot):
     """ctrl+s on the setup screen (the app made with a recipe): the monitor of the worker it started."""
     from vittui.ui.screens.monitor import MonitorScreen
@@ -80,3 +88,21 @@ async def start_from_setup(app, pilot):
     await pilot.press("ctrl+s")
     await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="monitor")
     return app.screen
+
+
+def notifications(app) -> list[str]:
+    """Every message `app.notify` is given from now on, in order (a toast itself expires after a few seconds,
+    so `app._notifications` can be empty again by the time a slow box gets to look)."""
+    said: list[str] = []
+    original = app.notify
+
+    def notify(message, *args, **kwargs):
+        said.append(str(message))
+        return original(message, *args, **kwargs)
+
+    app.notify = notify
+    return said
+
+
+def was_said(said: list[str], text: str) -> bool:
+    return any(text in m for m in said)

@@ -4,6 +4,7 @@ types, and the rules that span fields; every error a `RecipeError` a person can 
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import types
 import typing
@@ -79,7 +80,10 @@ RANGES: dict[str, tuple[float | None, bool, float | None, bool]] = {
 }
 
 
+@functools.cache
 def field_hints(cls: type) -> dict[str, Any]:
+    """A section's field types, resolved once per class (get_type_hints evaluates every annotation string:
+    it was most of the time loading a recipe took). Callers only read the dict."""
     return typing.get_type_hints(cls)
 
 

@@ -20,20 +20,29 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vittui.recipe import load
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
+from vittui.recipe import Recipe
 from vittui.runs import slurm
 from vittui.runs.lock import lock_holder_alive, pid_alive
 from vittui.runs.store import LIVE_STATES, RunDir, RunStatus, list_runs
 
 _ASK = object()  # run_state's `job` default: ask Slurm when the run is a Slurm run
 
+_UNREAD = RunStatus()  # run_state's `status` default: read status.json
 
-def run_state(run: RunDir, *, ask_slurm: bool = True, job: str | None | object = _ASK) -> str:
+
+def run_state(run: RunDir, status: RunStatus | None = _UNREAD, *, ask_slurm: bool = True,
+              job: str | None | object = _ASK) -> str:
     """queued / starting / running / paused / stopping / stopped / suspended / finished / failed / lost (see
     the module docstring). `suspended` is final: the worker checkpointed and exited; a resume starts a new
-    one. `job`: the Slurm job's state when the caller already asked (scan_runs asks once for every run)."""
-    status = run.read_status()
+    one. `status`: status.json already read by the caller (None: there is none), so a scan reads it once.
+    `job`: the Slurm job's state when the caller already asked (scan_runs asks once for every run)."""
+    if status is _UNREAD:
+        status = run.read_status()
     if status is None:
         local = "starting" if lock_holder_alive(run.lock_path) else "lost"
     elif status.state in LIVE_STATES and not (
@@ -95,17 +104,61 @@ class RunSummary:
         return time.strftime("%m-%d %H:%M", time.localtime(self.updated)) if self.updated else "-"
 
 
+_MODEL_NAMES: dict[Path, tuple[tuple[int, int], str]] = {}  # run path -> (recipe.toml's mtime and size, model.name)
+
+
+def model_name(run: RunDir) -> str:
+    """`model.name` of the run's recipe.toml, "?" when it cannot be read. A list of a thousand runs needs only
+    this one value, and validating every recipe was 90% of a scan: the `[model]` table's `name` line is read
+    (the whole file parsed only when that line is not where `recipe.save` puts it), and the answer is kept
+    per file version — recipe.toml is written once, when the run is made, so a rescan reads none again."""
+    path = run.recipe_path
+    try:
+        st = path.stat()
+        version = (st.st_mtime_ns, st.st_size)
+        if (hit := _MODEL_NAMES.get(run.path)) is not None and hit[0] == version:
+            return hit[1]
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return "?"
+    name = _model_line(text)
+    if name is None:
+        try:
+            name = str(tomllib.loads(text).get("model", {}).get("name", Recipe().model.name))
+        except (ValueError, AttributeError):
+            name = "?"
+    _MODEL_NAMES[run.path] = (version, name)
+    return name
+
+
+def _model_line(text: str) -> str | None:
+    """The string value of `name = ...` in the `[model]` table, or None when the file is laid out otherwise."""
+    if text.startswith("[model]\n"):
+        start = 0
+    elif (at := text.find("\n[model]\n")) >= 0:
+        start = at + 1
+    else:
+        return None
+    for line in text[start:].splitlines()[1:]:
+        if line.startswith("["):
+            return None
+        if line.startswith("name ") or line.startswith("name="):
+            try:
+                value = tomllib.loads(line).get("name")
+            except ValueError:
+                return None
+            return value if isinstance(value, str) else None
+    return None
+
+
 def summarize(run: RunDir, jobs: dict[str, str] | None = None) -> RunSummary:
     """One run's row; `jobs` holds Slurm's job states when the caller asked for many at once."""
     status = run.read_status()
     s = status or RunStatus(updated=0.0)
-    try:
-        model = load(run.recipe_path).model.name
-    except Exception:  # noqa: BLE001 - a broken recipe must not hide the run from the list
-        model = "?"
+    model = model_name(run)
     job_id = slurm.job_id_of(run)
     job = (jobs.get(job_id) if jobs is not None else slurm.job_state(job_id)) if job_id else None
-    state = run_state(run, job=job)
+    state = run_state(run, status, job=job)
     return RunSummary(run.name, run.path, state, s.step, s.total_steps, s.epoch, s.best_top1,
                       s.last_top1, model, s.updated, resumable=why_not_resumable(run, state) is None,
                       executor="slurm" if job_id else "local", job_id=job_id, job_state=job)

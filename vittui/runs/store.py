@@ -199,8 +199,19 @@ def new_run_name(runs_root: Path, base: str) -> str:
 
 
 def list_runs(runs_root: str | Path) -> list[RunDir]:
-    root = Path(runs_root)
-    if not root.is_dir():
+    """Every run directory (a folder holding recipe.toml) in `runs_root`, oldest recipe first. One stat per
+    run (the folder test comes from the directory listing itself): the runs screen lists a thousand."""
+    found = []
+    try:
+        with os.scandir(runs_root) as entries:
+            for entry in entries:
+                if not entry.is_dir():
+                    continue
+                run = RunDir(entry.path)
+                try:
+                    found.append((run.recipe_path.stat().st_mtime, entry.name, run))
+                except OSError:  # no recipe.toml: not a run (the queue's folder, a stray directory)
+                    continue
+    except (FileNotFoundError, NotADirectoryError):
         return []
-    runs = [RunDir(p) for p in root.iterdir() if p.is_dir() and RunDir(p).exists()]
-    return sorted(runs, key=lambda r: r.recipe_path.stat().st_mtime)
+    return [run for _, _, run in sorted(found, key=lambda t: (t[0], t[1]))]

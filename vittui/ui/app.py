@@ -130,6 +130,18 @@ class VittuiApp(App[str]):
         if not isinstance(self.screen, SetupScreen):
             self.switch_screen(self._setup_screen())
 
+    def setup_with(self, recipe: R.Recipe, note: str = "") -> None:
+        """The setup screen showing `recipe` (no preset): the runs screen's clone."""
+        self.recipe, self.preset = recipe, None
+        while len(self.screen_stack) > 2:
+            self.pop_screen()
+        if isinstance(self.screen, SetupScreen):
+            self.screen.show_recipe(recipe)
+        else:
+            self.switch_screen(self._setup_screen())
+        if note:
+            self.notify(note)
+
     async def action_quit(self) -> None:
         screen = self.screen
         if isinstance(screen, _monitor_screen()) and is_live(screen.state):

@@ -8,6 +8,7 @@ planner are imported for annotations only: the setup screen imports this module 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from textual.message import Message
@@ -92,6 +93,8 @@ class RunLaunched(Message):
     """The launcher started a worker for the setup screen's recipe."""
 
     run: RunDir
+    queued: bool = False  # enqueued (the setup screen's queue action), not started
+    position: int | None = None  # its place in the queue
 
 
 @dataclass
@@ -99,6 +102,24 @@ class LaunchFailed(Message):
     """The launcher could not start the run (the runs folder not writable, the worker would not spawn)."""
 
     error: str
+    queued: bool = False
+
+
+@dataclass
+class PreflightChecked(Latest):
+    """`vittui check` on `recipe`: its problems (none: ok), or `error` when it could not be asked."""
+
+    recipe: Recipe
+    problems: list[str]
+    error: str = ""
+
+
+@dataclass
+class LrFound(Message):
+    """`vittui lr-find` answered (`result`, a screens.lr_find.LrFindResult) or failed (`error`, one line)."""
+
+    result: object | None
+    error: str = ""
 
 
 @dataclass
@@ -114,6 +135,17 @@ class RunsScanned(Latest):
     """Every run in the runs folder, newest first."""
 
     rows: list[RunSummary]
+    positions: dict = field(default_factory=dict)  # Path -> place in the queue (1 = next), queued runs only
+
+
+@dataclass
+class RunsActed(Message):
+    """A runs-screen action that ran in a thread worker (resume, delete) is done: `note` says what happened,
+    or `error` why nothing did."""
+
+    note: str = ""
+    error: str = ""
+    attach: Path | None = None  # the run the monitor should open on (a resubmitted Slurm run)
 
 
 @dataclass

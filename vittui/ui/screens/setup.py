@@ -1,5 +1,9 @@
 """Setup: pick a model from the catalogue, edit the recipe (validated field by field), load or save a
-preset, read the memory estimator's verdict, start the run."""
+preset, read the memory estimator's verdict and the pre-flight findings, start the run or queue it, run the
+LR range test and apply its suggestion.
+
+Pre-flight and the LR range test need torch, so they are `vittui check` / `vittui lr-find` subprocesses
+(`vittui.ui.cli_json`) in thread workers; pre-flight reruns once edits have settled for a moment."""
 
 from __future__ import annotations
 
@@ -7,17 +11,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from textual import on, work
+from textual.worker import get_current_worker
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
+from textual.containers import Horizontal, Vertical
 from textual.reactive import var
 from textual.widgets import Button, Footer, Label, Select, Static
 
 from vittui import recipe as R
-from vittui.ui.messages import LaunchFailed, MemoryEstimated, RecipeChosen, RunLaunched
+from vittui.ui.messages import (LaunchFailed, LrFound, MemoryEstimated, PreflightChecked, RecipeChosen,
+                                RunLaunched)
 from vittui.ui.screens.base import VittuiScreen
 from vittui.ui.screens.modals import HelpModal, SavePresetModal, key_rows
 from vittui.ui.widgets.model_table import ModelTable
+from vittui.ui.widgets.preflight_pane import PreflightPane
 from vittui.ui.widgets.recipe_editor import RecipeEditor
 
 if TYPE_CHECKING:
@@ -52,6 +59,8 @@ def verdict_text(est: MemoryEstimate) -> str:
 class SetupScreen(VittuiScreen):
     BINDINGS = [
         Binding("ctrl+s", "start", "Start run"),
+        Binding("ctrl+t", "queue", "Queue"),
+        Binding("ctrl+l", "lr_find", "LR find"),
         Binding("ctrl+o", "save_preset", "Save preset"),
         Binding("ctrl+r", "app.runs", "Runs"),
         Binding("tab", "app.focus_next", "Next", show=False),
@@ -60,20 +69,31 @@ class SetupScreen(VittuiScreen):
     ]
     PALETTE = [
         ("start", "Start run", "Launch the worker with this recipe and watch it"),
+        ("queue", "Queue run", "Put the run in the queue; the scheduler starts it when a slot is free"),
+        ("lr_find", "LR range test", "Run `vittui lr-find` on this recipe and offer its suggested lr"),
         ("save_preset", "Save preset", "Write the recipe to a TOML file"),
         ("app.runs", "Runs", "Every run in the runs folder"),
         ("help", "Help", "Keys of this screen"),
     ]
     HELP_NOTES = ("Edit a field and press enter (or leave it): the value is checked like the CLI checks it;\n"
-                  "a bad value shows why and the old one stays. Enter on a model row picks it.")
+                  "a bad value shows why and the old one stays. Enter on a model row picks it.\n"
+                  "Pre-flight (`vittui check`) reruns a moment after the last edit; ctrl+s and ctrl+t\n"
+                  "refuse a recipe with known problems. ctrl+l runs the LR range test in the background.")
+    PREFLIGHT_SETTLE_S = 1.0  # edits settle this long before pre-flight runs (each one spawns torch)
+    PREFLIGHT_TIMEOUT_S = 180.0
+    LR_FIND_TIMEOUT_S = 900.0
 
     starting: var[bool] = var(False, bindings=True)
-    """A launch is under way: ctrl+s is off until it lands or fails."""
+    """A launch (or an enqueue) is under way: ctrl+s and ctrl+t are off until it lands or fails."""
+    finding_lr: var[bool] = var(False, bindings=True)
+    """The LR range test runs: ctrl+l is off until it answers."""
 
     def __init__(self, recipe: R.Recipe, preset: str | None = None) -> None:
         super().__init__(classes="setup")
         self.recipe = recipe
         self.preset = preset
+        self.preflight: tuple[R.Recipe, list[str]] | None = None  # the last recipe checked and its problems
+        self._preflight_timer = None
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="preset-bar"):
@@ -86,7 +106,9 @@ class SetupScreen(VittuiScreen):
             yield Button("Start ▶", id="start", variant="success", compact=True)
         with Horizontal(id="setup-main"):
             yield ModelTable(id="models")
-            yield RecipeEditor(self.recipe, id="editor")
+            with Vertical(id="recipe-col"):
+                yield RecipeEditor(self.recipe, id="editor")
+                yield PreflightPane(id="preflight")
         yield Static("", id="verdict")
         yield Footer()
 
@@ -100,6 +122,7 @@ class SetupScreen(VittuiScreen):
     def on_mount(self) -> None:
         # after the first frame: the estimate's thread would share the GIL with the first paint
         self.call_after_refresh(lambda: self.estimate_memory(self.recipe, with_free_gpu=True))
+        self.schedule_preflight()
         self.query_one("#model-filter").focus()
 
     # --- recipe changes --------------------------------------------------------------------------
@@ -109,6 +132,15 @@ class SetupScreen(VittuiScreen):
         if not from_editor:
             self.query_one(RecipeEditor).set_recipe(recipe)
         self.estimate_memory(recipe, with_free_gpu=True)
+        self.schedule_preflight()
+
+    def show_recipe(self, recipe: R.Recipe) -> None:
+        """A recipe from elsewhere that is no preset (a run's, cloned from the runs screen)."""
+        self.preset = None
+        select = self.query_one("#preset", Select)
+        with select.prevent(Select.Changed):
+            select.value = Select.NULL
+        self.set_recipe(recipe)
 
     def on_recipe_editor_changed(self, message: RecipeEditor.Changed) -> None:
         self.set_recipe(message.recipe, from_editor=True)
@@ -151,9 +183,66 @@ class SetupScreen(VittuiScreen):
         self.query_one("#verdict", Static).update("estimate: " + text)
 
     # --- actions ---------------------------------------------------------------------------------
+    # --- pre-flight (vittui check in a subprocess, once edits settle) ------------------------------
+    def schedule_preflight(self) -> None:
+        if self._preflight_timer is not None:
+            self._preflight_timer.stop()
+        self._preflight_timer = self.set_timer(self.PREFLIGHT_SETTLE_S, self._start_preflight)
+
+    def _start_preflight(self) -> None:
+        self._preflight_timer = None
+        self.query_one(PreflightPane).show_checking()
+        self.run_preflight(self.recipe)
+
+    def _ask_cli(self, command: str, recipe: R.Recipe, timeout: float):
+        """`vittui COMMAND RECIPE --json` from the calling thread worker; None when the worker was cancelled
+        (the screen went away, or a newer request replaced it): the process is killed, nothing is posted."""
+        from vittui.ui.cli_json import run_on_recipe
+
+        worker = get_current_worker()
+        res = run_on_recipe(command, recipe, self.vittui_app.runs_root, timeout=timeout,
+                            cancelled=lambda: worker.is_cancelled)
+        return None if worker.is_cancelled else res
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="preflight", name="pre-flight")
+    def run_preflight(self, recipe: R.Recipe) -> None:
+        if (res := self._ask_cli("check", recipe, self.PREFLIGHT_TIMEOUT_S)) is None:
+            return
+        data = res.data if isinstance(res.data, dict) else {}
+        if "ok" in data and isinstance(data.get("problems"), list):
+            self.post_message(PreflightChecked(recipe, [str(p) for p in data["problems"]]))
+        else:
+            self.post_message(PreflightChecked(recipe, [], error=res.error or "no answer from vittui check"))
+
+    def on_preflight_checked(self, message: PreflightChecked) -> None:
+        if message.recipe != self.recipe:
+            return  # checked a recipe that has been edited since: the next check is on its way
+        pane = self.query_one(PreflightPane)
+        if message.error:
+            self.preflight = None
+            pane.show_unavailable(message.error)
+        else:
+            self.preflight = (message.recipe, message.problems)
+            pane.show_result(message.problems)
+
+    def known_problems(self) -> list[str]:
+        """Pre-flight's problems with the recipe as it is now (none known when it has not been checked)."""
+        if self.preflight is None or self.preflight[0] != self.recipe:
+            return []
+        return self.preflight[1]
+
+    def _refuse_known_problems(self, what: str) -> bool:
+        problems = self.known_problems()
+        if problems:
+            self.notify(f"not {what}: pre-flight found " + "; ".join(problems), severity="error", timeout=10)
+        return bool(problems)
+
+    # --- actions ---------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "start":
+        if action in ("start", "queue"):
             return None if self.starting else True
+        if action == "lr_find":
+            return None if self.finding_lr else True
         return True
 
     def action_save_preset(self) -> None:
@@ -174,7 +263,7 @@ class SetupScreen(VittuiScreen):
         self.app.push_screen(SavePresetModal(default), done)
 
     def action_start(self) -> None:
-        if self.starting:
+        if self.starting or self._refuse_known_problems("started"):
             return
         self.starting = True
         self.notify("starting the worker…")
@@ -193,11 +282,99 @@ class SetupScreen(VittuiScreen):
 
     def on_launch_failed(self, message: LaunchFailed) -> None:
         self.starting = False
-        self.notify(f"could not start: {message.error}", severity="error", timeout=8)
+        self.notify(f"could not {'queue' if message.queued else 'start'}: {message.error}", severity="error",
+                    timeout=8)
 
     def on_run_launched(self, message: RunLaunched) -> None:
         self.starting = False
+        if message.queued:
+            self.notify(f"queued {message.run.name}" + (f" (#{message.position} in line)" if message.position else ""))
+            self.vittui_app.action_runs()
+            return
         self.vittui_app.attach(message.run.path)
+
+    # --- queue -----------------------------------------------------------------------------------
+    def action_queue(self) -> None:
+        if self.starting or self._refuse_known_problems("queued"):
+            return
+        self.starting = True
+        self.enqueue(self.recipe)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="launch", name="enqueue")
+    def enqueue(self, recipe: R.Recipe) -> None:
+        """The run directory in state `queued` with the planner's peak for admission (none for a model the
+        planner cannot size: admitted on slots alone), as `vittui train --queue` writes it; `enqueue` starts
+        a scheduler when none is alive."""
+        from vittui.planning.memory import estimate
+        from vittui.ui.screens.runs import queue_module
+
+        q = queue_module()
+        if q is None:
+            self.post_message(LaunchFailed("this install has no run queue (vittui.runs.queue)", queued=True))
+            return
+        root = self.vittui_app.runs_root
+        try:
+            estimate_bytes = estimate(recipe).peak
+        except Exception:  # noqa: BLE001 - as train --queue: it still queues
+            estimate_bytes = None
+        try:
+            run = q.enqueue(recipe, root, estimate_bytes=estimate_bytes)
+            position = q.position(run)
+        except Exception as e:  # noqa: BLE001 - the user is told why, the setup screen stays
+            self.post_message(LaunchFailed(str(e), queued=True))
+            return
+        self.post_message(RunLaunched(run, queued=True, position=position))
+
+    # --- LR range test ---------------------------------------------------------------------------
+    def action_lr_find(self) -> None:
+        if self.finding_lr:
+            return
+        self.finding_lr = True
+        self.notify("LR range test running… (vittui lr-find, a subprocess)")
+        self.run_lr_find(self.recipe)
+
+    def watch_finding_lr(self, running: bool) -> None:
+        """Said under the editor for as long as it runs (the notification fades)."""
+        for pane in self.query(PreflightPane):
+            pane.border_subtitle = "LR range test running… (vittui lr-find)" if running else ""
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="lr-find", name="lr-find")
+    def run_lr_find(self, recipe: R.Recipe) -> None:
+        from vittui.ui.screens.lr_find import LrFindResult
+
+        if (res := self._ask_cli("lr-find", recipe, self.LR_FIND_TIMEOUT_S)) is None:
+            return
+        if res.rc != 0:
+            self.post_message(LrFound(None, error=res.error))
+            return
+        if isinstance(res.data, dict) and res.data.get("suggested_lr") is None:
+            self.post_message(LrFound(None, error="no step gave a finite loss, so no suggestion"))
+            return
+        try:
+            self.post_message(LrFound(LrFindResult.from_json(res.data)))
+        except (KeyError, TypeError, ValueError) as e:
+            self.post_message(LrFound(None, error=f"vittui lr-find answered something unexpected ({e!r})"))
+
+    def on_lr_found(self, message: LrFound) -> None:
+        from vittui.ui.screens.lr_find import LrFindModal
+
+        self.finding_lr = False
+        if message.result is None:
+            self.notify(f"LR range test failed: {message.error}", severity="error", timeout=10)
+            return
+
+        def applied(lr: float | None) -> None:
+            if lr is None:
+                return
+            try:
+                recipe = R.set_value(self.recipe, "optim.lr", lr)
+            except R.RecipeError as e:
+                self.notify(f"cannot apply lr {lr:.3g}: {e.message}", severity="error")
+                return
+            self.set_recipe(recipe)
+            self.notify(f"optim.lr = {lr:.3g}")
+
+        self.app.push_screen(LrFindModal(message.result), applied)
 
     def action_help(self) -> None:
         self.app.push_screen(HelpModal("Setup", key_rows(self), self.HELP_NOTES))
