@@ -12,13 +12,13 @@ import argparse
 import sys
 
 from vittui.commands import (attach, compare, ctl, dashboard, estimate, export, export_log, export_model, predict,
-                             runs, select, train)
+                             runs, select, sweep, train)
 from vittui.commands import eval as evaluate
 from vittui.recipe import RecipeError
 
 # In the order `vittui --help` lists them.
 SUBCOMMANDS = (train, runs, ctl, attach, compare, export_log, estimate, evaluate, export, export_model, predict,
-               select)
+               select, sweep)
 
 
 def build_parser() -> argparse.ArgumentParser:

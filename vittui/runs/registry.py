@@ -22,8 +22,8 @@ from vittui.runs.store import LIVE_STATES, RunDir, RunStatus, list_runs
 
 
 def run_state(run: RunDir) -> str:
-    """starting / running / paused / stopping / stopped / suspended / finished / failed / lost (see the module
-    docstring). `suspended` is final for now: the worker checkpointed and exited; a resume starts a new one."""
+    """starting / running / paused / stopping / stopped / suspended / finished / failed / pruned / lost (see the
+    module docstring; `pruned`, a sweep trial its pruner stopped, is final like finished). `suspended` is final for now: the worker checkpointed and exited; a resume starts a new one."""
     status = run.read_status()
     if status is None:
         return "starting" if lock_holder_alive(run.lock_path) else "lost"

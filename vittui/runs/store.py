@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-STATES = ("starting", "running", "paused", "stopping", "stopped", "suspended", "finished", "failed")
+STATES = ("starting", "running", "paused", "stopping", "stopped", "suspended", "finished", "failed", "pruned")
 LIVE_STATES = ("starting", "running", "paused", "stopping")
 
 

@@ -33,9 +33,13 @@ from vittui.train.optim import apply_lr_multiplier, current_lr
 START_OVER = "no checkpoint yet: starting over from step 0"
 
 
+class TrialPruned(Exception):
+    """A sweep trial's pruner said stop at this eval (vittui/sweep/report.py); the message is the reason."""
+
+
 @dataclass
 class TrainResult:
-    state: str  # finished | stopped | suspended
+    state: str  # finished | stopped | suspended | pruned
     step: int
     best_top1: float | None
     last_top1: float | None
@@ -76,6 +80,8 @@ def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = 
     t_start = time.time()
     try:
         _loop(b, p, cp)
+    except TrialPruned as e:  # final: no checkpoint, the run ends here
+        return _finish(b, p, time.time() - t_start, pruned=str(e))
     except Exception as e:
         if is_out_of_memory(e):
             emergency_checkpoint(b, p)
@@ -232,6 +238,8 @@ def run_eval(b: Built, p: Progress) -> None:
     b.out.emit(ev.Eval(step=p.pos.step, epoch=_epoch_progress(b, p), loss=loss, top1=top1, top5=top5,
                        ema_top1=ema_top1))
     b.out.status(last_top1=top1, best_top1=max(top1, p.best_top1 or 0.0))
+    if b.out.pruned:  # sweep: the trial's pruner said stop (reported by the emitter, vittui/sweep/report.py)
+        raise TrialPruned(b.out.pruned)
 
 
 def save_checkpoint(b: Built, p: Progress) -> None:
@@ -328,10 +336,12 @@ def _announce(b: Built, p: Progress) -> None:
     b.out.set_state("running", p.pos.step, "started")
 
 
-def _finish(b: Built, p: Progress, wall: float, *, suspended: bool = False) -> TrainResult:
+def _finish(b: Built, p: Progress, wall: float, *, suspended: bool = False, pruned: str = "") -> TrainResult:
     """The run's last state. Suspended (checkpointed at this step, to be resumed by a new worker) writes
-    no Finished event: the run is not over."""
-    if p.pos.step >= b.total_steps:
+    no Finished event: the run is not over. Pruned (a sweep trial stopped by its pruner) is final."""
+    if pruned:
+        state, reason = "pruned", pruned
+    elif p.pos.step >= b.total_steps:
         state, reason = "finished", ""
     elif suspended:
         state, reason = "suspended", f"suspended by user: checkpoint at step {p.pos.step}, worker exited"
