@@ -30,6 +30,7 @@ class RunsScreen(VittuiScreen):
         Binding("m,space", "mark", "Mark"),
         Binding("c", "compare", "Compare"),
         Binding("v", "report", "Report"),
+        Binding("w", "sweep", "Sweep"),
         Binding("escape", "back", "Back"),
         Binding("n", "app.setup", "New"),
         Binding("q", "app.quit", "Quit"),
@@ -38,6 +39,7 @@ class RunsScreen(VittuiScreen):
     PALETTE = [("app.setup", "New run", "Back to the setup screen"), ("back", "Back", "Leave the runs list"),
                ("compare", "Compare marked runs", "Curves overlaid and the recipe fields that differ"),
                ("report", "Evaluation report", "The report of the run under the cursor"),
+               ("sweep", "Sweep", "The sweep the run under the cursor is a trial of"),
                ("resume_run", "Resume run", "Start a new worker from the last checkpoint of the run under the cursor")]
 
     marked: var[list[Path]] = var(list, bindings=True)
@@ -98,6 +100,8 @@ class RunsScreen(VittuiScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "compare":
             return True if len(self.marked) >= 2 else None
+        if action == "sweep":
+            return True if self._trial_tags() is not None else None
         if action == "resume_run":
             row = self._current()
             return True if row is not None and row.resumable else None
@@ -119,6 +123,17 @@ class RunsScreen(VittuiScreen):
             self.notify(f"could not resume {run.name}: {e}", severity="error")
             return
         self.vittui_app.attach(run.path)
+
+    def _trial_tags(self):
+        from vittui.runs.store import RunDir
+        from vittui.sweep.storage import read_trial_tags
+
+        row = self._current()
+        return read_trial_tags(RunDir(row.path)) if row is not None else None
+
+    def action_sweep(self) -> None:
+        if (tags := self._trial_tags()) is not None:
+            self.vittui_app.open_sweep(tags.study, tags.storage)
 
     def action_mark(self) -> None:
         table = self.query_one(RunsTable)
