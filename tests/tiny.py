@@ -194,3 +194,30 @@ def train_stopped_at(recipe, root: Path, name: str, stop_at: int):
             control.send("stop")
 
     return run, train(recipe, run.path, control, on_event=on_event)
+
+
+# A sweep trial: the tiny model on 256 digits, 4 epochs of 8 steps, evaluated every 4 steps (what a pruner
+# needs), no probes. `vittui sweep demo-digits` takes these as --set items.
+TINY_SWEEP = TINY_MODEL + [
+    "data.limit=256", "data.batch_size=32", "schedule.epochs=4", "schedule.min_lr=1e-7", "run.eval_every=4",
+    "run.probe_every=0", "compute.threads=1",
+]
+# lr from hopeless (1e-6: still at chance after 32 steps) to good, and warmup: what the e2e sweeps search.
+SWEEP_SPACE = """
+[optim.lr]
+low = 1e-6
+high = 3e-3
+log = true
+
+[schedule.warmup_epochs]
+low = 0.0
+high = 1.0
+"""
+
+
+def sweep_args(space: Path, trials: int, *extra: str) -> list[str]:
+    """`sweep demo-digits --space SPACE --trials N` over the tiny sweep recipe, plus `extra` arguments."""
+    args = ["sweep", "demo-digits", "--space", str(space), "--trials", str(trials)]
+    for item in TINY_SWEEP:
+        args += ["--set", item]
+    return args + list(extra)
