@@ -8,7 +8,8 @@ from vittui.cli import main
 from vittui.recipe import Recipe, save
 from vittui.runs.store import RunDir, RunStatus
 
-RUN_KEYS = {"name", "path", "state", "step", "total_steps", "epoch", "best_top1", "last_top1", "model", "updated"}
+RUN_KEYS = {"name", "path", "state", "step", "total_steps", "epoch", "best_top1", "last_top1", "model", "updated",
+            "queue_position"}
 
 
 def test_runs_json(tmp_path, capsys):
@@ -23,6 +24,22 @@ def test_runs_json(tmp_path, capsys):
     assert set(row) == RUN_KEYS
     assert (row["name"], row["state"], row["step"], row["best_top1"], row["last_top1"]) == ("a", "finished", 8, 71.5, None)
     assert row["model"] == Recipe().model.name and row["path"] == str(tmp_path / "a")
+
+
+def test_queue_json(tmp_path, capsys, monkeypatch):
+    from vittui.runs import queue
+
+    assert main(["--runs-dir", str(tmp_path), "queue", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"scheduler_alive": False, "runs": []}
+    monkeypatch.setattr(queue, "ensure_scheduler", lambda root: None)  # no scheduler process: the run stays queued
+    queue.enqueue(Recipe(), tmp_path, "q", estimate_bytes=5 << 20)
+    assert main(["--runs-dir", str(tmp_path), "queue", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["runs"]
+    assert row == {"position": 1, "name": "q", "state": "queued", "model": Recipe().model.name,
+                   "estimate_bytes": 5 << 20, "gpus": 0, "gpu_ids": [], "resume": False, "pid": None,
+                   "message": "waiting in the queue"}
+    assert main(["--runs-dir", str(tmp_path), "runs", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["queue_position"] == 1
 
 
 def test_estimate_json(capsys):

@@ -12,12 +12,12 @@ import argparse
 import sys
 
 from vittui.commands import (attach, compare, ctl, dashboard, estimate, export, export_log, export_model, predict,
-                             runs, select, sweep, train)
+                             queue, runs, select, sweep, train)
 from vittui.commands import eval as evaluate
 from vittui.recipe import RecipeError
 
 # In the order `vittui --help` lists them.
-SUBCOMMANDS = (train, runs, ctl, attach, compare, export_log, estimate, evaluate, export, export_model, predict,
+SUBCOMMANDS = (train, queue, runs, ctl, attach, compare, export_log, estimate, evaluate, export, export_model, predict,
                select, sweep)
 
 
@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
+    _revive_queue(args)
     try:
         if func is None:
             return dashboard.run(args)
@@ -54,6 +55,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: {e}", file=sys.stderr)
             return 2
         raise
+
+
+def _revive_queue(args) -> None:
+    """Restart the queue's scheduler when runs wait and none is alive (killed, machine rebooted). One
+    directory listing when nothing is queued: no psutil, nothing that delays the dashboard's first frame."""
+    from vittui.commands._common import runs_root
+    from vittui.runs.queue import revive
+
+    revive(runs_root(args))
 
 
 if __name__ == "__main__":

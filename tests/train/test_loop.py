@@ -195,6 +195,25 @@ def test_control_point_suspend_ends_the_loop_even_while_paused():
     assert acks == [("pause", 5, True), ("suspend", 5, True)]
 
 
+def test_a_suspend_with_a_reason_says_it_in_the_final_status_event(tmp_path, tiny_recipe):
+    """The queue's scheduler suspends a run paused too long: the run's last event names who and why."""
+    r = tiny_recipe.with_overrides(["schedule.max_steps=8"])
+    run = prepare_run(r, tmp_path, "z")
+    control = InProcessControl()
+    why = "suspended by the queue: paused 5.0 min (limit 5 min) while 2 queued run(s) wait for its slot"
+
+    def on_event(e):
+        if isinstance(e, ev.Step) and e.step == 3:
+            control.send("suspend", reason=why)
+
+    result = train(r, run.path, control, on_event=on_event)
+    assert result.state == "suspended"
+    last = [e for e in ev.read_all(run.events_path) if isinstance(e, ev.Status)][-1]
+    assert (last.state, last.reason) == ("suspended", f"{why}: checkpoint at step {result.step}, worker exited")
+    ack = [e for e in ev.read_all(run.events_path) if isinstance(e, ev.ControlAck)][-1]
+    assert (ack.command, ack.detail) == ("suspend", why)
+
+
 def test_attention_and_gradient_probes_are_written(tmp_path, tiny_recipe):
     from vittui.runs.probes import load_probe
 

@@ -63,8 +63,9 @@ async def test_sweep_screen_draws_the_study_and_opens_a_trial(runs_root, no_gpu)
         assert [(t.number, t.state) for t in table.rows_data] == [(0, "complete"), (1, "complete"), (2, "pruned"),
                                                                   (3, "complete"), (4, "fail")]
         assert table.rows_data[2].pruned_at == 4 and table.rows_data[2].value == 9.0
-        text = screen_text(app)
-        assert "best val_top1 70 (trial 3)" in text and "3*" in text  # the best trial is marked
+        # the title names the best, the table marks it (drawn at the next refresh)
+        await wait_for(pilot, lambda: "best val_top1 70 (trial 3)" in (t := screen_text(app)) and " 3* " in t,
+                       what="best trial shown")
         # best so far over complete trials in order: 60, 60, 70 (trials 0, 1, 3)
         best = screen.query_one("#sweep-best", MetricPlot)
         assert list(best.series[0].xs) == [0, 1, 3] and list(best.series[0].ys) == [60.0, 60.0, 70.0]

@@ -1,8 +1,10 @@
 """`vittui ctl RUN pause|resume|stop|suspend|checkpoint|eval|set [--lr-scale X] [--wait S]`: send a command
 to a live run through its `commands.jsonl`, optionally waiting for the worker's acknowledgement.
 
-`resume` on a run no worker is behind (suspended; stopped, failed or lost with a checkpoint) starts a new
-detached worker from the last checkpoint, as `vittui train --resume RUN --detach` does."""
+`resume` on a run no worker is behind (suspended; stopped, failed or lost with a checkpoint) continues it from
+the last checkpoint: through the queue (runs/queue.py `requeue`) when a scheduler is alive or runs are
+queued, so it waits its turn instead of jumping the line; else at once in a new detached worker, as
+`vittui train --resume RUN --detach` does."""
 
 from __future__ import annotations
 
@@ -32,7 +34,8 @@ def run(args) -> int:
     if args.command == "resume" and not is_live(state):
         return _relaunch(rd, state)
     if state not in ("running", "paused", "starting"):
-        print(f"error: run {rd.name} is {state}; nothing is listening for commands", file=sys.stderr)
+        hint = f" (take it out of the queue with `vittui queue rm {rd.name}`)" if state == "queued" else ""
+        print(f"error: run {rd.name} is {state}; nothing is listening for commands{hint}", file=sys.stderr)
         return 2
     knobs = {k: v for k, v in (("lr_scale", args.lr_scale), ("eval_every", args.eval_every),
                                ("probe_every", args.probe_every)) if v is not None}
@@ -53,12 +56,20 @@ def run(args) -> int:
 
 
 def _relaunch(rd, state: str) -> int:
-    from vittui.runs import launcher
+    from vittui.runs import launcher, queue
     from vittui.runs.registry import why_not_resumable
 
+    if state == "queued":
+        print(f"error: run {rd.name} is already queued (position {queue.position(rd)})", file=sys.stderr)
+        return 2
     if (why := why_not_resumable(rd, state)) is not None:
         print(f"error: {why}", file=sys.stderr)
         return 2
+    root = rd.path.parent
+    if queue.scheduler_alive(root) or queue.queued(root):
+        queue.requeue(rd)
+        print(f"queued {rd.name} ({state}) to resume from its last checkpoint at position {queue.position(rd)}")
+        return 0
     proc = launcher.resume(rd)
     print(f"resuming {rd.name} ({state}) detached from its last checkpoint (pid {proc.pid}); log: {rd.log_path}")
     return 0

@@ -1,4 +1,5 @@
-"""`vittui runs`: every run in the runs folder with its live state, step and metrics."""
+"""`vittui runs`: every run in the runs folder with its live state, step and metrics; a queued run shows its
+place in line (`queued:2`, JSON `queue_position`)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,15 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from vittui.runs.queue import queued
     from vittui.runs.registry import scan_runs
 
     rows = scan_runs(runs_root(args))
+    line = {r.name: i for i, r in enumerate(queued(runs_root(args)), 1)}
     if args.json:
         print_json([{"name": r.name, "path": r.path, "state": r.state, "step": r.step, "total_steps": r.total_steps,
                      "epoch": r.epoch, "best_top1": r.best_top1, "last_top1": r.last_top1, "model": r.model,
-                     "updated": r.updated or None} for r in rows])
+                     "updated": r.updated or None, "queue_position": line.get(r.name)} for r in rows])
         return 0
     if not rows:
         print(f"no runs in {runs_root(args)}/")
@@ -27,5 +30,6 @@ def run(args) -> int:
     for r in rows:
         best = f"{r.best_top1:.2f}" if r.best_top1 is not None else "-"
         last = f"{r.last_top1:.2f}" if r.last_top1 is not None else "-"
-        print(f"{r.name:<28} {r.state:<9} {f'{r.step}/{r.total_steps}':>13} {best:>7} {last:>7}  {r.model}")
+        state = f"queued:{line[r.name]}" if r.state == "queued" and r.name in line else r.state
+        print(f"{r.name:<28} {state:<9} {f'{r.step}/{r.total_steps}':>13} {best:>7} {last:>7}  {r.model}")
     return 0

@@ -1,5 +1,6 @@
-"""`vittui train PRESET [--set k=v]… [--detach] [--gpus N]` or `vittui train --resume RUN`: train in the
-foreground with a progress line, or start a detached worker."""
+"""`vittui train PRESET [--set k=v]… [--detach | --queue] [--gpus N]` or `vittui train --resume RUN`: train
+in the foreground with a progress line, start a detached worker, or put the run in the queue
+(runs/queue.py; the scheduler starts it when a slot is free)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,11 @@ def add_parser(sub) -> None:
     t.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint")
     t.add_argument("--gpus", type=int, default=0, help="train on N GPUs through accelerate launch")
     t.add_argument("--accelerate-config", help="accelerate config file (several machines)")
+    t.add_argument("--queue", action="store_true", help="queue the run; the scheduler starts it when it fits")
+    t.add_argument("--max-per-gpu", type=int, metavar="N", help="queue: at most N runs per GPU (default 1)")
+    t.add_argument("--max-cpu-runs", type=int, metavar="N", help="queue: at most N runs at once without a GPU (default 1)")
+    t.add_argument("--suspend-paused-after", type=float, metavar="MINUTES",
+                   help="queue: suspend a run paused this long while queued runs wait for its slot (default off)")
     t.set_defaults(func=run)
 
 
@@ -28,6 +34,9 @@ def run(args) -> int:
     from vittui.runs.store import RunDir
 
     root = runs_root(args)
+    if (problem := _queue_flags_problem(args)) is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     if args.resume:
         rd = resolve_run(args, args.resume)
         if args.preset or args.set:  # a resumed run trains its own recipe.toml, nothing else
@@ -38,6 +47,8 @@ def run(args) -> int:
             print(f"error: run {rd.name} is still live (state {state}); use `vittui attach {rd.name}`",
                   file=sys.stderr)
             return 2
+        if args.queue:
+            return _requeue(rd)
         if args.detach or args.gpus > 1 or args.accelerate_config:
             proc = launcher.resume(rd, gpus=args.gpus, accelerate_config=args.accelerate_config)
             print(f"resuming {rd.name} detached (pid {proc.pid}); log: {rd.log_path}")
@@ -54,6 +65,8 @@ def run(args) -> int:
         for line in problems:
             print(f"error: {line}", file=sys.stderr)
         return 2
+    if args.queue:
+        return _enqueue(recipe, root, args)
     if args.detach or args.gpus > 1 or args.accelerate_config:
         rd = launcher.launch(recipe, root, args.name, gpus=args.gpus, accelerate_config=args.accelerate_config)
         print(f"started {rd.name} detached; follow it with `vittui attach {rd.name}` (log: {rd.log_path})")
@@ -61,6 +74,52 @@ def run(args) -> int:
     rd = launcher.prepare_run(recipe, root, args.name)
     print(f"run {rd.name} in {rd.path}")
     return _foreground(RunDir(rd.path), resume=False)
+
+
+def _queue_flags_problem(args) -> str | None:
+    """The scheduler's options go with --queue, and --queue with nothing that starts a worker now."""
+    if args.queue and (args.detach or args.accelerate_config):
+        return "--queue starts the run when it fits; it takes no --detach or --accelerate-config"
+    for flag, least in (("max_per_gpu", 1), ("max_cpu_runs", 1), ("suspend_paused_after", 0)):
+        value = getattr(args, flag)
+        opt = "--" + flag.replace("_", "-")
+        if value is not None and not args.queue:
+            return f"{opt} needs --queue"
+        if value is not None and value < least:
+            return f"{opt} must be >= {least} (got {value:g})"
+    return None
+
+
+def _requeue(rd) -> int:
+    """`--resume RUN --queue`: back in line, started with --resume when it fits."""
+    from vittui.runs import queue
+
+    try:
+        queue.requeue(rd)
+    except queue.QueueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"queued {rd.name} to resume from its last checkpoint at position {queue.position(rd)}")
+    return 0
+
+
+def _enqueue(recipe, root: Path, args) -> int:
+    """`--queue`: the run directory in state queued with its memory estimate; the scheduler starts it."""
+    from vittui.hardware import fmt_bytes
+    from vittui.runs import queue
+
+    try:
+        from vittui.planning.memory import estimate
+
+        est = estimate(recipe).peak
+    except Exception:  # noqa: BLE001 - a model the estimator does not know still queues, admitted on slots alone
+        est = None
+    queue.write_config(root, max_per_gpu=args.max_per_gpu, max_cpu_runs=args.max_cpu_runs,
+                       suspend_paused_after=args.suspend_paused_after)
+    rd = queue.enqueue(recipe, root, args.name, estimate_bytes=est, gpus=args.gpus)
+    est_text = f", memory estimate {fmt_bytes(est)}" if est else ""
+    print(f"queued {rd.name} at position {queue.position(rd)}{est_text}; see `vittui queue`")
+    return 0
 
 
 def _preflight(recipe, root: Path) -> list[str]:

@@ -15,15 +15,19 @@ from vittui.recipe import Recipe, save
 from vittui.runs.store import RunDir, RunStatus, new_run_name
 
 
-def prepare_run(recipe: Recipe, runs_root: str | Path, name: str | None = None) -> RunDir:
-    """A new run directory holding the resolved recipe and a 'starting' status."""
+def prepare_run(recipe: Recipe, runs_root: str | Path, name: str | None = None, *, state: str = "starting",
+                tags: dict[str, str] | None = None, message: str = "") -> RunDir:
+    """A new run directory holding the resolved recipe, its tags and a status in `state` ('starting', or
+    'queued' from runs/queue.py). status.json comes last: whoever sees the state sees the rest already."""
     root = Path(runs_root)
     root.mkdir(parents=True, exist_ok=True)
     base = name or recipe.run.name or recipe.model.name.split("/")[-1].split(".")[0]
     run = RunDir(root / new_run_name(root, base)).create()
     save(recipe, run.recipe_path)
     os.chmod(run.recipe_path, 0o600)
-    run.write_status(RunStatus(state="starting"))
+    if tags:
+        run.write_tags(tags)
+    run.write_status(RunStatus(state=state, message=message))
     return run
 
 

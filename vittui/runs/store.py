@@ -11,6 +11,8 @@
       attention/       probe arrays
       report.json      `vittui eval`'s report (and report.md, the same for people)
       summary.csv      timm-style table, one row per evaluation (`runs/summary_csv.py`)
+      tags.json        free-form labels ({"sweep": "s1", "trial": "3"}), written before the run is queued
+      queue.json       the queue's facts about the run: order, memory estimate, GPUs, executor (`runs/queue.py`)
 
 Every other module reaches these through `RunDir`'s properties, never by spelling a name.
 
@@ -30,7 +32,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-STATES = ("starting", "running", "paused", "stopping", "stopped", "suspended", "finished", "failed", "pruned")
+STATES = ("queued", "starting", "running", "paused", "stopping", "stopped", "suspended", "finished", "failed",
+          "pruned")
+# "queued" is not live: no worker is behind a queued run, so run_state never calls it lost
 LIVE_STATES = ("starting", "running", "paused", "stopping")
 
 
@@ -124,6 +128,14 @@ class RunDir:
         return self.path / "summary.csv"
 
     @property
+    def tags_path(self) -> Path:
+        return self.path / "tags.json"
+
+    @property
+    def queue_path(self) -> Path:
+        return self.path / "queue.json"
+
+    @property
     def checkpoints(self) -> Path:
         return self.path / "checkpoints"
 
@@ -147,6 +159,17 @@ class RunDir:
         finally:
             os.umask(old)
         return self
+
+    def read_tags(self) -> dict[str, str]:
+        """tags.json ({} without one, or when it is unreadable: tags label a run, they never hide it)."""
+        try:
+            tags = json.loads(self.tags_path.read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+        return {str(k): str(v) for k, v in tags.items()} if isinstance(tags, dict) else {}
+
+    def write_tags(self, tags: dict[str, str]) -> None:
+        atomic_write_text(self.tags_path, json.dumps({str(k): str(v) for k, v in tags.items()}, indent=1))
 
     # --- status -----------------------------------------------------------------------------
     def read_status(self) -> RunStatus | None:

@@ -219,16 +219,8 @@ def _start_trial(study, cfg: SweepConfig, me: str, out: SweepOutcome, say) -> No
 
 
 def enqueue_trial(recipe: Recipe, runs_root: Path, name: str, tags: TrialTags, *, executor: str = "local") -> RunDir:
-    """The trial's run directory, tagged before any worker can read it, handed to the executor.
-    (Until the queue of #16 is merged: the launcher's detached local worker.)"""
-    from vittui.runs.launcher import prepare_run, spawn, worker_command
+    """The trial's run directory, tagged before any worker can read it, in the run queue (#16): `local`
+    starts when the box's scheduler has a slot, `slurm` as a job."""
+    from vittui.runs.queue import enqueue
 
-    if executor != "local":
-        raise ValueError(f"--executor {executor} needs the run queue (#16); only local works here")
-    run = prepare_run(recipe, runs_root, name)
-    tags.write(run)
-    proc = spawn(worker_command(run), run)
-    status = run.read_status()
-    status.pid = proc.pid
-    run.write_status(status)
-    return run
+    return enqueue(recipe, runs_root, name, executor=executor, tags=tags.as_tags())

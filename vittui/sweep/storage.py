@@ -6,19 +6,18 @@ tells, each worker reports its evals), so the SQLite connection waits for the fi
 failing at once ("database is locked"). Any other Optuna RDB URL (`postgresql://…`) shares a study
 across machines.
 
-A trial's run directory holds `tags.json` (study, trial number and id, storage URL, objective, pruner):
-all its worker needs to find its trial. The pruner is not kept in Optuna's storage, so the worker makes
+A trial's run directory carries tags (`tags.json`, RunDir.read_tags: study, trial number and id, storage
+URL, objective, pruner): all its worker needs to find its trial. The pruner is not kept in Optuna's storage, so the worker makes
 the same one from its name here (`make_pruner`), and the driver and the worker agree.
 """
 
 from __future__ import annotations
 
-import json
 import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from vittui.runs.store import RunDir, atomic_write_text
+from vittui.runs.store import RunDir
 
 SQLITE_TIMEOUT_S = 120  # how long an SQLite writer waits for another process's lock
 # objective name -> (Optuna direction, the Eval event's field)
@@ -55,7 +54,7 @@ def make_pruner(name: str):
 
 @dataclass
 class TrialTags:
-    """tags.json of a trial's run directory."""
+    """A trial run's tags (tags.json holds them as strings)."""
 
     study: str
     trial: int  # the trial's number in the study
@@ -64,20 +63,20 @@ class TrialTags:
     objective: str
     pruner: str
 
+    def as_tags(self) -> dict[str, str]:
+        return {k: str(v) for k, v in asdict(self).items()}
+
     def write(self, run: RunDir) -> None:
-        atomic_write_text(tags_path(run), json.dumps(asdict(self), indent=1))
-
-
-def tags_path(run: RunDir) -> Path:
-    return run.path / "tags.json"
+        run.write_tags(self.as_tags())
 
 
 def read_trial_tags(run: RunDir) -> TrialTags | None:
     """The run's trial tags, or None for a run that is not a sweep trial (or whose tags are unreadable)."""
+    tags = run.read_tags()
     try:
-        data = json.loads(tags_path(run).read_text())
-        return TrialTags(**{k: data[k] for k in TrialTags.__dataclass_fields__})
-    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return TrialTags(study=tags["study"], trial=int(tags["trial"]), trial_id=int(tags["trial_id"]),
+                         storage=tags["storage"], objective=tags["objective"], pruner=tags["pruner"])
+    except (KeyError, ValueError):
         return None
 
 

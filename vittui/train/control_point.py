@@ -66,6 +66,7 @@ class ControlPoint:
     paused: bool = False
     pause_reason: str = ""
     suspended: bool = False  # the loop stops as for `stop`; the run ends `suspended`, not `stopped`
+    suspend_reason: str = ""  # who asked and why (the queue's scheduler: "paused N min while runs wait")
 
     def _poll(self) -> list[Command]:
         cmds = self.source.poll() if self.source is not None else []
@@ -107,6 +108,8 @@ class ControlPoint:
                 self.stop.requested = True
             elif cmd.command == "suspend":
                 self.suspended = True
+                self.suspend_reason = str(cmd.args.get("reason", "") or "")
+                detail = self.suspend_reason
                 self.stop.requested = True
             elif cmd.command == "checkpoint":
                 self.checkpoint()

@@ -86,7 +86,8 @@ def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = 
         if is_out_of_memory(e):
             emergency_checkpoint(b, p)
         raise
-    return _finish(b, p, time.time() - t_start, suspended=cp.suspended and not cp.stop.now)
+    return _finish(b, p, time.time() - t_start, suspended=cp.suspended and not cp.stop.now,
+                   suspend_reason=cp.suspend_reason)
 
 
 def _loop(b: Built, p: Progress, cp: ControlPoint) -> None:
@@ -336,7 +337,8 @@ def _announce(b: Built, p: Progress) -> None:
     b.out.set_state("running", p.pos.step, "started")
 
 
-def _finish(b: Built, p: Progress, wall: float, *, suspended: bool = False, pruned: str = "") -> TrainResult:
+def _finish(b: Built, p: Progress, wall: float, *, suspended: bool = False, suspend_reason: str = "",
+            pruned: str = "") -> TrainResult:
     """The run's last state. Suspended (checkpointed at this step, to be resumed by a new worker) writes
     no Finished event: the run is not over. Pruned (a sweep trial stopped by its pruner) is final."""
     if pruned:
@@ -344,7 +346,8 @@ def _finish(b: Built, p: Progress, wall: float, *, suspended: bool = False, prun
     elif p.pos.step >= b.total_steps:
         state, reason = "finished", ""
     elif suspended:
-        state, reason = "suspended", f"suspended by user: checkpoint at step {p.pos.step}, worker exited"
+        who = suspend_reason or "suspended by user"
+        state, reason = "suspended", f"{who}: checkpoint at step {p.pos.step}, worker exited"
     else:
         state, reason = "stopped", ""
     if state != "suspended":
