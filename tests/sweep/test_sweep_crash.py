@@ -51,7 +51,7 @@ def test_worker_killed_fails_its_trial_and_the_sweep_goes_on(tmp_path):
         out = finish(driver)
     finally:
         kill_trial_workers(runs)
-    assert "trial 1: fail (wk-t0001 lost)" in out
+    assert "trial 1: fail (wk-t0001 lost)" in out  # no worker behind a live status: lost
     report = sweep_status(tmp_path, runs, "wk")
     assert [(t["number"], t["state"]) for t in report["trials"]] == [(0, "complete"), (1, "fail"), (2, "complete")]
     assert report["trials"][1]["ended"] == "wk-t0001 lost"

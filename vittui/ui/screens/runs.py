@@ -3,7 +3,6 @@ a run no worker is behind (suspended, or stopped, failed or lost with a checkpoi
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from textual import work
@@ -11,12 +10,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.reactive import var
 from textual.widgets import Footer, Static
-from textual.worker import get_current_worker
 
 from vittui.runs import launcher
 from vittui.runs.registry import RunSummary, scan_runs
 from vittui.ui.messages import RunsScanned
-from vittui.ui.screens.base import VittuiScreen
+from vittui.ui.screens.base import VittuiScreen, idle_unless_cancelled
 from vittui.ui.screens.modals import HelpModal, key_rows
 from vittui.ui.widgets.runs_table import RunsTable
 
@@ -62,13 +60,10 @@ class RunsScreen(VittuiScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="scan", name="scan-runs")
     def scan(self) -> None:
-        worker = get_current_worker()
-        while not worker.is_cancelled:
+        while True:
             self.post_message(RunsScanned(scan_runs(self.runs_root)[::-1]))  # newest first
-            for _ in range(int(REFRESH_S / 0.1)):
-                if worker.is_cancelled:
-                    return
-                time.sleep(0.1)
+            if not idle_unless_cancelled(REFRESH_S):
+                return
 
     def on_runs_scanned(self, message: RunsScanned) -> None:
         rows = self._rows = message.rows

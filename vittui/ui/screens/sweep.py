@@ -7,7 +7,6 @@ the event loop only draws."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from textual import work
@@ -16,10 +15,9 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.reactive import var
 from textual.widgets import Footer, Static
-from textual.worker import get_current_worker
 
 from vittui.ui.messages import StudyRead
-from vittui.ui.screens.base import VittuiScreen
+from vittui.ui.screens.base import VittuiScreen, idle_unless_cancelled
 from vittui.ui.screens.modals import HelpModal, key_rows
 from vittui.ui.widgets.importance_bars import ImportanceBars
 from vittui.ui.widgets.metric_plot import MetricPlot, Series
@@ -67,16 +65,13 @@ class SweepScreen(VittuiScreen):
     def read_study(self) -> None:
         from vittui.sweep.status import study_report
 
-        worker = get_current_worker()
-        while not worker.is_cancelled:
+        while True:
             try:
                 self.post_message(StudyRead(study_report(self.study, self.storage)))
             except Exception as e:  # noqa: BLE001 - a storage that is gone says why on screen
                 self.post_message(StudyRead(None, e.args[0] if isinstance(e, KeyError) else f"{type(e).__name__}: {e}"))
-            for _ in range(int(REFRESH_S / 0.1)):
-                if worker.is_cancelled:
-                    return
-                time.sleep(0.1)
+            if not idle_unless_cancelled(REFRESH_S):
+                return
 
     def on_study_read(self, message: StudyRead) -> None:
         self.reads += 1
@@ -125,10 +120,7 @@ class SweepScreen(VittuiScreen):
         self.app.push_screen(_monitor(path))
 
     def action_back(self) -> None:
-        if len(self.app.screen_stack) > 2:
-            self.app.pop_screen()
-        else:
-            self.vittui_app.action_setup()
+        self.app.pop_screen()  # to the runs screen, or to setup (`sweep status --tui` opens over it)
 
     def action_help(self) -> None:
         self.app.push_screen(HelpModal("Sweep", key_rows(self)))
