@@ -11,12 +11,14 @@ import pytest
 from conftest import finish, kill_trial_workers, start_sweep, sweep_status
 from tiny import status, wait_for
 
+from vittui.runs.store import list_runs
+
 pytestmark = pytest.mark.slow
 N = 3
 
 
 def run_dirs(runs):
-    return sorted(p.name for p in runs.iterdir() if p.is_dir())
+    return sorted(r.name for r in list_runs(runs))
 
 
 def test_driver_killed_then_rerun_continues_the_study(tmp_path):

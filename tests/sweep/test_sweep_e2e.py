@@ -15,6 +15,7 @@ from tiny import events, status, vittui_cmd
 
 from vittui.recipe import load
 from vittui.runs import events as ev
+from vittui.runs.store import list_runs
 from vittui.sweep.storage import default_storage
 
 pytestmark = pytest.mark.slow
@@ -42,7 +43,7 @@ def test_six_trials_prune_the_hopeless_and_tell_the_best_eval(swept):
     pruned = [t for t in trials if t["state"] == "pruned"]
     complete = [t for t in trials if t["state"] == "complete"]
     assert pruned and len(complete) >= 2, out
-    assert sorted(p.name for p in runs.iterdir() if p.is_dir()) == [f"e2e-t{i:04d}" for i in range(N)]  # none twice
+    assert sorted(r.name for r in list_runs(runs)) == [f"e2e-t{i:04d}" for i in range(N)]  # none twice
     full_steps = {status(runs / t["run"])["step"] for t in complete}
     total = status(runs / complete[0]["run"])["total_steps"]
     assert full_steps == {total}

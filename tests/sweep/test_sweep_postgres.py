@@ -7,6 +7,8 @@ from __future__ import annotations
 import pytest
 from conftest import finish, kill_trial_workers, start_sweep, sweep_status
 
+from vittui.runs.store import list_runs
+
 pytestmark = pytest.mark.slow
 N = 4
 
@@ -27,7 +29,7 @@ def test_two_sweeps_share_one_study_over_postgres(tmp_path, postgres_url):
     trials = reports[0]["trials"]
     assert [t["number"] for t in trials] == list(range(N))
     assert all(t["state"] == "complete" for t in trials)
-    made = sorted(p.name for box in boxes for p in (box / "runs").iterdir() if p.is_dir())
+    made = sorted(r.name for box in boxes for r in list_runs(box / "runs"))
     assert made == [f"shared-t{i:04d}" for i in range(N)]  # every trial ran once, on one box
     for t in trials:  # each trial's run is where the study says
         assert t["run_path"].startswith(str(tmp_path))

@@ -100,10 +100,14 @@ def _importances(study, n_complete: int) -> tuple[dict[str, float], str]:
     """Optuna's own evaluator (fANOVA by default) over the complete trials."""
     if n_complete < MIN_FOR_IMPORTANCE:
         return {}, f"importances need {MIN_FOR_IMPORTANCE} complete trials ({n_complete} so far)"
+    import warnings
+
     import optuna
 
     try:
-        found = optuna.importance.get_param_importances(study)
+        with warnings.catch_warnings():  # e.g. "importances will be equal": the numbers say so themselves
+            warnings.simplefilter("ignore")
+            found = optuna.importance.get_param_importances(study)
     except (RuntimeError, ValueError) as e:  # e.g. every complete trial sampled the same values
         return {}, f"no importances: {e}"
     return {k: float(v) for k, v in found.items()}, ""
