@@ -14,11 +14,13 @@ the same one from its name here (`make_pruner`), and the driver and the worker a
 from __future__ import annotations
 
 import socket
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from vittui.runs.store import RunDir
 
+SCHEMA_ATTEMPTS = 5  # opening an empty database: the tables may be being made by another process
 SQLITE_TIMEOUT_S = 120  # how long an SQLite writer waits for another process's lock
 # objective name -> (Optuna direction, the Eval event's field)
 OBJECTIVES = {"val_top1": ("maximize", "top1"), "val_loss": ("minimize", "loss")}
@@ -37,7 +39,16 @@ def open_storage(url: str):
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    for attempt in range(SCHEMA_ATTEMPTS):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        except Exception as e:  # noqa: BLE001 - only the schema race below is retried
+            # Two processes opening an empty database both create Optuna's tables; on PostgreSQL the
+            # second fails (duplicate type "studydirection"). By the next try the first has made them.
+            if type(e).__name__ not in ("IntegrityError", "ProgrammingError") or attempt == SCHEMA_ATTEMPTS - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def make_pruner(name: str):
