@@ -57,3 +57,19 @@ def test_unknown_study_is_one_line(study, capsys):
     assert main(["--runs-dir", str(study / "runs"), "sweep", "status", "nope"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no study 'nope'" in err and "studies: s" in err
+
+
+def test_the_sweep_screen_and_the_worker_side_import_no_optuna():
+    """Optuna (and its importance evaluator) is imported in the screen's thread worker or the run's trial
+    reporter when first used, never when the dashboard or a plain run's worker starts."""
+    import subprocess
+    import sys
+
+    def loaded(modules: str) -> str:
+        code = (f"import sys, {modules}; "
+                "print([m for m in ('optuna', 'sqlalchemy', 'torch') if m in sys.modules])")
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                              check=True).stdout.strip()
+
+    assert loaded("vittui.ui.screens.sweep, vittui.ui.screens.runs, vittui.commands.sweep") == "[]"
+    assert "optuna" not in loaded("vittui.train.events_out, vittui.train.loop")
