@@ -31,6 +31,7 @@ def test_two_sweeps_share_one_study_over_postgres(tmp_path, postgres_url):
     assert all(t["state"] == "complete" for t in trials)
     made = sorted(r.name for box in boxes for r in list_runs(box / "runs"))
     assert made == [f"shared-t{i:04d}" for i in range(N)]  # every trial ran once, on one box
+    assert all(list_runs(box / "runs") for box in boxes)  # and both boxes ran trials
     for t in trials:  # each trial's run is where the study says
         assert t["run_path"].startswith(str(tmp_path))
     assert reports[0]["best"] == reports[1]["best"] and reports[0]["best"] is not None
