@@ -240,3 +240,47 @@ def test_a_run_frees_its_slot_when_its_status_ends_not_when_its_process_exits(ro
     sched.tick()
     entry = queue.read_entry(a)
     assert entry.exit_code == 0 and entry.exited_at >= entry.started_at
+
+
+def test_schedulers_started_together_leave_one_holding_the_folder(root):
+    """Several `vittui` commands may each find no scheduler and start one: exactly one keeps running."""
+    q(root, "a")
+    stale = queue.scheduler_lock_path(root)
+    stale.write_text(json.dumps({"pid": 999999, "start_time": 1.0}))  # a scheduler killed with -9
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    # the run waits behind a full CPU slot (max_cpu_runs=1 taken by a live run): each scheduler stays up
+    holder = q(root, "holder")
+    s = holder.read_status()
+    s.state, s.pid = "running", os.getpid()
+    holder.write_status(s)
+    procs = [subprocess.Popen([sys.executable, "-m", "vittui.scheduler", str(root)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(4)]
+    try:
+        from tiny import wait_for
+
+        # the losers see the lock taken and exit 0 at once; the one holding it waits on the queue
+        wait_for(lambda: sum(p.poll() is not None for p in procs) == 3, timeout=120, what="three to give up")
+        alive = [p for p in procs if p.poll() is None]
+        assert len(alive) == 1 and all(p.returncode == 0 for p in procs if p is not alive[0])
+        assert json.loads(stale.read_text())["pid"] == alive[0].pid
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def test_a_run_queued_while_the_scheduler_decides_to_exit_is_not_left_waiting(root):
+    """The enqueuer saw the scheduler alive and started none; the scheduler, exiting, looks once more."""
+    from vittui.runs import lock
+
+    sched, _, _ = make(root, {}, present=False)
+    lock_path = queue.scheduler_lock_path(root)
+    queue.waiting_dir(root).mkdir(parents=True)
+    lock.acquire(lock_path)
+    assert sched._hand_back(lock_path) is True and not lock_path.exists()  # nothing waits: it exits
+    lock.acquire(lock_path)
+    q(root, "late")
+    assert sched._hand_back(lock_path) is False  # it stays, holding the lock again
+    assert lock.read_lock(lock_path)["pid"] == os.getpid()
+    lock.release(lock_path)

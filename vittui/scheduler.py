@@ -362,30 +362,45 @@ class Scheduler:
 
     # --- the process --------------------------------------------------------------------------------------
     def done(self) -> bool:
-        return not self.children and not queue.queued(self.root) and not _claims_left(self.root)
+        return not self.children and not queue.queued(self.root) and not queue.has_waiting(self.root)
 
     def run(self) -> int:
         lock_path = queue.scheduler_lock_path(self.root)
         try:
-            lock.acquire(lock_path)
+            # under the queue mutex: two schedulers started at once (a `--queue` and a `vittui runs` that both
+            # found none alive) must not both clear a stale lock and each think it holds the new one
+            with queue.mutex(self.root):
+                lock.acquire(lock_path)
         except lock.RunLocked:
             return 0  # another scheduler holds this folder: nothing to do
         self.log(f"scheduler {os.getpid()} for {self.root}: {self.config}")
         try:
             while True:
-                self.tick()
-                if self.done():
+                try:
+                    self.tick()
+                except Exception:  # noqa: BLE001 - one bad run directory must not stop the queue for the others
+                    import traceback
+
+                    self.log("error in a scheduling pass (retrying):\n" + traceback.format_exc())
+                    time.sleep(1.0)
+                if self.done() and self._hand_back(lock_path):
                     self.log("queue empty and no run of mine is live: exiting")
                     return 0
                 time.sleep(self.config.poll)
         finally:
             lock.release(lock_path)
 
-
-def _claims_left(root: Path) -> bool:
-    try:
-        return bool(os.listdir(queue.waiting_dir(root)))
-    except FileNotFoundError:
+    def _hand_back(self, lock_path: Path) -> bool:
+        """Release the lock, then look once more: a run queued meanwhile whose enqueuer still saw this
+        scheduler alive (and so started none) is not left waiting. False: carry on, lock held again."""
+        lock.release(lock_path)
+        if not queue.has_waiting(self.root):
+            return True
+        try:
+            with queue.mutex(self.root):
+                lock.acquire(lock_path)
+        except lock.RunLocked:
+            return True  # a new scheduler has it
         return False
 
 

@@ -176,3 +176,23 @@ def test_resume_goes_through_the_queue_and_continues_exactly(cli, tmp_path):
             assert math.isclose(losses[step], straight[step], rel_tol=1e-6), (step, losses[step], straight[step])
     finally:
         cleanup(cli.root, ["s", "other"])
+
+
+def test_a_run_paused_too_long_is_suspended_for_the_queue_and_says_why(cli, tmp_path):
+    short = tiny_toml(tmp_path / "short.toml", SHORT)
+    names = ["idle", "next"]
+    try:
+        # 0.05 min = 3 s; `idle` pauses as it starts (its pause command waits in commands.jsonl)
+        cli("train", str(short), "--queue", "--name", "idle", "--suspend-paused-after", "0.05")
+        control.send(cli.root / "idle", "pause")
+        cli("train", str(short), "--queue", "--name", "next")
+        wait_for(lambda: status(cli.root / "idle").get("state") == "suspended", timeout=240,
+                 what="the paused run to be suspended")
+        said = [e for e in events(cli.root / "idle") if isinstance(e, ev.Status)][-1]
+        assert said.state == "suspended" and said.reason.startswith("suspended by the queue: paused"), said
+        assert "1 queued run(s) wait for its slot" in said.reason
+        wait_for(lambda: status(cli.root / "next").get("state") == "finished", timeout=240, what="next to finish")
+        assert status(cli.root / "idle").get("state") == "suspended"  # not requeued by itself
+        wait_for(lambda: scheduler_pid(cli.root) is None, timeout=60, what="the scheduler to exit")
+    finally:
+        cleanup(cli.root, names)

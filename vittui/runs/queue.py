@@ -254,7 +254,8 @@ def scheduler_alive(runs_root: str | Path) -> bool:
     return lock_holder_alive(scheduler_lock_path(runs_root))
 
 
-def _has_waiting(runs_root: str | Path) -> bool:
+def has_waiting(runs_root: str | Path) -> bool:
+    """A waiting marker exists: one directory listing, no run read (the check every command makes)."""
     try:
         with os.scandir(waiting_dir(runs_root)) as it:
             return any(True for _ in it)
@@ -288,7 +289,7 @@ def ensure_scheduler(runs_root: str | Path) -> int | None:
 
     from vittui.runs.lock import read_lock
 
-    if not _has_waiting(runs_root):
+    if not has_waiting(runs_root):
         return None
     if scheduler_alive(runs_root):
         info = read_lock(scheduler_lock_path(runs_root)) or {}
@@ -307,7 +308,7 @@ def revive(runs_root: str | Path) -> int | None:
     """The cheap check every `vittui` command makes: one directory listing when nothing is queued (no
     psutil, no run files read); restarts the scheduler when runs wait and none is alive. Never raises."""
     try:
-        if not _has_waiting(runs_root):
+        if not has_waiting(runs_root):
             return None
         return ensure_scheduler(runs_root)
     except Exception:  # noqa: BLE001 - a command must never fail because the queue could not be checked
