@@ -1,9 +1,8 @@
-"""Sweep tests: the `vittui sweep` command run as a user runs it, and a PostgreSQL server for the
-two-box test (started per session into a temporary folder, on a loopback port, as the postgres user)."""
+"""Sweep tests' fixtures: the anyio backend, and a PostgreSQL server for the two-box test (started per
+session into a temporary folder, on a loopback port, as the postgres user). Helpers: sweep_helpers.py."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -13,64 +12,14 @@ import time
 from pathlib import Path
 
 import pytest
-from tiny import SWEEP_SPACE, sweep_args, vittui_cmd
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "ui"))  # the Pilot helpers (ui_helpers) for the sweep screen
+# the UI tests' helpers (ui_helpers, fakerun): the sweep screen on a real study, fake run directories
+sys.path.insert(0, str(Path(__file__).parents[1] / "ui"))
 
 
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
-
-
-def sweep_env(runs: Path) -> dict[str, str]:
-    return {**os.environ, "VITTUI_RUNS": str(runs)}
-
-
-def start_sweep(tmp: Path, runs: Path, trials: int, *extra: str) -> subprocess.Popen:
-    """`vittui sweep` over the tiny sweep recipe and SWEEP_SPACE, started in the background (output to
-    tmp/sweep-<n>.log)."""
-    space = tmp / "space.toml"
-    space.write_text(SWEEP_SPACE)
-    log_path = tmp / f"sweep-{len(list(tmp.glob('sweep-*.log')))}.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(vittui_cmd() + sweep_args(space, trials, *extra), cwd=tmp, env=sweep_env(runs),
-                                stdout=log, stderr=subprocess.STDOUT)
-    proc.log_path = log_path  # type: ignore[attr-defined]
-    return proc
-
-
-def run_sweep(tmp: Path, runs: Path, trials: int, *extra: str, timeout: float = 900) -> str:
-    """The same, waited for; its output (fails the test on a non-zero exit)."""
-    proc = start_sweep(tmp, runs, trials, *extra)
-    return finish(proc, timeout)
-
-
-def finish(proc: subprocess.Popen, timeout: float = 900) -> str:
-    """Wait for a sweep started by `start_sweep`; its output (fails the test on a non-zero exit)."""
-    try:
-        rc = proc.wait(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    log = proc.log_path.read_text()  # type: ignore[attr-defined]
-    assert rc == 0, log
-    return log
-
-
-def sweep_status(tmp: Path, runs: Path, study: str, *extra: str) -> dict:
-    p = subprocess.run(vittui_cmd() + ["sweep", "status", study, "--json", *extra], cwd=tmp, env=sweep_env(runs),
-                       capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stderr
-    return json.loads(p.stdout)
-
-
-def kill_trial_workers(runs: Path) -> None:
-    """SIGKILL every worker still behind a run in `runs` (by the pid in its status, never by name)."""
-    from tiny import kill_if_alive, status
-
-    for run in runs.glob("*/status.json"):
-        kill_if_alive(status(run.parent).get("pid"))
 
 
 @pytest.fixture(scope="session")

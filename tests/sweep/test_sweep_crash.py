@@ -8,7 +8,7 @@ import os
 import signal
 
 import pytest
-from conftest import finish, kill_trial_workers, start_sweep, sweep_status
+from sweep_helpers import finish, kill_trial_workers, start_sweep, sweep_status
 from tiny import status, wait_for
 
 from vittui.runs.store import list_runs

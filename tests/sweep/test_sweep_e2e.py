@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from conftest import run_sweep, sweep_env, sweep_status
+from sweep_helpers import run_sweep, sweep_env, sweep_status
 from tiny import events, status, vittui_cmd
 
 from vittui.recipe import load

@@ -5,7 +5,7 @@ once, on one box or the other, and both boxes report the same best."""
 from __future__ import annotations
 
 import pytest
-from conftest import finish, kill_trial_workers, start_sweep, sweep_status
+from sweep_helpers import finish, kill_trial_workers, start_sweep, sweep_status
 
 from vittui.runs.store import list_runs
 
