@@ -68,7 +68,7 @@ def test_asks_enqueues_and_tells_the_best_eval(cfg, instant):
 def test_restart_tells_what_ended_fails_what_is_gone_and_reaches_n(cfg, instant):
     study = optuna.create_study(study_name="d", storage=cfg.storage, direction="maximize")
     me = owner_id(cfg.runs_root)
-    left = [study.ask() for _ in range(3)]  # three trials a killed driver had running
+    left = [study.ask() for _ in range(4)]  # four trials a killed driver had running
     for t in left:
         t.set_user_attr("owner", me)
         t.suggest_float("optim.lr", 1e-4, 1e-2, log=True)
@@ -76,15 +76,18 @@ def test_restart_tells_what_ended_fails_what_is_gone_and_reaches_n(cfg, instant)
     finished_with_evals(done, [40.0, 50.0])
     lost = FakeRun(cfg.runs_root, name=trial_run_name("d", 2), pid=2**22 + 7)  # its worker was killed: no pid
     lost.close()
+    unqueued = FakeRun(cfg.runs_root, name=trial_run_name("d", 3), state="queued", pid=0)  # made, never in line
+    unqueued.close()
     # trial 1's run was never made (the driver died between asking and enqueueing)
     lines = []
     out = drive(cfg, say=lines.append)
     study = optuna.load_study(study_name="d", storage=cfg.storage)
-    assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL", "FAIL", "COMPLETE", "COMPLETE"]
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL", "FAIL", "FAIL", "COMPLETE"]
     assert study.trials[0].value == 50.0
     assert study.trials[1].user_attrs["ended"] == "its run d-t0001 was never made"
     assert study.trials[2].user_attrs["ended"] == "d-t0002 lost"
-    assert out.started == [3, 4] and sorted(out.told) == [0, 1, 2, 3, 4]
+    assert study.trials[3].user_attrs["ended"] == "d-t0003 never joined the queue"
+    assert out.started == [4] and sorted(out.told) == [0, 1, 2, 3, 4]
     assert len(lines) == len(set(lines))
     assert sorted(p.name for p in cfg.runs_root.iterdir() if p.is_dir()) == [trial_run_name("d", i) for i in
                                                                               (0, 2, 3, 4)]

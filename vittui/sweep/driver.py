@@ -151,6 +151,10 @@ def _tell_ended(study, cfg: SweepConfig, me: str, trials, out: SweepOutcome, say
             _tell(study, t, TrialState.FAIL, None, f"its run {run.name} was never made", out, say)
             continue
         state = run_state(run)
+        if state == "queued" and cfg.executor == "local" and not _in_queue(run, cfg.runs_root):
+            # the driver died after the run directory was made and before it joined the line
+            _tell(study, t, TrialState.FAIL, None, f"{run.name} never joined the queue", out, say)
+            continue
         if is_live(state) or state in WAITING_STATES:
             continue
         if state == "finished":
@@ -164,6 +168,12 @@ def _tell_ended(study, cfg: SweepConfig, me: str, trials, out: SweepOutcome, say
                   f"{(run.read_status() or _NoStatus).step}", out, say)
         else:  # failed, lost (worker killed), stopped by a person
             _tell(study, t, TrialState.FAIL, None, f"{run.name} {state}", out, say)
+
+
+def _in_queue(run: RunDir, runs_root: Path) -> bool:
+    from vittui.runs.queue import queued
+
+    return any(r.name == run.name for r in queued(runs_root))
 
 
 class _NoStatus:
