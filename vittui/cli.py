@@ -12,13 +12,13 @@ import argparse
 import sys
 
 from vittui.commands import (attach, batch_find, check, compare, ctl, dashboard, estimate, export, export_log,
-                             export_model, lr_find, predict, queue, runs, select, train)
+                             export_model, lr_find, predict, queue, runs, select, sweep, train)
 from vittui.commands import eval as evaluate
 from vittui.recipe import RecipeError
 
 # In the order `vittui --help` lists them.
 SUBCOMMANDS = (train, check, queue, runs, ctl, attach, compare, export_log, estimate, lr_find, batch_find, evaluate,
-               export, export_model, predict, select)
+               export, export_model, predict, select, sweep)
 
 
 def build_parser() -> argparse.ArgumentParser:

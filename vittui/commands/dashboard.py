@@ -24,3 +24,12 @@ def run(args, attach: str | None = None) -> int:
     if result == "detached":
         print("detached: the run keeps going; `vittui runs` lists it, `vittui attach RUN` follows it")
     return int(app.return_code or 0)
+
+
+def run_sweep_screen(args, study: str, storage: str) -> int:
+    """`vittui sweep status STUDY --tui`: the dashboard opened on the study's sweep screen."""
+    from vittui.ui.app import create_app
+
+    app = create_app(runs_root(args), sweep=(study, storage))
+    app.run()
+    return int(app.return_code or 0)

@@ -37,9 +37,9 @@ _UNREAD = RunStatus()  # run_state's `status` default: read status.json
 
 def run_state(run: RunDir, status: RunStatus | None = _UNREAD, *, ask_slurm: bool = True,
               job: str | None | object = _ASK) -> str:
-    """queued / starting / running / paused / stopping / stopped / suspended / finished / failed / lost (see
-    the module docstring). `suspended` is final: the worker checkpointed and exited; a resume starts a new
-    one. `status`: status.json already read by the caller (None: there is none), so a scan reads it once.
+    """queued / starting / running / paused / stopping / stopped / suspended / finished / failed / pruned / lost
+    (see the module docstring; `pruned`, a sweep trial its pruner stopped, is final like finished).
+    `suspended` is final: the worker checkpointed and exited; a resume starts a new one. `status`: status.json already read by the caller (None: there is none), so a scan reads it once.
     `job`: the Slurm job's state when the caller already asked (scan_runs asks once for every run)."""
     if status is _UNREAD:
         status = run.read_status()

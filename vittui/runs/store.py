@@ -32,7 +32,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-STATES = ("queued", "starting", "running", "paused", "stopping", "stopped", "suspended", "finished", "failed")
+STATES = ("queued", "starting", "running", "paused", "stopping", "stopped", "suspended", "finished", "failed",
+          "pruned")
 # "queued" is not live: no worker is behind a queued run, so run_state never calls it lost
 LIVE_STATES = ("starting", "running", "paused", "stopping")
 

@@ -15,6 +15,7 @@ from vittui.runs import events as ev
 from vittui.runs.notify import RunNotifier
 from vittui.runs.store import RunDir, RunStatus
 from vittui.runs.summary_csv import SummaryCsv
+from vittui.sweep.report import trial_reporter
 
 
 class Emitter:
@@ -29,6 +30,9 @@ class Emitter:
         # readers of the events, fed as they are written (main process only); neither can fail the run
         self.summary = SummaryCsv(self.run.summary_csv_path) if enabled else None
         self.notifier = RunNotifier(notify, self.run.name) if enabled and notify else None
+        # a sweep trial reports each eval to its Optuna trial; `pruned` is the pruner's reason to stop
+        self.trial = trial_reporter(self.run) if enabled else None
+        self.pruned: str | None = None
         self.status_data = self.run.read_status() or RunStatus()
         self._last_status = 0.0
         self.skipped = 0
@@ -40,12 +44,20 @@ class Emitter:
             self.summary.feed(event)
             if self.notifier is not None:
                 self.notifier.feed(event)
+            if self.trial is not None and isinstance(event, ev.Eval):
+                self._report_trial(event)
         if self.on_event is not None and self.enabled:
             self.on_event(event)
         if isinstance(event, ev.Step):
             self.status_data.step, self.status_data.epoch = event.step, event.epoch
             if time.time() - self._last_status > self.STATUS_INTERVAL:
                 self._write_status()
+
+    def _report_trial(self, event: ev.Eval) -> None:
+        self.pruned = self.trial.feed(event)
+        if self.trial.error is not None:
+            self.log("warning", self.trial.error)
+            self.trial = None
 
     def log(self, level: str, message: str, step: int = 0) -> None:
         self.emit(ev.Log(level=level, message=message, step=step or self.status_data.step))

@@ -34,9 +34,13 @@ from vittui.train.optim import apply_lr_multiplier, current_lr
 START_OVER = "no checkpoint yet: starting over from step 0"
 
 
+class TrialPruned(Exception):
+    """A sweep trial's pruner said stop at this eval (vittui/sweep/report.py); the message is the reason."""
+
+
 @dataclass
 class TrainResult:
-    state: str  # finished | stopped | suspended
+    state: str  # finished | stopped | suspended | pruned
     step: int
     best_top1: float | None
     last_top1: float | None
@@ -88,6 +92,8 @@ def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = 
     t_start = time.time()
     try:
         _loop(b, p, cp, guard)
+    except TrialPruned as e:  # final: no checkpoint, the run ends here
+        return _finish(b, p, time.time() - t_start, pruned=str(e))
     except Exception as e:
         if is_out_of_memory(e):
             emergency_checkpoint(b, p)
@@ -299,6 +305,8 @@ def run_eval(b: Built, p: Progress) -> None:
         p.early_stop = (f"early stop at step {p.pos.step}: no improvement in {p.stopper.patience} evals "
                         f"(best {p.stopper.metric} {p.stopper.best:.4g})")
         b.out.log("info", p.early_stop)
+    if b.out.pruned:  # sweep: the trial's pruner said stop (reported by the emitter, vittui/sweep/report.py)
+        raise TrialPruned(b.out.pruned)
 
 
 def save_checkpoint(b: Built, p: Progress) -> None:
@@ -416,10 +424,13 @@ def _announce(b: Built, p: Progress) -> None:
     b.out.set_state("running", p.pos.step, "started")
 
 
-def _finish(b: Built, p: Progress, wall: float, *, suspended: bool = False, suspend_reason: str = "") -> TrainResult:
+def _finish(b: Built, p: Progress, wall: float, *, suspended: bool = False, suspend_reason: str = "",
+            pruned: str = "") -> TrainResult:
     """The run's last state. Suspended (checkpointed at this step, to be resumed by a new worker) writes
-    no Finished event: the run is not over."""
-    if p.pos.step >= b.total_steps or p.early_stop:
+    no Finished event: the run is not over. Pruned (a sweep trial stopped by its pruner) is final."""
+    if pruned:
+        state, reason = "pruned", pruned
+    elif p.pos.step >= b.total_steps or p.early_stop:
         state, reason = "finished", p.early_stop
     elif suspended:
         who = suspend_reason or "suspended by user"

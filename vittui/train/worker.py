@@ -93,7 +93,7 @@ def run_worker(run_path: str | Path, *, resume: bool = False, on_event: Callable
         world = os.environ.get("WORLD_SIZE", "1")
         if world != "1":  # with several processes, worker.log says how each rank ended
             print(f"rank {_rank()}/{world}: {result.state} at step {result.step}", file=sys.stderr, flush=True)
-        return 0 if result.state in ("finished", "stopped", "suspended") else 1
+        return 0 if result.state in ("finished", "stopped", "suspended", "pruned") else 1
     except KeyboardInterrupt:
         if main:
             status = run.read_status() or RunStatus()

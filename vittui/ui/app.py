@@ -58,8 +58,10 @@ class VittuiApp(App[str]):
         recipe: R.Recipe | None = None,
         preset: str | None = None,
         user_presets: Path | None = None,
+        sweep: tuple[str, str] | None = None,
     ) -> None:
         super().__init__()
+        self.sweep = sweep  # (study, storage URL): open on the sweep screen (`vittui sweep status S --tui`)
         self.runs_root = Path(runs_root)
         self.gpu_source: GpuSource = gpu_source if gpu_source is not None else NvmlSource()
         self.attach_to = attach
@@ -69,6 +71,10 @@ class VittuiApp(App[str]):
 
     def on_mount(self) -> None:
         self.call_after_refresh(self.set_timer, GC_SETTLE_S, self.settle_gc)
+        if self.sweep is not None:
+            self.push_screen(self._setup_screen())  # under it: escape leads back to setup
+            self.open_sweep(*self.sweep)
+            return
         if self.attach_to is not None:
             run = self.resolve_run(self.attach_to)
             if run is not None:
@@ -118,6 +124,11 @@ class VittuiApp(App[str]):
         while len(self.screen_stack) > 2:
             self.pop_screen()
         self.switch_screen(_monitor_screen()(run))
+
+    def open_sweep(self, study: str, storage: str) -> None:
+        from vittui.ui.screens.sweep import SweepScreen
+
+        self.push_screen(SweepScreen(study, storage))
 
     def action_runs(self) -> None:
         if isinstance(self.screen, _runs_screen()):

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from vittui.runs.store import RunDir, RunStatus
     from vittui.ui.probeview import LoadedProbe
     from vittui.runs.registry import RunSummary
+    from vittui.sweep.status import StudyReport
 
 
 class Latest(Message):
@@ -177,4 +178,12 @@ class RunsCompared(Message):
 
     comparison: Comparison | None
     rows: list[list[str]] = field(default_factory=list)
+    error: str = ""
+
+
+@dataclass
+class StudyRead(Latest):
+    """A sweep's study read back (vittui.sweep.status), or `error` why it could not be."""
+
+    report: StudyReport | None
     error: str = ""

@@ -17,6 +17,21 @@ if TYPE_CHECKING:
     from vittui.ui.app import VittuiApp
 
 
+def idle_unless_cancelled(seconds: float) -> bool:
+    """In a polling thread worker: wait `seconds` in 0.1 s slices; False as soon as the worker is cancelled
+    (the screen closed), so a poll loop ends within 0.1 s instead of a whole interval."""
+    import time
+
+    from textual.worker import get_current_worker
+
+    worker = get_current_worker()
+    for _ in range(int(seconds / 0.1)):
+        if worker.is_cancelled:
+            return False
+        time.sleep(0.1)
+    return not worker.is_cancelled
+
+
 class VittuiScreen(Screen):
     @property
     def vittui_app(self) -> VittuiApp:

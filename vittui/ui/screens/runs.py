@@ -15,7 +15,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.reactive import var
 from textual.widgets import Footer, Static
-from textual.worker import get_current_worker
 
 from vittui.runs import launcher, slurm
 from vittui.runs.registry import RunSummary, is_live, run_state, summarize, why_not_resumable
@@ -109,6 +108,7 @@ class RunsScreen(VittuiScreen):
         Binding("m,space", "mark", "Mark"),
         Binding("c", "compare", "Compare"),
         Binding("v", "report", "Report"),
+        Binding("w", "sweep", "Sweep"),
         Binding("escape", "back", "Back"),
         Binding("n", "app.setup", "New"),
         Binding("q", "app.quit", "Quit"),
@@ -117,6 +117,7 @@ class RunsScreen(VittuiScreen):
     PALETTE = [("app.setup", "New run", "Back to the setup screen"), ("back", "Back", "Leave the runs list"),
                ("compare", "Compare marked runs", "Curves overlaid and the recipe fields that differ"),
                ("report", "Evaluation report", "The report of the run under the cursor"),
+               ("sweep", "Sweep", "The sweep the run under the cursor is a trial of"),
                ("resume_run", "Resume run", "A new worker from the last checkpoint of the run under the cursor"),
                ("clone", "Clone run", "The setup screen with this run's recipe, to edit and start or queue"),
                ("delete_run", "Delete run", "Remove the run directory of a finished (or stopped…) run")]
@@ -213,6 +214,8 @@ class RunsScreen(VittuiScreen):
         if action == "compare":
             return True if len(self.marked) >= 2 else None
         row = self._current()
+        if action == "sweep":
+            return True if self._trial_tags() is not None else None
         if action == "resume_run":
             return True if row is not None and row.resumable else None
         if action == "delete_run":
@@ -295,6 +298,18 @@ class RunsScreen(VittuiScreen):
             self.post_message(RunsActed(error=f"could not delete {run.name}: {e}"))
             return
         self.post_message(RunsActed(note=f"deleted {run.name}"))
+
+    def _trial_tags(self):
+        from vittui.runs.store import RunDir
+        from vittui.sweep.storage import read_trial_tags
+
+        row = self._current()
+        return read_trial_tags(RunDir(row.path)) if row is not None else None
+
+    def action_sweep(self) -> None:
+        if (tags := self._trial_tags()) is not None:
+            self.vittui_app.open_sweep(tags.study, tags.storage)
+
 
     # --- marks, compare, report, navigation ------------------------------------------------------
     def action_mark(self) -> None:

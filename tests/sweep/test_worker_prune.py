@@ -1,0 +1,39 @@
+"""The worker's side, in process: a run tagged as a trial reports each eval to its Optuna trial, and when the
+median pruner says stop the run ends at once — state `pruned`, one Status event with the step and the
+reason, no step after it, exit code 0. The study is set up so the pruner must prune: two finished
+trials reported 99% at every step, far above anything a tiny model reaches."""
+
+from __future__ import annotations
+
+import optuna
+from tiny import events, status, tiny_recipe
+
+from vittui.runs import events as ev
+from vittui.runs.launcher import prepare_run
+from vittui.runs.registry import run_state
+from vittui.sweep.storage import TrialTags, default_storage
+from vittui.train.worker import run_worker
+
+
+def test_a_trial_below_the_median_is_pruned_at_its_first_eval(tmp_path):
+    root = tmp_path / "runs"
+    root.mkdir()
+    storage = default_storage(root)
+    study = optuna.create_study(study_name="p", storage=storage, direction="maximize")
+    dist = {"optim.lr": optuna.distributions.FloatDistribution(1e-5, 1e-2, log=True)}
+    for _ in range(2):
+        study.add_trial(optuna.trial.create_trial(value=99.0, params={"optim.lr": 1e-3}, distributions=dist,
+                                                  intermediate_values={s: 99.0 for s in range(1, 200)}))
+    trial = study.ask()
+    run = prepare_run(tiny_recipe("run.eval_every=3", "run.probe_every=0"), root, "p-t0002")
+    TrialTags(study="p", trial=trial.number, trial_id=trial._trial_id, storage=storage, objective="val_top1",
+              pruner="median").write(run)
+    assert run_worker(run.path) == 0
+    st = status(run.path)
+    assert st["state"] == "pruned" == run_state(run) and st["step"] == 3
+    said = [e for e in events(run.path) if isinstance(e, ev.Status) and e.state == "pruned"]
+    assert len(said) == 1 and said[0].step == 3 and "median pruner at step 3" in said[0].reason
+    assert max(e.step for e in events(run.path) if isinstance(e, ev.Step)) == 3  # stopped at once
+    top1 = [e.top1 for e in events(run.path) if isinstance(e, ev.Eval)]
+    assert optuna.load_study(study_name="p", storage=storage).trials[2].intermediate_values == {3: top1[0]}
+
