@@ -1,5 +1,5 @@
 """The worker's side, in process: a run tagged as a trial reports each eval to its Optuna trial, and when the
-median pruner says stop the run ends at once — state `pruned`, one Status event with the step and the
+median pruner says stop the run ends at once — once past the pruner's warm-up (a quarter of the run) — state `pruned`, one Status event with the step and the
 reason, no step after it, exit code 0. The study is set up so the pruner must prune: two finished
 trials reported 99% at every step, far above anything a tiny model reaches."""
 
@@ -11,11 +11,11 @@ from tiny import events, status, tiny_recipe
 from vittui.runs import events as ev
 from vittui.runs.launcher import prepare_run
 from vittui.runs.registry import run_state
-from vittui.sweep.storage import TrialTags, default_storage
+from vittui.sweep.storage import MEDIAN_WARMUP_FRACTION, TrialTags, default_storage
 from vittui.train.worker import run_worker
 
 
-def test_a_trial_below_the_median_is_pruned_at_its_first_eval(tmp_path):
+def test_a_trial_below_the_median_is_pruned_at_its_first_eval_past_the_warm_up(tmp_path):
     root = tmp_path / "runs"
     root.mkdir()
     storage = default_storage(root)
@@ -29,11 +29,15 @@ def test_a_trial_below_the_median_is_pruned_at_its_first_eval(tmp_path):
     TrialTags(study="p", trial=trial.number, trial_id=trial._trial_id, storage=storage, objective="val_top1",
               pruner="median").write(run)
     assert run_worker(run.path) == 0
+    total = next(e for e in events(run.path) if isinstance(e, ev.RunStarted)).total_steps
+    warm = int(total * MEDIAN_WARMUP_FRACTION)  # no pruning before this step (Optuna: step < n_warmup_steps)
+    at = next(s for s in range(3, total + 1, 3) if s >= warm)  # evals every 3 steps: the first past the warm-up
+    assert warm > 3  # the test means something: the first eval (step 3) is inside the warm-up and is not pruned
     st = status(run.path)
-    assert st["state"] == "pruned" == run_state(run) and st["step"] == 3
+    assert st["state"] == "pruned" == run_state(run) and st["step"] == at
     said = [e for e in events(run.path) if isinstance(e, ev.Status) and e.state == "pruned"]
-    assert len(said) == 1 and said[0].step == 3 and "median pruner at step 3" in said[0].reason
-    assert max(e.step for e in events(run.path) if isinstance(e, ev.Step)) == 3  # stopped at once
-    top1 = [e.top1 for e in events(run.path) if isinstance(e, ev.Eval)]
-    assert optuna.load_study(study_name="p", storage=storage).trials[2].intermediate_values == {3: top1[0]}
+    assert len(said) == 1 and said[0].step == at and f"median pruner at step {at}" in said[0].reason
+    assert max(e.step for e in events(run.path) if isinstance(e, ev.Step)) == at  # stopped at once
+    evals = {e.step: e.top1 for e in events(run.path) if isinstance(e, ev.Eval)}
+    assert optuna.load_study(study_name="p", storage=storage).trials[2].intermediate_values == evals
 

@@ -18,13 +18,14 @@ class TrialReporter:
         self.tags = tags
         self._trial = None
         self.error: str | None = None  # why reporting stopped (shown once in the run's log)
+        self.total_steps = 0  # the run's, from its RunStarted event: the median pruner's warm-up is a share of it
 
     def _open(self):
         if self._trial is None:
             import optuna
 
             study = optuna.load_study(study_name=self.tags.study, storage=open_storage(self.tags.storage),
-                                      pruner=make_pruner(self.tags.pruner))
+                                      pruner=make_pruner(self.tags.pruner, self.total_steps))
             self._trial = optuna.trial.Trial(study, self.tags.trial_id)
         return self._trial
 

@@ -44,6 +44,8 @@ class Emitter:
             self.summary.feed(event)
             if self.notifier is not None:
                 self.notifier.feed(event)
+            if self.trial is not None and isinstance(event, ev.RunStarted):
+                self.trial.total_steps = event.total_steps  # the median pruner waits for part of the run
             if self.trial is not None and isinstance(event, ev.Eval):
                 self._report_trial(event)
         if self.on_event is not None and self.enabled:
