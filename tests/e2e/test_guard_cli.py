@@ -3,6 +3,8 @@ rewinds past an injected NaN and says so, and one that stops early and exports i
 
 import json
 
+import pytest
+
 from tiny import TINY_PROCESS, events, status, tiny_toml
 
 from vittui.runs import events as ev
@@ -21,6 +23,7 @@ def test_foreground_train_rewinds_past_a_nan_and_finishes(cli, tmp_path):
     assert (rw.step, rw.to_step, rw.lr_multiplier) == (14, 10, 0.5)
 
 
+@pytest.mark.slow  # a training past its stall plus export-model (~40 s)
 def test_early_stop_finishes_and_export_model_takes_the_best_checkpoint(cli, tmp_path):
     # an lr too small to move top-1: evals at 2 (the best), 4, 6 -> two without improvement, stop at 6
     toml = tiny_toml(tmp_path / "s.toml", [*TINY_PROCESS, "optim.lr=1e-12", "schedule.min_lr=0",

@@ -77,11 +77,14 @@ CASES = {  # id: (overrides, or a function of tmp_path giving them; the phrase s
 
 # every row in the foreground and with --detach (the same check, before the worker is spawned); two through
 # the queue (before the run is queued)
-ROWS = [(c, d) for c in CASES for d in ("", "--detach")] + [
-    ("missing data folder", "--queue"), ("LoRA targets match nothing", "--queue")]
+# (the --detach rows go in the slow tier: the same pre-flight function, 18 more vittui processes)
+ROWS = [pytest.param(c, d, id=f"{c} {d}".strip(), marks=[pytest.mark.slow] if d == "--detach" else [])
+        for c in CASES for d in ("", "--detach")] + [
+    pytest.param("missing data folder", "--queue", id="missing data folder --queue"),
+    pytest.param("LoRA targets match nothing", "--queue", id="LoRA targets match nothing --queue")]
 
 
-@pytest.mark.parametrize(("case", "how"), ROWS, ids=[f"{c} {d}".strip() for c, d in ROWS])
+@pytest.mark.parametrize(("case", "how"), ROWS)
 def test_broken_input_is_one_line_exit_2_and_no_run_directory(cli, tmp_path, case, how):
     make, phrase = CASES[case]
     overrides = make(tmp_path) if callable(make) else make

@@ -45,6 +45,7 @@ def cleanup(root, runs=()) -> None:
         kill_if_alive(status(root / name).get("pid"))
 
 
+@pytest.mark.slow  # three tiny trainings in turn, a scheduler killed between them (~75 s on the shared 2 cores)
 def test_three_queued_runs_run_one_after_another_and_survive_a_killed_scheduler(cli, tmp_path):
     toml = tiny_toml(tmp_path / "short.toml", SHORT)
     names = ["q1", "q2", "q3"]
@@ -178,6 +179,7 @@ def test_resume_goes_through_the_queue_and_continues_exactly(cli, tmp_path):
         cleanup(cli.root, ["s", "other"])
 
 
+@pytest.mark.slow  # two tiny trainings, one held paused past the threshold (~45 s)
 def test_a_run_paused_too_long_is_suspended_for_the_queue_and_says_why(cli, tmp_path):
     short = tiny_toml(tmp_path / "short.toml", SHORT)
     names = ["idle", "next"]

@@ -54,6 +54,7 @@ async def type_into(pilot, modal: KnobsModal, knob: str, text: str) -> None:
     await pilot.press("end", *["backspace"] * len(field.value), *text)
 
 
+@pytest.mark.slow  # a real worker trained past two knob changes (50-130 s on the shared 2 cores)
 async def test_knobs_form_sets_lr_multiplier_and_eval_interval_on_a_live_worker(runs_root, no_gpu):
     recipe = tiny_recipe()
     app = create_app(runs_root, gpu_source=no_gpu, recipe=recipe)
