@@ -28,7 +28,9 @@ def add_parser(sub) -> None:
     s.add_argument("--parallel", type=int, default=1, help="trials queued or running at once (default 1)")
     s.add_argument("--seed", type=int, help="sampler seed")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the preset")
-    s.add_argument("--executor", choices=("local", "slurm"), default="local")
+    s.add_argument("--executor", choices=("local", "slurm"), default="local",
+                   help="slurm: every trial an sbatch job (the driver stays here, e.g. on the login node)")
+    s.add_argument("--slurm-config", metavar="TOML", help="executor config for --executor slurm (as `vittui train`)")
     s.add_argument("--detach", action="store_true", help="run the driver in the background and return")
     s.add_argument("--json", action="store_true", help=JSON_HELP)
     s.add_argument("--tui", action="store_true", help="(status) open the dashboard's sweep screen")
@@ -82,11 +84,19 @@ def _sweep(args) -> int:
         root = Path(recipe.run.output_dir)
     study = slug(args.study or f"{Path(args.preset).stem}-sweep")
     storage = args.storage or _default_storage(args)
+    slurm_config = None
+    if args.slurm_config and args.executor != "slurm":
+        return _error("--slurm-config needs --executor slurm")
+    if args.executor == "slurm":
+        from vittui.commands.train import slurm_config_of
+
+        if (slurm_config := slurm_config_of(args)) is None:  # the one line is printed
+            return 2
     if args.detach:
         return _detach(args, root, study, storage)
     cfg = SweepConfig(recipe=recipe, space=space, runs_root=root, study=study, storage=storage,
                       n_trials=args.trials, sampler=args.sampler, pruner=args.pruner, objective=args.objective,
-                      parallel=args.parallel, seed=args.seed, executor=args.executor)
+                      parallel=args.parallel, seed=args.seed, executor=args.executor, slurm=slurm_config)
     root.mkdir(parents=True, exist_ok=True)
     print(f"sweep {study}: {args.trials} trials of {', '.join(space.keys)} ({args.sampler}, pruner {args.pruner}, "
           f"{args.objective}); storage {storage}", flush=True)
@@ -104,6 +114,7 @@ def _detach(args, root: Path, study: str, storage: str) -> int:
             "--pruner", args.pruner, "--objective", args.objective, "--parallel", str(args.parallel),
             "--executor", args.executor]
     argv += ["--seed", str(args.seed)] if args.seed is not None else []
+    argv += ["--slurm-config", str(Path(args.slurm_config).resolve())] if args.slurm_config else []
     for item in args.set:
         argv += ["--set", item]
     root.mkdir(parents=True, exist_ok=True)

@@ -74,7 +74,7 @@ def run(args) -> int:
             print("error: --executor slurm submits the run to Slurm's queue; it takes no --detach, --queue or "
                   "--accelerate-config (put sbatch options in the Slurm config)", file=sys.stderr)
             return 2
-        if (slurm_config := _slurm_config(args)) is None:
+        if (slurm_config := slurm_config_of(args)) is None:
             return 2
     if not args.preset:
         print("error: vittui train needs a PRESET (a .toml file or a shipped preset name) or --resume RUN",
@@ -99,7 +99,7 @@ def run(args) -> int:
     return _foreground(RunDir(rd.path), resume=False)
 
 
-def _slurm_config(args):
+def slurm_config_of(args):
     """The Slurm executor config (--slurm-config, $VITTUI_SLURM_CONFIG, ./slurm.toml, or the defaults) and a
     usable sbatch; None after printing the one line that says what is wrong."""
     import os
@@ -114,7 +114,7 @@ def _slurm_config(args):
     except slurm.SlurmError as e:
         print(f"error: {e}", file=sys.stderr)
         return None
-    if args.gpus:  # --gpus N asks for N GPUs per node, over the config's
+    if getattr(args, "gpus", 0):  # --gpus N asks for N GPUs per node, over the config's
         config.gpus = args.gpus
     return config
 

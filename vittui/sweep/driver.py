@@ -23,12 +23,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from vittui.recipe import Recipe, dumps
 from vittui.runs import events as ev
 from vittui.runs.registry import is_live, run_state
 from vittui.runs.store import RunDir
+from vittui.runs.slurm import SlurmError
 from vittui.sweep.space import Space
 from vittui.sweep.storage import OBJECTIVES, TrialTags, make_pruner, open_storage, owner_id
 
@@ -51,6 +52,7 @@ class SweepConfig:
     seed: int | None = None
     executor: str = "local"
     poll_s: float = 1.0
+    slurm: Any = None  # vittui.runs.slurm.SlurmConfig with executor "slurm": each trial submitted as a job
 
 
 @dataclass
@@ -220,7 +222,11 @@ def _start_trial(study, cfg: SweepConfig, me: str, out: SweepOutcome, say) -> No
     trial.set_user_attr("recipe", dumps(recipe))
     tags = TrialTags(study=cfg.study, trial=trial.number, trial_id=trial._trial_id, storage=cfg.storage,
                      objective=cfg.objective, pruner=cfg.pruner)
-    run = enqueue_trial(recipe, cfg.runs_root, name, tags, executor=cfg.executor)
+    try:
+        run = enqueue_trial(recipe, cfg.runs_root, name, tags, executor=cfg.executor, slurm_config=cfg.slurm)
+    except SlurmError as e:  # sbatch refused the job: this trial failed, the sweep goes on
+        _tell(study, trial, TrialState.FAIL, None, f"{name}: {e}", out, say)
+        return
     trial.set_user_attr("run", run.name)
     trial.set_user_attr("run_path", str(run.path.resolve()))
     out.started.append(trial.number)
@@ -228,9 +234,23 @@ def _start_trial(study, cfg: SweepConfig, me: str, out: SweepOutcome, say) -> No
     say(f"trial {trial.number}: {run.name} started ({shown})")
 
 
-def enqueue_trial(recipe: Recipe, runs_root: Path, name: str, tags: TrialTags, *, executor: str = "local") -> RunDir:
+def enqueue_trial(recipe: Recipe, runs_root: Path, name: str, tags: TrialTags, *, executor: str = "local",
+                  slurm_config=None) -> RunDir:
     """The trial's run directory, tagged before any worker can read it, in the run queue (#16): `local`
-    starts when the box's scheduler has a slot, `slurm` as a job."""
+    starts when the box's scheduler has a slot, `slurm` is submitted at once as a job (Slurm decides when it
+    runs; a job sbatch refuses leaves no run directory and raises SlurmError)."""
     from vittui.runs.queue import enqueue
 
-    return enqueue(recipe, runs_root, name, executor=executor, tags=tags.as_tags())
+    run = enqueue(recipe, runs_root, name, executor=executor, tags=tags.as_tags(),
+                  gpus=slurm_config.gpus if slurm_config is not None else 0)
+    if executor == "slurm":
+        import shutil
+
+        from vittui.runs import slurm
+
+        try:
+            slurm.submit(run, slurm_config or slurm.load_config(None))
+        except SlurmError:
+            shutil.rmtree(run.path, ignore_errors=True)
+            raise
+    return run
