@@ -11,7 +11,7 @@ checkpoint C (`checkpoints/last.json`), C < K:
                   RNG and the data position inside the epoch were all restored
 
 Where the kill lands: the test pauses the run at a step P past the checkpoint (retrying until P > C and
-the next checkpoint is at least 3 steps away), then sends `resume` and kills a few milliseconds later, so
+the next checkpoint is at least KILL_ROOM steps away), then sends `resume` and kills a few milliseconds later, so
 the kill usually lands inside step P+1 (for `compute.accumulation = 2`, between its micro-batches) and can
 never land after the next checkpoint. The epochs are long (32 batches) and C lies past the first one,
 so the resumed run starts in the middle of its second epoch or later.
@@ -33,7 +33,10 @@ from vittui.runs import control
 from vittui.runs import events as ev
 from vittui.runs.lock import pid_alive
 
-CKPT = 6  # run.checkpoint_every
+CKPT = 12  # run.checkpoint_every
+# the pause is taken where the next checkpoint is at least this many steps on: the kill lands "a moment" after the
+# resume, and on a loaded box the tiny worker still got 4 steps done first (CI, 2026-12-01: p=38, kill at 42)
+KILL_ROOM = 8
 SEED = 20261201
 # long epochs: 1024 training digits in batches of 32 (one epoch = 32 micro-batches)
 HARD_BASE = TINY_PROCESS + [f"run.checkpoint_every={CKPT}", "data.limit=1024", "run.keep_last=3"]
@@ -77,12 +80,12 @@ def _kill_resume_stop(cli, tmp_path: Path, name: str, extra: list[str], *, gpus:
         wait_for(lambda: any(isinstance(e, ev.CheckpointSaved) and e.step > spe for e in events(run)),
                  timeout=180 * slow, what=f"a checkpoint in the second epoch (after step {spe})")
 
-        # pause at a step P past the checkpoint, with the next checkpoint at least 3 steps away
+        # pause at a step P past the checkpoint, with the next checkpoint at least KILL_ROOM steps away
         for _ in range(40):
             p = _ack(run, control.send(run, "pause").id).step
             wait_for(lambda: status(run).get("state") == "paused", timeout=60, what="paused")
             c = _pointer(run)
-            if p > c and _next_checkpoint(p, spe) >= p + 3:
+            if p > c and _next_checkpoint(p, spe) >= p + KILL_ROOM:
                 break
             _ack(run, control.send(run, "resume").id)
         else:
@@ -140,7 +143,8 @@ def _kill_resume_stop(cli, tmp_path: Path, name: str, extra: list[str], *, gpus:
 
 def test_resume_exactly_with_gradient_accumulation(cli, tmp_path):
     """compute.accumulation = 2: a checkpoint at an optimizer step, the kill between micro-batches."""
-    _kill_resume_stop(cli, tmp_path, "accum", ["compute.accumulation=2"])
+    # batches of 16: two micro-batches a step keep 32 optimizer steps an epoch, room for KILL_ROOM
+    _kill_resume_stop(cli, tmp_path, "accum", ["compute.accumulation=2", "data.batch_size=16"])
 
 
 @pytest.mark.parametrize("workers", [2, 0])

@@ -34,7 +34,10 @@ def listed(cli, name: str) -> dict:
 
 @pytest.mark.slow  # three job starts: ~70 s on a busy 2-core box
 def test_submitted_run_trains_lists_its_job_pauses_suspends_and_resumes_through_ctl(cli, tmp_path, slurm_cluster):
-    toml = tiny_toml(tmp_path / "tiny.toml", RECIPE)
+    # longer than the other tests: between the resume's ack and the next pause arriving (a vittui process
+    # start, seconds on a loaded box) the tiny worker once ran to the end of 60 steps (CI, 2026-12-01)
+    steps = 5 * STEPS
+    toml = tiny_toml(tmp_path / "tiny.toml", TINY_PROCESS + [f"schedule.max_steps={steps}", "run.checkpoint_every=1000"])
     job = submit(cli, toml, "s", slurm_cluster)
     run = cli.root / "s"
     assert (run / "slurm.sbatch").exists() and json.loads((run / "executor.json").read_text())["job_id"] == job
@@ -68,14 +71,14 @@ def test_submitted_run_trains_lists_its_job_pauses_suspends_and_resumes_through_
     wait_for(lambda: status(run).get("state") == "suspended", timeout=60, what="suspended")
     wait_for(lambda: squeue_state(job) == "COMPLETED", timeout=60, what="the suspended job to end")
     at = status(run)["step"]
-    assert at < STEPS and listed(cli, "s")["state"] == "suspended"
+    assert at < steps and listed(cli, "s")["state"] == "suspended"
     out = cli("ctl", "s", "resume").stdout
     slurm_cluster.extend(job_ids(run))
     new = job_ids(run)[-1]
     assert new != job and f"resubmitted s (suspended) as slurm job {new}" in out, out
 
     wait_for(lambda: status(run).get("state") == "finished", timeout=240, what="the slurm run to finish")
-    assert step_numbers(events(run)) == list(range(1, STEPS + 1))
+    assert step_numbers(events(run)) == list(range(1, steps + 1))
     assert [e.resumed_from_step for e in events(run) if isinstance(e, ev.RunStarted)] == [0, at]
     wait_for(lambda: squeue_state(new) == "COMPLETED", timeout=60, what="the job to complete")
     row = listed(cli, "s")
