@@ -68,10 +68,17 @@ def main() -> None:
     p.add_argument("--trials", type=int, default=8)
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--only", choices=("median", "none"), help="one sweep only (to re-measure one side)")
     a = p.parse_args()
     print(f"load before: {os.getloadavg()}")
     root = Path(tempfile.mkdtemp(prefix="sweep-bench-"))
-    results = [sweep(root, pruner, a.trials, a.epochs, a.seed) for pruner in ("median", "none")]
+    results = [sweep(root, pruner, a.trials, a.epochs, a.seed) for pruner in ((a.only,) if a.only else ("median", "none"))]
+    if a.only:
+        r = results[0]
+        print(f"{r['pruner']:>6}: {r['wall_s']:.0f} s, best val top-1 {r['best_top1']:.2f} (trial {r['best_trial']}), "
+              f"{r['complete']} complete + {r['pruned']} pruned, {r['steps_trained']} steps trained; params "
+              f"{r['params']}; load after: {os.getloadavg()}")
+        return
     med, none = results
     assert med["params"] == none["params"], "the two sweeps must try the same configurations"
     for r in results:

@@ -45,7 +45,7 @@ def instant(monkeypatch):
     """Enqueue = a run directory that has already finished, with evals [10, 30, 20] (best 30)."""
     made = []
 
-    def enqueue(recipe, runs_root, name, tags, *, executor="local"):
+    def enqueue(recipe, runs_root, name, tags, *, executor="local", slurm_config=None):
         run = prepare_run(recipe, runs_root, name)
         tags.write(run)
         finished_with_evals(run, [10.0, 30.0, 20.0])

@@ -1,5 +1,5 @@
 """The worker's side, in process: a run tagged as a trial reports each eval to its Optuna trial, and when the
-median pruner says stop the run ends at once — once past the pruner's warm-up (a quarter of the run) — state `pruned`, one Status event with the step and the
+median pruner says stop the run ends at once — once past the pruner's warm-up (a quarter of the run, and the lr warm-up plus an epoch) — state `pruned`, one Status event with the step and the
 reason, no step after it, exit code 0. The study is set up so the pruner must prune: two finished
 trials reported 99% at every step, far above anything a tiny model reaches."""
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 import optuna
 from tiny import events, status, tiny_recipe
 
+from vittui.recipe import load
 from vittui.runs import events as ev
 from vittui.runs.launcher import prepare_run
 from vittui.runs.registry import run_state
@@ -29,8 +30,12 @@ def test_a_trial_below_the_median_is_pruned_at_its_first_eval_past_the_warm_up(t
     TrialTags(study="p", trial=trial.number, trial_id=trial._trial_id, storage=storage, objective="val_top1",
               pruner="median").write(run)
     assert run_worker(run.path) == 0
-    total = next(e for e in events(run.path) if isinstance(e, ev.RunStarted)).total_steps
-    warm = int(total * MEDIAN_WARMUP_FRACTION)  # no pruning before this step (Optuna: step < n_warmup_steps)
+    started = next(e for e in events(run.path) if isinstance(e, ev.RunStarted))
+    total, spe = started.total_steps, started.steps_per_epoch
+    # no pruning before a quarter of the run, nor before the recipe's lr warm-up plus one epoch
+    own = int((load(run.recipe_path).schedule.warmup_epochs + 1) * spe)
+    warm = min(total, max(int(total * MEDIAN_WARMUP_FRACTION), own))  # Optuna: no pruning at step < n_warmup_steps
+    assert own > int(total * MEDIAN_WARMUP_FRACTION)  # the lr warm-up rule decides here (TINY warms up 0.5 epoch)
     at = next(s for s in range(3, total + 1, 3) if s >= warm)  # evals every 3 steps: the first past the warm-up
     assert warm > 3  # the test means something: the first eval (step 3) is inside the warm-up and is not pruned
     st = status(run.path)

@@ -10,22 +10,31 @@ from __future__ import annotations
 
 from vittui.runs import events as ev
 from vittui.runs.store import RunDir
-from vittui.sweep.storage import OBJECTIVES, TrialTags, make_pruner, open_storage, read_trial_tags
+from vittui.sweep.storage import (MEDIAN_WARMUP_FRACTION, OBJECTIVES, TrialTags, make_pruner, open_storage,
+                                  read_trial_tags)
 
 
 class TrialReporter:
-    def __init__(self, tags: TrialTags):
+    def __init__(self, tags: TrialTags, lr_warmup_epochs: float = 0.0):
         self.tags = tags
+        self.lr_warmup_epochs = lr_warmup_epochs
         self._trial = None
         self.error: str | None = None  # why reporting stopped (shown once in the run's log)
-        self.total_steps = 0  # the run's, from its RunStarted event: the median pruner's warm-up is a share of it
+        self.warmup_steps = 0  # no pruning before this step (set from the run's RunStarted: `started`)
+
+    def started(self, e: ev.RunStarted) -> None:
+        """The pruner's warm-up for this trial: a quarter of the run, and never before the trial's own lr
+        warm-up plus one epoch — an objective read mid-warm-up ranks warm-up lengths, not recipes (the
+        benchmark's best trial, 2 warm-up epochs of 8, was pruned right at the end of its warm-up)."""
+        own = int((self.lr_warmup_epochs + 1) * e.steps_per_epoch)
+        self.warmup_steps = min(e.total_steps, max(int(e.total_steps * MEDIAN_WARMUP_FRACTION), own))
 
     def _open(self):
         if self._trial is None:
             import optuna
 
             study = optuna.load_study(study_name=self.tags.study, storage=open_storage(self.tags.storage),
-                                      pruner=make_pruner(self.tags.pruner, self.total_steps))
+                                      pruner=make_pruner(self.tags.pruner, self.warmup_steps))
             self._trial = optuna.trial.Trial(study, self.tags.trial_id)
         return self._trial
 
@@ -47,4 +56,8 @@ class TrialReporter:
 
 def trial_reporter(run: RunDir) -> TrialReporter | None:
     tags = read_trial_tags(run)
-    return TrialReporter(tags) if tags is not None else None
+    if tags is None:
+        return None
+    from vittui.recipe import load
+
+    return TrialReporter(tags, lr_warmup_epochs=load(run.recipe_path).schedule.warmup_epochs)

@@ -52,18 +52,18 @@ def open_storage(url: str):
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def make_pruner(name: str, total_steps: int = 0):
+def make_pruner(name: str, warmup_steps: int = 0):
     """median: a trial whose objective at a step is worse than the median of earlier trials at that step
-    (after MEDIAN_STARTUP_TRIALS finished trials, and not before MEDIAN_WARMUP_FRACTION of the trial's
-    `total_steps`); hyperband: Optuna's successive halving brackets; none.
+    (after MEDIAN_STARTUP_TRIALS finished trials, and not before `warmup_steps`: the worker passes its
+    trial's, `report.TrialReporter.started`); hyperband: Optuna's successive halving brackets; none.
 
     The warm-up matters: with none, the median pruner judged trials on their first eval, and in the
-    8-trial digits benchmark it pruned the eventual winner after one epoch (a high lr starts slower)."""
+    8-trial digits benchmark it pruned the eventual winner after one epoch."""
     import optuna
 
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=MEDIAN_STARTUP_TRIALS,
-                                           n_warmup_steps=int(total_steps * MEDIAN_WARMUP_FRACTION))
+                                           n_warmup_steps=warmup_steps)
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner()
     return optuna.pruners.NopPruner()

@@ -45,7 +45,7 @@ class Emitter:
             if self.notifier is not None:
                 self.notifier.feed(event)
             if self.trial is not None and isinstance(event, ev.RunStarted):
-                self.trial.total_steps = event.total_steps  # the median pruner waits for part of the run
+                self.trial.started(event)  # the median pruner's warm-up: part of the run, past its lr warm-up
             if self.trial is not None and isinstance(event, ev.Eval):
                 self._report_trial(event)
         if self.on_event is not None and self.enabled:
