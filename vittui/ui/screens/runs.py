@@ -15,6 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.reactive import var
 from textual.widgets import Footer, Static
+from textual.worker import get_current_worker
 
 from vittui.runs import launcher, slurm
 from vittui.runs.registry import RunSummary, is_live, run_state, summarize, why_not_resumable
