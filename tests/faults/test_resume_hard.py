@@ -200,4 +200,5 @@ def test_resume_exactly_with_lora(cli, tmp_path):
 def test_resume_exactly_with_two_processes(cli, tmp_path):
     """`--gpus 2` with compute.device = "cpu": two ranks under accelerate (gloo); only rank 0 saves,
     and the resume skips the first batches of each rank's shard."""
-    _kill_resume_stop(cli, tmp_path, "mp", ["compute.device=cpu"], gpus=2)
+    # batches of 16: each rank gets half the epoch, and 32 steps an epoch leave room for KILL_ROOM
+    _kill_resume_stop(cli, tmp_path, "mp", ["compute.device=cpu", "data.batch_size=16"], gpus=2)
