@@ -4,9 +4,10 @@
 
 `build` (train/build.py) makes everything the Recipe asks for into one `Built`. `_loop` runs one
 optimizer step per iteration: `accum` micro-batches, then the update, then the extras (Step event,
-probe, eval, checkpoint, control point) as plain calls to the functions below it. Resuming restores
-weights, optimizer, EMA, scaler, RNG states and the position inside the epoch, so N steps + resume +
-N steps gives the same losses as 2N straight.
+probe, eval, checkpoint, control point) as plain calls to the functions below it. Resuming
+(train/resume.py) restores weights, optimizer, EMA, scaler, RNG states and the position inside the epoch,
+so N steps + resume + N steps gives the same losses as 2N straight; the divergence guard's rewind goes
+through the same code. What the loop carries between steps is a `Progress` (train/progress.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -27,40 +27,10 @@ from vittui.train.build import Built, build
 from vittui.train.control_point import CommandSource, ControlPoint, Knobs, StopRequest
 from vittui.train.evaluate import evaluate
 from vittui.train.faults import Faults, is_out_of_memory
-from vittui.train.guard import DivergenceRule, EarlyStop, better, metric_of
+from vittui.train.guard import DivergenceRule, better, metric_of
 from vittui.train.optim import apply_lr_multiplier, current_lr
-
-
-START_OVER = "no checkpoint yet: starting over from step 0"
-
-
-class TrialPruned(Exception):
-    """A sweep trial's pruner said stop at this eval (vittui/sweep/report.py); the message is the reason."""
-
-
-@dataclass
-class TrainResult:
-    state: str  # finished | stopped | suspended | pruned
-    step: int
-    best_top1: float | None
-    last_top1: float | None
-    wall_time: float
-
-
-@dataclass
-class Progress:
-    """What the loop changes: the position (what a checkpoint saves) and the scores."""
-
-    pos: ckpt.Position = field(default_factory=lambda: ckpt.Position(step=0, epoch=0, batch=0))
-    best_top1: float | None = None
-    last_top1: float | None = None
-    val_skipped: set[str] = field(default_factory=set)  # unreadable validation images, each counted once
-    unreadable_steps: int = 0  # steps in a row whose batches held no readable image
-    last_metric: float | None = None  # schedule.early_stop_metric at the last eval; the best checkpoint follows it
-    best_metric: float | None = None  # ... at the best checkpoint
-    stopper: EarlyStop = field(default_factory=EarlyStop)  # schedule.early_stop_* (train/guard.py)
-    early_stop: str = ""  # why the run stopped early ("" while it goes on)
-    knobs: Knobs = field(default_factory=Knobs)  # the live knobs; a checkpoint keeps the lr multiplier
+from vittui.train.progress import Progress, TrainResult, TrialPruned
+from vittui.train.resume import resume_from_last, rewind
 
 
 def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = None, *, resume: bool = False,
@@ -236,26 +206,6 @@ def _on_divergence(b: Built, p: Progress, cp: ControlPoint, guard: DivergenceRul
     return False
 
 
-def rewind(b: Built, p: Progress, cp: ControlPoint, found: Path, *, step: int, reason: str) -> None:
-    """Back to checkpoint `found` exactly as `--resume` restores it (weights, EMA, optimizer, scaler,
-    position, scores, RNG), with the lr multiplier scaled by `run.rewind_lr_factor`; the checkpoints after
-    it are dropped (their steps are redone), and a `Rewound` event says so."""
-    restored, rng = _restore(b, found)
-    p.pos.step, p.pos.epoch, p.pos.batch = restored.pos.step, restored.pos.epoch, restored.pos.batch
-    p.best_top1, p.last_top1 = restored.best_top1, restored.last_top1
-    p.last_metric, p.best_metric = restored.last_metric, restored.best_metric
-    p.stopper.load(restored.stopper.state())
-    p.early_stop, p.unreadable_steps = "", 0
-    if b.acc.is_main_process:
-        ckpt.drop_after(b.out.run.checkpoints, p.pos.step)
-    cp.knobs.lr_multiplier *= b.recipe.run.rewind_lr_factor
-    b.scheduler.step_update(p.pos.step)
-    apply_lr_multiplier(b.optimizer, cp.knobs.lr_multiplier)
-    b.out.emit(ev.Rewound(step=step, to_step=p.pos.step, lr_multiplier=cp.knobs.lr_multiplier, reason=reason))
-    b.out.status(step=p.pos.step, last_top1=p.last_top1, best_top1=p.best_top1, last_checkpoint_step=p.pos.step)
-    ckpt.set_rng_state(rng)  # the last thing before the next step, as after a resume
-
-
 def _no_readable_image(b: Built, p: Progress) -> None:
     """A step whose batches were all unreadable takes no update; an epoch's worth of them is an error."""
     p.unreadable_steps += 1
@@ -372,44 +322,7 @@ def run_probe(b: Built, p: Progress, knobs: Knobs) -> None:
     b.out.emit(event)
 
 
-# ---- resume, start and finish -------------------------------------------------------------------
-
-
-def resume_from_last(b: Built) -> tuple[Progress, dict | None]:
-    """Weights, EMA, optimizer and scaler from the last checkpoint; the position, the scores and the RNG
-    states to restore just before the first step. A run killed before its first checkpoint starts over
-    from step 0 with its recipe (the same build, so the same seeds: the losses an uninterrupted run logs);
-    its earlier events stay in the log, marked by a warning, and the fold rewinds them at the new
-    RunStarted (runs/history.py)."""
-    found = ckpt.find(b.out.run.checkpoints, "last")
-    if found is None:
-        b.out.emit(ev.Log(level="warning", message=START_OVER, step=0))
-        b.out.status(best_top1=None, last_top1=None, last_checkpoint_step=None)
-        return Progress(), None
-    p, rng = _restore(b, found)
-    b.out.log("info", f"resumed from {found.name} at step {p.pos.step}")
-    return p, rng
-
-
-def _restore(b: Built, found: Path) -> tuple[Progress, dict]:
-    """Checkpoint `found` into the built objects; its Progress and RNG states (set just before the next
-    step). One code path for `--resume` and the divergence guard's rewind."""
-    state = ckpt.load_state(found)
-    ckpt.load_weights(b.raw_model, found)
-    if b.ema is not None and (found / "ema.safetensors").exists():
-        ckpt.load_weights(b.ema.module, found, ema=True)
-    b.optimizer.load_state_dict(state["optimizer"])
-    if "scaler" in state and b.acc.scaler is not None:
-        b.acc.scaler.load_state_dict(state["scaler"])
-    pos = ckpt.Position(**state["position"])
-    if pos.batch >= b.batches_per_epoch:  # saved at an epoch's last step, before it rolled over
-        pos = ckpt.Position(step=pos.step, epoch=pos.epoch + 1, batch=0)
-    last_metric = state.get("last_metric", state.get("last_top1"))  # checkpoints before early stopping: top-1
-    p = Progress(pos=pos, best_top1=state.get("best_top1"), last_top1=state.get("last_top1"),
-                 last_metric=last_metric, best_metric=state.get("best_metric", state.get("best_top1")))
-    p.stopper.load(state.get("early_stop"))
-    p.knobs.lr_multiplier = float(state.get("lr_multiplier", 1.0))
-    return p, state["rng"]
+# ---- start and finish -------------------------------------------------------------------
 
 
 def _announce(b: Built, p: Progress) -> None:

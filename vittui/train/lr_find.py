@@ -28,8 +28,6 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Callable
 
-import torch
-
 from vittui.train import snapshot
 from vittui.train.build import Built
 from vittui.train.loop import forward_backward
