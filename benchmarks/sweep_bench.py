@@ -3,11 +3,11 @@ with the same sampler and seed (TPE samples its first 10 trials at random, so bo
 8 configurations in the same order; only pruning differs). Prints each sweep's wall time and best val
 top-1, and the ratio of the wall times. Target: pruning finishes >= 1.5x sooner with a best within 1 point.
 
-    python benchmarks/sweep_bench.py [--trials 8] [--epochs 4] [--seed 0]
+    python benchmarks/sweep_bench.py [--trials 8] [--epochs 12] [--seed 0]
 
 Each sweep is the installed command (`vittui sweep demo-digits … --set schedule.epochs=E`), one trial at
-a time, one torch thread per worker. The demo trains 30 epochs; a benchmark of 16 trials shortens every
-trial's epochs equally (--epochs), which the numbers should say.
+a time, one torch thread per worker. The demo trains 30 epochs; the benchmark shortens every trial's epochs
+equally (--epochs, 12 by default: ~20 minutes for the pair on 2 cores), which the numbers should say.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def sweep(root: Path, pruner: str, trials: int, epochs: int, seed: int) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--trials", type=int, default=8)
-    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--only", choices=("median", "none"), help="one sweep only (to re-measure one side)")
     a = p.parse_args()
