@@ -62,12 +62,12 @@ def test_one_node_script_requeues_signals_and_resumes_from_a_checkpoint(tmp_path
     text = slurm.script_text(run, slurm.SlurmConfig(partition="debug", time="30", cpus=2, gpus=1,
                                                     signal_seconds=90, sbatch=["--account=a"]))
     opts = sbatch_lines(text)
-    for want in ("--requeue", "--signal=TERM@90", "--time=30", "--partition=debug", "--cpus-per-task=2",
+    for want in ("--requeue", "--signal=USR1@90", "--time=30", "--partition=debug", "--cpus-per-task=2",
                  "--gpus-per-node=1", "--nodes=1", "--account=a", f"--output={run.path.resolve()}/worker.log",
                  "--open-mode=append"):
         assert want in opts, (want, opts)
     assert "accelerate" not in text
-    assert text.rstrip().splitlines()[-1] == 'srun --kill-on-bad-exit=1 "$PYTHON" -m vittui.train.worker "$RUN" $RESUME'
+    assert 'srun --kill-on-bad-exit=1 "$PYTHON" -m vittui.train.worker "$RUN" $RESUME' in text.splitlines()
     # the script's own decision, run here with srun replaced by echo: --resume only with a checkpoint on disk
     script = write(tmp_path / "job.sh", text.replace("srun --kill-on-bad-exit=1 ", "echo "))
 
@@ -85,11 +85,30 @@ def test_one_node_script_requeues_signals_and_resumes_from_a_checkpoint(tmp_path
     assert argv().endswith(f"-m vittui.train.worker {run.path.resolve()} --resume")  # the worker starts over
 
 
+@pytest.mark.parametrize(("worker_exit", "requeued", "job_exit"), [(75, True, 0), (0, False, 0), (1, False, 1)])
+def test_the_script_requeues_its_job_when_the_worker_checkpointed_for_the_time_limit(tmp_path, worker_exit,
+                                                                                     requeued, job_exit):
+    """Exit 75 is the worker's answer to SIGUSR1 (`--signal=USR1@N`, before the time limit): the script asks
+    Slurm to requeue the job, so the next job resumes from the checkpoint; any other exit is the job's."""
+    run = RunDir(tmp_path / "r").create()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    write(bin_dir / "srun", f"#!/bin/sh\nexit {worker_exit}\n").chmod(0o755)
+    said = tmp_path / "scontrol.txt"
+    write(bin_dir / "scontrol", f"#!/bin/sh\necho \"$@\" >> {said}\n").chmod(0o755)
+    script = write(tmp_path / "job.sh", slurm.script_text(run, slurm.SlurmConfig()))
+    env = {**os.environ, "SLURM_JOB_ID": "7", "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    p = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env)
+    assert p.returncode == job_exit
+    assert (said.read_text().split() if said.exists() else []) == (["requeue", "7"] if requeued else [])
+    assert ("requeueing slurm job 7" in p.stdout) == requeued
+
+
 def test_several_nodes_go_through_accelerate_launch_under_srun(tmp_path):
     run = RunDir(tmp_path / "r").create()
     text = slurm.script_text(run, slurm.SlurmConfig(nodes=3, gpus=4, python="/venv/bin/python"))
     assert "--nodes=3" in sbatch_lines(text) and "--ntasks-per-node=1" in sbatch_lines(text)
-    launch = text.rstrip().splitlines()[-1]
+    launch = next(line for line in text.splitlines() if line.startswith("srun "))
     assert launch.startswith("srun --kill-on-bad-exit=1 bash -c '")
     for flag in ("-m accelerate.commands.launch", "--num_machines $SLURM_NNODES", "--machine_rank $SLURM_NODEID",
                  "--main_process_ip $MAIN", "--num_processes $(( SLURM_NNODES * 4 ))",

@@ -9,7 +9,7 @@ import math
 import subprocess
 
 import pytest
-from slurm_helpers import acks, job_ids, losses, squeue_state
+from slurm_helpers import acks, job_ids, losses, squeue_state, start_requeued_now
 from tiny import TINY_PROCESS, events, kill_if_alive, status, step_numbers, tiny_toml, wait_for
 
 from vittui.runs import events as ev
@@ -118,8 +118,7 @@ def test_term_then_requeue_resumes_exactly_and_a_stopped_run_resubmits(cli, tmp_
     subprocess.run(["scontrol", "requeue", job], check=True, timeout=30)
     wait_for(lambda: listed(cli, "p")["state"] == "queued", timeout=30, what="queued while the job is pending")
     assert listed(cli, "p")["job_state"] == "PENDING"
-    # Slurm holds a requeued job ~2 minutes (BeginTime); the admin's way to let it start now
-    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True, timeout=30)
+    start_requeued_now(job)
     second = pause_then_term(cli, run, "p", job, after=first + 5)
     assert "(restart 1) on" in (run / "worker.log").read_text()
 
@@ -190,7 +189,7 @@ def test_a_job_requeued_before_its_first_checkpoint_starts_over(cli, tmp_path, s
     assert listed(cli, "k")["state"] == "lost"
 
     subprocess.run(["scontrol", "requeue", job], check=True, timeout=30)
-    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True, timeout=30)
+    start_requeued_now(job)
     wait_for(lambda: status(run).get("state") == "finished", timeout=240, what="the requeued job to finish")
     starts = [e for e in events(run) if isinstance(e, ev.RunStarted)]
     assert [e.resumed_from_step for e in starts] == [0, 0]
@@ -205,3 +204,40 @@ def test_a_job_requeued_before_its_first_checkpoint_starts_over(cli, tmp_path, s
     history = RunHistory()
     history.feed(events(run))
     assert history.step == STEPS and history.resumes == [0]
+
+
+@pytest.mark.slow  # two job starts and a foreground run: ~2 min on a busy 2-core box
+def test_the_time_limit_signal_checkpoints_and_the_job_requeues_itself(cli, tmp_path, slurm_cluster):
+    """`--signal=USR1@N` is what Slurm sends N seconds before a job's time limit; `scancel --signal=USR1`
+    sends the same signal to the same job steps now. The worker checkpoints and ends `suspended` with the
+    reason, the job script requeues its own job (no user, no `ctl resume`), and the next job continues the
+    run exactly: the losses of an uninterrupted run."""
+    toml = tiny_toml(tmp_path / "tiny.toml", TINY_PROCESS + [f"schedule.max_steps={LONG}", "run.checkpoint_every=1000"])
+    cli("train", str(toml), "--name", "straight", timeout=300)
+    straight = losses(cli.root / "straight")
+
+    job = submit(cli, toml, "t", slurm_cluster)
+    run = cli.root / "t"
+    assert "#SBATCH --signal=USR1@120" in (run / "slurm.sbatch").read_text()
+    wait_for(lambda: len(step_numbers(events(run))) >= 5, timeout=180, what="5 steps under slurm")
+    cli("ctl", "t", "pause", "--wait", "60")  # so the signal lands well before the end on any machine
+    subprocess.run(["scancel", "--signal=USR1", job], check=True, timeout=30)
+    wait_for(lambda: "requeueing slurm job" in (run / "worker.log").read_text(), timeout=60,
+             what="the script to requeue its job")
+    said = [e for e in events(run) if isinstance(e, ev.Status) and e.state == "suspended"]
+    assert len(said) == 1 and f"slurm job {job}'s time limit is near" in said[0].reason, said
+    at = said[0].step
+    assert 5 <= at < LONG and status(run)["last_checkpoint_step"] == at
+    wait_for(lambda: squeue_state(job) == "PENDING", timeout=60, what="the job back in Slurm's queue")
+    row = listed(cli, "t")
+    assert (row["state"], row["job_id"], row["job_state"]) == ("queued", job, "PENDING"), row
+    start_requeued_now(job)
+    wait_for(lambda: status(run).get("state") == "finished", timeout=240, what="the requeued job to finish")
+
+    assert job_ids(run) == [job]  # the same job, requeued: nothing resubmitted
+    assert "(restart 1) on" in (run / "worker.log").read_text()
+    assert step_numbers(events(run)) == list(range(1, LONG + 1))
+    assert [e.resumed_from_step for e in events(run) if isinstance(e, ev.RunStarted)] == [0, at]
+    resumed = losses(run)
+    for step in range(1, LONG + 1):
+        assert math.isclose(resumed[step], straight[step], rel_tol=1e-6), (step, resumed[step], straight[step])

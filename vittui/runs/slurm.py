@@ -5,8 +5,9 @@ and checkpoints there and reads commands from there, so the dashboard and `vittu
 treat it as a local run. Slurm decides when it starts; this module only writes the job script, submits
 it and asks Slurm what the job is doing.
 
-    runs/<name>/slurm.sbatch    the job script (`--requeue`, `--signal` so the worker checkpoints before
-                                the kill, output appended to worker.log)
+    runs/<name>/slurm.sbatch    the job script (`--requeue`; `--signal=USR1@N` before the time limit: the
+                                worker checkpoints, ends `suspended` with exit code 75 and the script
+                                requeues the job, which resumes; output appended to worker.log)
     runs/<name>/executor.json   {"executor": "slurm", "job_id": …, "jobs": [every job id], "config": …}
 
 The script decides at run time whether to pass `--resume`: the run's checkpoint is on disk when Slurm
@@ -23,7 +24,7 @@ The executor config is a small TOML file (`slurm.toml`), every key optional:
     gpus = 1                    # GPUs per node for the run (--gpus-per-node)
     cpus = 4                    # CPUs per task (--cpus-per-task)
     mem = "32G"                 # memory per node (--mem)
-    signal_seconds = 120        # SIGTERM this long before the time limit: time to write a checkpoint
+    signal_seconds = 120        # SIGUSR1 this long before the time limit: time to checkpoint and requeue
     runs_dir = "/shared/runs"   # the runs folder on the shared filesystem (when --runs-dir is not given)
     python = "/shared/venv/bin/python"   # the interpreter on the compute nodes (default: this one)
     sbatch = ["--account=vision", "--qos=normal"]   # extra #SBATCH lines, as sbatch options
@@ -46,6 +47,7 @@ from typing import Any
 from vittui.runs.store import RunDir, RunStatus, atomic_write_text
 
 SCRIPT_NAME = "slurm.sbatch"
+REQUEUE_EXIT = 75  # the worker's exit code after SIGUSR1 (train/worker.py): checkpointed, requeue the job
 EXECUTOR_NAME = "executor.json"
 # Slurm states in which the job waits to start: the run is `queued`
 PENDING_STATES = ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "CONFIGURING")
@@ -141,7 +143,7 @@ def script_text(run: RunDir, config: SlurmConfig) -> str:
              f"#SBATCH --output={run_path}/worker.log",
              "#SBATCH --open-mode=append",
              "#SBATCH --requeue",
-             f"#SBATCH --signal=TERM@{config.signal_seconds}",
+             f"#SBATCH --signal=USR1@{config.signal_seconds}",
              f"#SBATCH --time={config.time}",
              f"#SBATCH --nodes={config.nodes}",
              "#SBATCH --ntasks-per-node=1",
@@ -154,7 +156,8 @@ def script_text(run: RunDir, config: SlurmConfig) -> str:
         lines.append(f"#SBATCH --mem={config.mem}")
     lines += [f"#SBATCH {extra}" for extra in config.sbatch]
     lines += [
-        "# written by vittui (vittui/runs/slurm.py); Slurm requeues it after preemption",
+        "# written by vittui (vittui/runs/slurm.py); Slurm requeues it after preemption, and the script itself",
+        "# when the worker exits 75: it checkpointed on SIGUSR1, sent before the job's time limit",
         f"RUN={shlex.quote(run_path)}",
         f"PYTHON={shlex.quote(python)}",
         "RESUME=",
@@ -179,6 +182,14 @@ def script_text(run: RunDir, config: SlurmConfig) -> str:
         ]
     else:
         lines.append('srun --kill-on-bad-exit=1 "$PYTHON" -m vittui.train.worker "$RUN" $RESUME')
+    lines += [
+        "RC=$?",
+        f'if [ "$RC" -eq {REQUEUE_EXIT} ]; then',
+        '  echo "vittui: checkpointed before the time limit; requeueing slurm job $SLURM_JOB_ID"',
+        '  scontrol requeue "$SLURM_JOB_ID" && exit 0',
+        "fi",
+        'exit "$RC"',
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -32,14 +32,20 @@ class Knobs:
 @dataclass
 class StopRequest:
     """Set from a signal handler: the loop stops (after a checkpoint) at the next step boundary; asked
-    twice, it stops without one."""
+    twice, it stops without one. `suspend(reason)` (SIGUSR1: Slurm's warning before a job's time limit)
+    stops the same way but the run ends `suspended`, to be continued by the next job."""
 
     requested: bool = False
     now: bool = False
+    suspend_reason: str = ""
 
     def __call__(self) -> None:
         if self.requested:
             self.now = True
+        self.requested = True
+
+    def suspend(self, reason: str) -> None:
+        self.suspend_reason = reason
         self.requested = True
 
 
@@ -69,7 +75,9 @@ class ControlPoint:
         cmds = self.source.poll() if self.source is not None else []
         if self.broadcast is None:
             return cmds
-        if self.stop.requested:  # a signal reached rank 0 only: every rank must stop at this step
+        if self.stop.suspend_reason:  # every rank suspends at this step (Slurm signals each of them)
+            cmds = cmds + [Command("suspend", id="signal", args={"reason": self.stop.suspend_reason})]
+        elif self.stop.requested:  # a signal reached rank 0 only: every rank must stop at this step
             cmds = cmds + [Command("stop", id="signal")]
         return self.broadcast(cmds)
 
@@ -87,6 +95,8 @@ class ControlPoint:
                 self._handle(self._poll(), step)
             if not self.stop.requested:
                 self.set_state("running", "resumed")
+        if self.stop.suspend_reason and not self.suspended:  # SIGUSR1 in a single process, or while paused
+            self.suspended, self.suspend_reason = True, self.stop.suspend_reason
         return self.stop.requested
 
     def _handle(self, cmds: list[Command], step: int) -> None:

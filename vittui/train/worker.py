@@ -3,7 +3,9 @@
 It owns one run directory: takes its lock, trains the recipe stored there, answers commands from
 `commands.jsonl`, and leaves `status.json` saying how it ended. SIGTERM (what cluster schedulers
 send) checkpoints and exits cleanly; the first Ctrl-C does the same and a second one stops at once.
-Exit codes: 0 finished, stopped or suspended, 1 the run failed, 2 bad input.
+SIGUSR1 (what a Slurm job script asks for before its time limit, runs/slurm.py) checkpoints and ends the
+run `suspended` with exit code 75, on which the job script requeues its job: the next job resumes it.
+Exit codes: 0 finished, stopped or suspended, 75 suspended by SIGUSR1, 1 the run failed, 2 bad input.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from vittui.recipe import RecipeError, load
 from vittui.runs import events as ev
 from vittui.runs import lock
 from vittui.runs.control import CommandReader
+from vittui.runs.slurm import REQUEUE_EXIT  # 75: suspended by SIGUSR1; the job script requeues its job
 from vittui.runs.store import RunDir, RunStatus
 
 OOM_ADVICE = ("reduce data.batch_size and raise compute.accumulation to keep the effective batch, "
@@ -80,7 +83,13 @@ def run_worker(run_path: str | Path, *, resume: bool = False, on_event: Callable
             print("\ncheckpointing and stopping at the end of this step (Ctrl-C again to stop now)",
                   file=sys.stderr, flush=True)
 
+    def on_time_limit(signum, frame):
+        job = os.environ.get("SLURM_JOB_ID")
+        stop.suspend(f"slurm job {job}'s time limit is near; the job requeues itself" if job else
+                     "SIGUSR1 (a time limit is near)")
+
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    old[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, on_time_limit)
     if main:
         status = run.read_status() or RunStatus()
         status.pid, status.state = os.getpid(), "starting"
@@ -93,6 +102,8 @@ def run_worker(run_path: str | Path, *, resume: bool = False, on_event: Callable
         world = os.environ.get("WORLD_SIZE", "1")
         if world != "1":  # with several processes, worker.log says how each rank ended
             print(f"rank {_rank()}/{world}: {result.state} at step {result.step}", file=sys.stderr, flush=True)
+        if result.state == "suspended" and stop.suspend_reason:
+            return REQUEUE_EXIT
         return 0 if result.state in ("finished", "stopped", "suspended", "pruned") else 1
     except KeyboardInterrupt:
         if main:
