@@ -26,6 +26,9 @@ def add_parser(sub) -> None:
     s.add_argument("--pruner", choices=("median", "hyperband", "none"), default="median")
     s.add_argument("--objective", choices=("val_top1", "val_loss"), default="val_top1")
     s.add_argument("--parallel", type=int, default=1, help="trials queued or running at once (default 1)")
+    s.add_argument("--max-cpu-runs", type=int, metavar="N",
+                   help="the queue's CPU slots: trials training on the CPU at once (as `train --queue`)")
+    s.add_argument("--max-per-gpu", type=int, metavar="N", help="the queue's runs per GPU (as `train --queue`)")
     s.add_argument("--seed", type=int, help="sampler seed")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the preset")
     s.add_argument("--executor", choices=("local", "slurm"), default="local",
@@ -71,6 +74,12 @@ def _sweep(args) -> int:
         return _error("vittui sweep needs --trials N with N >= 1")
     if args.parallel < 1:
         return _error(f"--parallel must be >= 1 (got {args.parallel})")
+    for flag in ("max_cpu_runs", "max_per_gpu"):
+        opt, value = "--" + flag.replace("_", "-"), getattr(args, flag)
+        if value is not None and value < 1:
+            return _error(f"{opt} must be >= 1 (got {value})")
+        if value is not None and args.executor == "slurm":
+            return _error(f"{opt} sets this box's queue; with --executor slurm, Slurm decides how many trials run")
     recipe = load_recipe(args)
     try:
         space = load_space(args.space, recipe)
@@ -94,6 +103,8 @@ def _sweep(args) -> int:
             return 2
     if args.detach:
         return _detach(args, root, study, storage)
+    if args.executor == "local":
+        _queue_slots(root, args)
     cfg = SweepConfig(recipe=recipe, space=space, runs_root=root, study=study, storage=storage,
                       n_trials=args.trials, sampler=args.sampler, pruner=args.pruner, objective=args.objective,
                       parallel=args.parallel, seed=args.seed, executor=args.executor, slurm=slurm_config)
@@ -107,6 +118,19 @@ def _sweep(args) -> int:
     return _status(args, storage, study=study)
 
 
+def _queue_slots(root: Path, args) -> None:
+    """--max-cpu-runs / --max-per-gpu into the queue's config (the scheduler rereads it on every pass), and
+    a note when --parallel asks for more trials at once than the CPU slots let train."""
+    from vittui.runs import queue
+    from vittui.scheduler import SchedulerConfig
+
+    config = queue.write_config(root, max_cpu_runs=args.max_cpu_runs, max_per_gpu=args.max_per_gpu)
+    cpu_slots = max(SchedulerConfig.from_dict(config).max_cpu_runs, 1)
+    if args.parallel > cpu_slots:
+        print(f"note: trials that train on the CPU run {cpu_slots} at a time (the queue's max_cpu_runs); "
+              f"add --max-cpu-runs {args.parallel} for {args.parallel} at once", flush=True)
+
+
 def _detach(args, root: Path, study: str, storage: str) -> int:
     """The same command without --detach, in a new session: it survives the terminal, output in a log."""
     argv = [sys.executable, "-m", "vittui.cli", "--runs-dir", str(root), "sweep", args.preset, "--space", args.space,
@@ -114,6 +138,9 @@ def _detach(args, root: Path, study: str, storage: str) -> int:
             "--pruner", args.pruner, "--objective", args.objective, "--parallel", str(args.parallel),
             "--executor", args.executor]
     argv += ["--seed", str(args.seed)] if args.seed is not None else []
+    for flag in ("max_cpu_runs", "max_per_gpu"):
+        if getattr(args, flag) is not None:
+            argv += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
     argv += ["--slurm-config", str(Path(args.slurm_config).resolve())] if args.slurm_config else []
     for item in args.set:
         argv += ["--set", item]
