@@ -104,3 +104,23 @@ async def test_runs_screen_w_opens_the_sweep_of_a_trial(runs_root, no_gpu):
         await wait_for(pilot, lambda: isinstance(app.screen, SweepScreen) and app.screen.reads > 0, what="sweep")
         assert app.screen.study == "s" and len(app.screen.query_one(TrialsTable).rows_data) == 5
         assert RunDir(runs_root / "s-t0001").exists()
+
+
+async def test_a_trial_opens_from_a_runs_folder_that_moved(tmp_path, no_gpu):
+    """The study records each trial's run path; the runs folder copied elsewhere (another mount, a backup),
+    Enter still opens the trial from the folder the dashboard was given."""
+    import shutil
+
+    old = tmp_path / "old-runs"
+    old.mkdir()
+    make_study(old)
+    moved = shutil.move(str(old), str(tmp_path / "moved-runs"))
+    app = create_app(moved, gpu_source=no_gpu, sweep=("s", default_storage(moved)))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, SweepScreen) and app.screen.reads > 0, what="study read")
+        table = app.screen.query_one(TrialsTable)
+        assert table.rows_data[1].run_path.startswith(str(old))  # what the study says: gone
+        table.move_cursor(row=1)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), what="monitor")
+        assert app.screen.run.name == "s-t0001" and str(app.screen.run.path).startswith(str(moved))

@@ -113,6 +113,8 @@ class SweepScreen(VittuiScreen):
 
     def _open(self, trial) -> None:
         path = Path(trial.run_path) if trial.run_path else None
+        if path is not None and not path.is_dir() and trial.run:  # the runs folder moved or is mounted elsewhere
+            path = self.vittui_app.runs_root / trial.run
         if path is None or not path.is_dir():
             self.notify(f"trial {trial.number}: its run is not on this machine ({trial.run_path or 'never made'})",
                         severity="warning")
