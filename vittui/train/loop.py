@@ -104,8 +104,8 @@ def _loop(b: Built, p: Progress, cp: ControlPoint, guard: DivergenceRule) -> Non
 
         stop = cp(pos.step) or pos.step >= b.total_steps or bool(p.early_stop)  # commands; blocks while paused
         if (pos.batch == 0 or stop) and not cp.stop.now:  # an epoch's end, or the run's
-            if (pos.batch == 0 or pos.step >= b.total_steps) and not p.early_stop:
-                run_eval(b, p)
+            if (pos.batch == 0 or pos.step >= b.total_steps) and not p.early_stop and p.eval_step != pos.step:
+                run_eval(b, p)  # (not again when run.eval_every or a command just evaluated this step)
             save_checkpoint(b, p)
         if stop or p.early_stop:  # early stopping: schedule.early_stop_patience evals without improvement
             break
@@ -246,7 +246,7 @@ def run_eval(b: Built, p: Progress) -> None:
     ema_top1 = None
     if b.ema is not None:
         ema_top1 = evaluate(b.ema.module, b.data.val_loader, b.acc.device, b.acc.autocast).top1
-    p.last_top1 = top1
+    p.last_top1, p.eval_step = top1, p.pos.step
     b.out.emit(ev.Eval(step=p.pos.step, epoch=_epoch_progress(b, p), loss=loss, top1=top1, top5=top5,
                        ema_top1=ema_top1))
     b.out.status(last_top1=top1, best_top1=max(top1, p.best_top1 or 0.0))
@@ -255,8 +255,11 @@ def run_eval(b: Built, p: Progress) -> None:
         p.early_stop = (f"early stop at step {p.pos.step}: no improvement in {p.stopper.patience} evals "
                         f"(best {p.stopper.metric} {p.stopper.best:.4g})")
         b.out.log("info", p.early_stop)
-    if b.out.pruned:  # sweep: the trial's pruner said stop (reported by the emitter, vittui/sweep/report.py)
-        raise TrialPruned(b.out.pruned)
+    pruned = b.out.pruned  # sweep: the trial's pruner said stop (reported by the emitter, vittui/sweep/report.py)
+    if b.acc.num_processes > 1:  # only rank 0 reports to the study: every rank ends at this eval, or the
+        pruned = _broadcast(b.acc)([pruned])[0]  # others wait in their next collective for a rank that left
+    if pruned:
+        raise TrialPruned(pruned)
 
 
 def save_checkpoint(b: Built, p: Progress) -> None:
@@ -359,7 +362,8 @@ def _finish(b: Built, p: Progress, wall: float, *, suspended: bool = False, susp
 
 
 def _broadcast(acc) -> Callable | None:
-    """With several processes, rank 0's commands reach every rank, so all pause at the same step."""
+    """With several processes, rank 0's commands (and its pruner's answer) reach every rank, so all pause
+    (or end) at the same step."""
     if acc.num_processes == 1:
         return None
     from accelerate.utils import broadcast_object_list

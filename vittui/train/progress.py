@@ -38,3 +38,4 @@ class Progress:
     stopper: EarlyStop = field(default_factory=EarlyStop)  # schedule.early_stop_* (train/guard.py)
     early_stop: str = ""  # why the run stopped early ("" while it goes on)
     knobs: Knobs = field(default_factory=Knobs)  # the live knobs; a checkpoint keeps the lr multiplier
+    eval_step: int = -1  # the step of the last eval: an epoch's end does not evaluate the same weights twice
