@@ -33,6 +33,17 @@ def test_trains_and_writes_the_run_directory(tmp_path, tiny_recipe):
     assert (run.checkpoints / "last.json").exists() and (run.checkpoints / "best.json").exists()
 
 
+def test_an_epoch_end_does_not_evaluate_the_step_eval_every_just_did(tmp_path, tiny_recipe):
+    """8 steps an epoch; run.eval_every = 4 lands on each epoch's end too: one eval per step, not two (a
+    second would also count twice toward schedule.early_stop_patience)."""
+    r = tiny_recipe.with_overrides(["run.eval_every=4", "run.probe_every=0"])
+    run = prepare_run(r, tmp_path, "t")
+    train(r, run.path)
+    started = next(e for e in ev.read_all(run.events_path) if isinstance(e, ev.RunStarted))
+    assert started.steps_per_epoch == 8 and started.total_steps == 16
+    assert [e.step for e in ev.read_all(run.events_path) if isinstance(e, ev.Eval)] == [4, 8, 12, 16]
+
+
 def test_warmup_then_cosine_schedule(tmp_path, tiny_recipe):
     r = tiny_recipe.with_overrides(["schedule.min_lr=1e-5", "schedule.warmup_lr=1e-6"])
     run = prepare_run(r, tmp_path, "t")
