@@ -149,6 +149,31 @@ def test_a_spike_rewinds_to_the_checkpoint_before_it_began(tmp_path, tiny_recipe
     assert h.steps == list(range(1, 17)) and max(h.loss) < 10  # the spiked steps were redone
 
 
+def test_a_resumed_run_judges_a_spike_at_once_with_the_mean_its_checkpoint_kept(tmp_path, tiny_recipe):
+    from vittui.train import checkpoint as ckpt
+
+    r = tiny_recipe.with_overrides(["run.probe_every=0", "run.checkpoint_every=4", "run.keep_last=10",
+                                    "run.on_divergence=rewind", "run.divergence_factor=3", "run.divergence_steps=2"])
+    straight = prepare_run(r, tmp_path, "straight")
+    train(r, straight.path)
+    run = prepare_run(r, tmp_path, "t")
+    control = InProcessControl()
+
+    def on_event(e):
+        if isinstance(e, ev.Step) and e.step == 12:
+            control.send("stop")
+
+    assert train(r, run.path, control, on_event=on_event).step == 12
+    kept = ckpt.load_state(ckpt.find(run.checkpoints, "12"))["divergence"]
+    assert kept["seen"] == 12 and kept == pytest.approx(ckpt.load_state(ckpt.find(straight.checkpoints, "12"))["divergence"])
+    # steps 13 and 14 spike right after the resume: judged at once against the kept mean, not after another
+    # warm-up of WARMUP steps (which would outlast the run: it ends at 16)
+    result = train(r, run.path, resume=True, faults=Faults(spike_at=13, spike_steps=2, spike_scale=50.0))
+    assert result.state == "finished" and result.step == 16
+    [rw] = _of(run, ev.Rewound)
+    assert (rw.step, rw.to_step) == (14, 12) and "(since step 13)" in rw.reason
+
+
 def test_after_max_rewinds_the_guard_pauses(tmp_path, tiny_recipe):
     r = tiny_recipe.with_overrides(GUARD + ["run.on_divergence=rewind", "run.max_rewinds=1"])
     run = prepare_run(r, tmp_path, "t")

@@ -7,8 +7,9 @@ from training and the loop stays one readable page (train/loop.py calls them).
 k × its running mean for `run.divergence_steps = m` steps in a row also does (a spike; one noisy batch
 is not one). The running mean is a debiased EMA of the losses the rule accepted — spiking steps are
 kept out of it, so a slow climb cannot drag the bar up with it — and the rule waits `WARMUP` steps for
-the mean to mean something. What the loop does then is `run.on_divergence`: pause, or rewind to the
-last checkpoint saved before the divergence began (`good_step`), at a lower lr.
+the mean to mean something; checkpoints keep the mean, so a resumed or rewound run does not wait again.
+What the loop does then is `run.on_divergence`: pause, or rewind to the last checkpoint saved before the
+divergence began (`good_step`), at a lower lr.
 
 **Early stopping.** `schedule.early_stop_patience = P` evals in a row whose metric
 (`schedule.early_stop_metric`) did not beat the best so far by more than `early_stop_min_delta` end
@@ -71,9 +72,20 @@ class DivergenceRule:
         return "", 0
 
     def reset(self) -> None:
-        """After a rewind the losses start again from the checkpoint's: judge them afresh."""
+        """Judge afresh: the running mean forgotten, the warm-up to wait again."""
         self.mean = self.weight = 0.0
         self.seen = self.above = self.first_above = 0
+
+    def state(self) -> dict:
+        """What a checkpoint keeps, so a resumed or rewound run judges its next loss against the running mean
+        it had at that step (not after another warm-up)."""
+        return {"mean": self.mean, "weight": self.weight, "seen": self.seen}
+
+    def load(self, state: dict | None) -> None:
+        """A checkpoint's state; None (a checkpoint from before the rule kept one) starts afresh."""
+        self.reset()
+        if state:
+            self.mean, self.weight, self.seen = float(state["mean"]), float(state["weight"]), int(state["seen"])
 
 
 @dataclass

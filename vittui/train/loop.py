@@ -44,7 +44,7 @@ def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = 
     p.stopper.patience, p.stopper.metric, p.stopper.min_delta = (s.early_stop_patience, s.early_stop_metric,
                                                                   s.early_stop_min_delta)
     p.knobs.eval_every, p.knobs.probe_every = recipe.run.eval_every, recipe.run.probe_every
-    guard = DivergenceRule(factor=recipe.run.divergence_factor, steps=recipe.run.divergence_steps)
+    p.guard.factor, p.guard.steps = recipe.run.divergence_factor, recipe.run.divergence_steps
     b.scheduler.step_update(p.pos.step)
     apply_lr_multiplier(b.optimizer, p.knobs.lr_multiplier)  # a resumed run keeps its multiplier
     if faults is not None:
@@ -61,7 +61,7 @@ def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = 
         ckpt.set_rng_state(rng)  # the last thing before the first step: nothing else draws from them
     t_start = time.time()
     try:
-        _loop(b, p, cp, guard)
+        _loop(b, p, cp)
     except TrialPruned as e:  # final: no checkpoint, the run ends here
         return _finish(b, p, time.time() - t_start, pruned=str(e))
     except Exception as e:
@@ -72,9 +72,9 @@ def train(recipe: Recipe, run_path: str | Path, control: CommandSource | None = 
                    suspend_reason=cp.suspend_reason)
 
 
-def _loop(b: Built, p: Progress, cp: ControlPoint, guard: DivergenceRule) -> None:
+def _loop(b: Built, p: Progress, cp: ControlPoint) -> None:
     """One optimizer step per iteration: `accum` micro-batches, the update, then the extras."""
-    pos, batches = p.pos, None
+    pos, guard, batches = p.pos, p.guard, None
     while pos.step < b.total_steps:
         if batches is None or pos.batch == 0:
             batches = _epoch(b.acc, b.train_loader, pos.epoch, pos.batch)
@@ -192,9 +192,8 @@ def _on_divergence(b: Built, p: Progress, cp: ControlPoint, guard: DivergenceRul
     if run.on_divergence == "rewind":
         found = ckpt.find_at_or_before(b.out.run.checkpoints, good_step)
         if found is not None and guard.rewinds < run.max_rewinds:
-            rewind(b, p, cp, found, step=step, reason=why)
+            rewind(b, p, cp, found, step=step, reason=why)  # the guard's mean back to the checkpoint's too
             guard.rewinds += 1
-            guard.reset()
             return True
         fault = "divergence"
         why += (f"; no checkpoint at or before step {good_step} to rewind to" if found is None else
@@ -283,6 +282,7 @@ def save_checkpoint(b: Built, p: Progress) -> None:
         "best_metric": p.best_metric,
         "last_metric": p.last_metric,
         "early_stop": p.stopper.state(),
+        "divergence": p.guard.state(),
         "lr_multiplier": p.knobs.lr_multiplier,
     }
     if b.acc.scaler is not None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from vittui.train import checkpoint as ckpt
 from vittui.train.control_point import Knobs
-from vittui.train.guard import EarlyStop
+from vittui.train.guard import DivergenceRule, EarlyStop
 
 
 class TrialPruned(Exception):
@@ -36,6 +36,7 @@ class Progress:
     last_metric: float | None = None  # schedule.early_stop_metric at the last eval; the best checkpoint follows it
     best_metric: float | None = None  # ... at the best checkpoint
     stopper: EarlyStop = field(default_factory=EarlyStop)  # schedule.early_stop_* (train/guard.py)
+    guard: DivergenceRule = field(default_factory=DivergenceRule)  # run.divergence_*; a checkpoint keeps its mean
     early_stop: str = ""  # why the run stopped early ("" while it goes on)
     knobs: Knobs = field(default_factory=Knobs)  # the live knobs; a checkpoint keeps the lr multiplier
     eval_step: int = -1  # the step of the last eval: an epoch's end does not evaluate the same weights twice

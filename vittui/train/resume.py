@@ -2,7 +2,7 @@
 rewind (`rewind`) restore through the same `_restore`, so a rewound run continues exactly as a resumed one.
 
 A checkpoint holds weights, EMA, optimizer, scaler, the position inside the epoch, the scores, the early
-stopper's counters, the lr multiplier and every RNG state; the RNG states are set last, just before the
+stopper's counters, the spike rule's running mean, the lr multiplier and every RNG state; the RNG states are set last, just before the
 next step, because nothing else may draw from them in between."""
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ def rewind(b: Built, p: Progress, cp: ControlPoint, found: Path, *, step: int, r
     p.best_top1, p.last_top1 = restored.best_top1, restored.last_top1
     p.last_metric, p.best_metric = restored.last_metric, restored.best_metric
     p.stopper.load(restored.stopper.state())
+    p.guard.load(restored.guard.state())  # the spike rule's running mean as of the checkpoint
     p.early_stop, p.unreadable_steps = "", 0
     if b.acc.is_main_process:
         ckpt.drop_after(b.out.run.checkpoints, p.pos.step)
@@ -72,5 +73,6 @@ def _restore(b: Built, found: Path) -> tuple[Progress, dict]:
     p = Progress(pos=pos, best_top1=state.get("best_top1"), last_top1=state.get("last_top1"),
                  last_metric=last_metric, best_metric=state.get("best_metric", state.get("best_top1")))
     p.stopper.load(state.get("early_stop"))
+    p.guard.load(state.get("divergence"))
     p.knobs.lr_multiplier = float(state.get("lr_multiplier", 1.0))
     return p, state["rng"]
