@@ -276,3 +276,70 @@ def test_follow_picks_up_steps_written_after_it_started(tmp_path):
     assert [r["text"] for r in records if r.get("tag") == "events/status"] == ["finished"]
     (hp,) = [r for r in records if r["kind"] == "hparams"]
     assert hp["metrics"]["hparam/best_top1"] == 77.0 and hp["step"] == 5
+
+
+def make_redone_run(root: Path, name: str = "re") -> RunDir:
+    """Steps 1-6 and evals at 4 and 6; a worker killed then resumed from the checkpoint at 4 redoes 5-8;
+    the divergence guard rewinds from 9 to the checkpoint at 7 and 8-10 are redone. Each pass its own
+    losses (10 + s, 20 + s, 30 + s) and top-1s, so a superseded value is told apart from its redo."""
+    run = RunDir(root / name).create()
+    save(Recipe().with_overrides(["run.name=" + name]), run.recipe_path)
+    run.write_status(RunStatus(state="finished", step=10, total_steps=10, pid=os.getpid()))
+    t = iter(range(1000, 2000))
+
+    def started(resumed):
+        return ev.RunStarted(name=name, model="vit", params_total=10, params_trainable=10, num_classes=2,
+                             classes=["a", "b"], train_size=8, val_size=4, steps_per_epoch=2, total_steps=10,
+                             device="cpu", resumed_from_step=resumed, t=float(next(t)))
+
+    def step(s, base):
+        return ev.Step(step=s, epoch=s / 2, loss=base + s, lr=1e-3, grad_norm=1.0, images_per_s=1.0,
+                       data_time=0.0, step_time=0.1, t=float(next(t)))
+
+    def evaluate(s, top1):
+        return ev.Eval(step=s, epoch=s / 2, loss=1.0, top1=top1, top5=100.0, t=float(next(t)))
+
+    evs: list[ev.Event] = [started(0), *(step(s, 10) for s in range(1, 5)), evaluate(4, 40.0), step(5, 10),
+                           step(6, 10), evaluate(6, 60.0),
+                           started(4), *(step(s, 20) for s in range(5, 7)), evaluate(6, 66.0), step(7, 20),
+                           step(8, 20), evaluate(8, 88.0),
+                           ev.Rewound(step=9, to_step=7, lr_multiplier=0.5, reason="loss is nan at step 9",
+                                      t=float(next(t))),
+                           *(step(s, 30) for s in range(8, 11)), evaluate(10, 99.0),
+                           ev.Finished(step=10, best_top1=99.0, wall_time=1.0, t=float(next(t)))]
+    _write(run, evs)
+    return run
+
+
+REDONE_LOSS = {**{s: 10.0 + s for s in range(1, 5)}, **{s: 20.0 + s for s in range(5, 8)},
+               **{s: 30.0 + s for s in range(8, 11)}}
+REDONE_TOP1 = {4: 40.0, 6: 66.0, 10: 99.0}
+
+
+def test_redone_steps_replace_what_they_redo_in_every_format(tmp_path):
+    """The fold's rule, as the dashboard shows the run: one value per step, the last pass's."""
+    root = tmp_path / "runs"
+    make_redone_run(root)
+    for fmt in ("tensorboard", "csv", "jsonl"):
+        assert main(["--runs-dir", str(root), "export-log", "re", "--format", fmt, "-o", str(tmp_path / fmt)]) == 0
+    acc = read_tensorboard(tmp_path / "tensorboard" / "re")  # TensorBoard's own reader hides the orphans
+    assert {s.step: s.value for s in acc.Scalars("train/loss")} == REDONE_LOSS
+    assert [s.step for s in acc.Scalars("train/loss")] == list(range(1, 11))
+    assert {s.step: s.value for s in acc.Scalars("val/top1")} == REDONE_TOP1
+    rewinds = [e.tensor_proto.string_val[0].decode() for e in acc.Tensors("events/rewind/text_summary")]
+    assert rewinds == ["rewound from step 9 to 7, lr multiplier 0.5: loss is nan at step 9"]
+
+    with open(tmp_path / "csv" / "re" / "scalars.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f)]
+    for tag, want in (("train/loss", REDONE_LOSS), ("val/top1", REDONE_TOP1)):
+        got = [(int(r["step"]), float(r["value"])) for r in rows if r["tag"] == tag]
+        assert got == sorted(want.items()), tag  # each step once, in order, the redone value
+    with open(tmp_path / "csv" / "re" / "text.csv", newline="") as f:
+        texts = list(csv.DictReader(f))
+    assert any(r["tag"] == "recipe" and "[optim]" in r["text"] for r in texts)  # a multi-line cell survives
+    assert [(r["step"], r["tag"]) for r in texts if r["tag"] == "events/rewind"] == [("7", "events/rewind")]
+
+    records = [json.loads(line) for line in (tmp_path / "jsonl" / "re" / "log.jsonl").read_text().splitlines()]
+    for tag, want in (("train/loss", REDONE_LOSS), ("val/top1", REDONE_TOP1)):
+        got = [(r["step"], r["value"]) for r in records if r.get("tag") == tag and r["kind"] == "scalar"]
+        assert got == sorted(want.items()), tag

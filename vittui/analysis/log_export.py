@@ -21,6 +21,13 @@ recipe from `RunDir.recipe_path`, probe files through `vittui.runs.probes`, the 
                   hparam/best_top1, hparam/final_top1, hparam/final_val_loss, hparam/final_train_loss,
                   hparam/final_step (written when the export closes)
 
+Resumed and rewound runs follow the fold's rule (runs/history.py): at `RunStarted(resumed_from_step=K)`, at
+`Rewound(to_step=K)` and at a Step at or before the last one (K = that step - 1), what was exported after
+step K is superseded — the redone steps replace it, as in the dashboard. TensorBoard gets its own restart
+marker (a `SessionLog.START` at step K + 1: TensorBoard hides the orphaned events after K, as tensorboardX's
+`purge_step` does for a restarted writer); CSV and JSONL rewrite their files without those rows. A rewind
+also becomes text events/rewind (from, to, lr multiplier, reason) at step K.
+
 Sinks: `TensorBoardSink` (tensorboardX, one folder per run), `CsvSink` (scalars.csv, text.csv, hparams.csv
 and the timm-style summary.csv), `JsonlSink` (log.jsonl); CSV and JSONL write images as PNG files under
 images/. The README's "Exporting a run's log" section is the user-facing version of this table.
@@ -122,6 +129,9 @@ class Sink:
     def event(self, event: ev.Event) -> None:
         """Every raw event, for sinks that fold them themselves (CSV's summary.csv)."""
 
+    def rewind(self, step: int, wall_time: float) -> None:
+        """What was written for steps after `step` is superseded: a resume or a rewind redoes them."""
+
     def flush(self) -> None: ...
 
     def close(self) -> None: ...
@@ -158,6 +168,13 @@ class TensorBoardSink(Sink):
 
     def image(self, tag, picture, step, wall_time):
         self.writer.add_image(tag, picture, int(step), walltime=wall_time, dataformats="HWC")
+
+    def rewind(self, step, wall_time):
+        from tensorboardX.proto.event_pb2 import Event, SessionLog
+
+        # TensorBoard purges the events at or after a START's step that came before it in the file
+        self.writer._get_file_writer().add_event(
+            Event(step=step + 1, wall_time=wall_time, session_log=SessionLog(status=SessionLog.START)))
 
     def hparams(self, hparams, metrics, step):
         from tensorboardX.summary import hparams as hparams_summary
@@ -199,6 +216,21 @@ class _FileSink(Sink):
     def _open(path: Path):
         return open(path, "w", newline="", encoding="utf-8")
 
+    def _keep_until(self, f, step: int) -> Any:
+        """Rewrite the file behind `f` (open for writing) keeping its records at or before `step` (and a
+        CSV's header); the file reopened, positioned at its end, for the redone steps."""
+        path = Path(f.name)
+        f.close()
+        with open(path, newline="", encoding="utf-8") as old:
+            records = list(csv.reader(old)) if path.suffix == ".csv" else old.read().splitlines()
+        out = self._open(path)
+        if path.suffix == ".csv":
+            csv.writer(out, lineterminator="\n").writerows(
+                records[:1] + [r for r in records[1:] if int(r[0]) <= step])
+        else:
+            out.writelines(line + "\n" for line in records if int(json.loads(line)["step"]) <= step)
+        return out
+
 
 class CsvSink(_FileSink):
     def __init__(self, folder: Path) -> None:
@@ -233,6 +265,12 @@ class CsvSink(_FileSink):
     def event(self, event):
         self.summary.feed(event)
 
+    def rewind(self, step, wall_time):
+        self._scalars = self._keep_until(self._scalars, step)
+        self._texts = self._keep_until(self._texts, step)
+        self.scalars = csv.writer(self._scalars, lineterminator="\n")
+        self.texts = csv.writer(self._texts, lineterminator="\n")
+
     def flush(self):
         self._scalars.flush()
         self._texts.flush()
@@ -265,6 +303,9 @@ class JsonlSink(_FileSink):
     def hparams(self, hparams, metrics, step):
         self._write({"kind": "hparams", "step": int(step), "hparams": hparams,
                      "metrics": {k: _num(v) for k, v in metrics.items()}})
+
+    def rewind(self, step, wall_time):
+        self._f = self._keep_until(self._f, step)
 
     def flush(self):
         self._f.flush()
@@ -317,6 +358,7 @@ class RunExport:
         self.records = 0
         self._recipe_done = False
         self.closed = False
+        self._last_step = 0  # the highest step exported: a resume or rewind before it supersedes the rest
 
     def poll(self) -> int:
         """Convert the events appended since the last poll; the number of events read."""
@@ -339,9 +381,23 @@ class RunExport:
         t = self.run.recipe_path.stat().st_mtime
         self.sink.text("recipe", "\n".join("    " + line for line in text.splitlines()), 0, t)
 
+    def _rewind(self, step: int, t: float) -> None:
+        """The fold's rule (runs/history.py): what was exported after `step` is redone from here on."""
+        if self._last_step > step:
+            self.sink.rewind(step, t)
+        self._last_step = min(self._last_step, step)
+
     def convert(self, e: ev.Event) -> None:
         s, t = self.sink, e.t
         s.event(e)
+        if isinstance(e, ev.RunStarted):
+            self._rewind(e.resumed_from_step, t)
+        elif isinstance(e, ev.Rewound):
+            self._rewind(e.to_step, t)
+        elif isinstance(e, ev.Step) and e.step <= self._last_step:  # repeated steps with no resume logged
+            self._rewind(e.step - 1, t)
+        if isinstance(e, (ev.Step, ev.Eval)):
+            self._last_step = max(self._last_step, e.step)
         if isinstance(e, ev.Step):
             for tag, v in (("train/loss", e.loss), ("train/lr", e.lr), ("train/grad_norm", e.grad_norm),
                            ("train/epoch", e.epoch), ("perf/images_per_s", e.images_per_s),
@@ -383,6 +439,9 @@ class RunExport:
             hint = f" — {e.suggestion}" if e.suggestion else ""
             what = f" ({e.quantity})" if e.quantity else ""
             s.text("events/fault", f"{e.fault}{what}: {e.message}{hint}", e.step, t)
+        elif isinstance(e, ev.Rewound):
+            s.text("events/rewind", f"rewound from step {e.step} to {e.to_step}, lr multiplier "
+                                    f"{e.lr_multiplier:g}: {e.reason}", e.to_step, t)
         elif isinstance(e, ev.Status):
             s.text("events/status", e.state + (f": {e.reason}" if e.reason else ""), e.step, t)
         elif isinstance(e, ev.Log) and e.level in ("warning", "error"):
