@@ -57,6 +57,9 @@ def test_submitted_run_trains_lists_its_job_pauses_suspends_and_resumes_through_
     wait_for(lambda: status(run).get("state") == "paused", what="paused")
     held = status(run)["step"]
     assert listed(cli, "s")["state"] == "paused"
+    [queued] = json.loads(cli("queue", "--json").stdout)["runs"]  # `vittui queue` lists the Slurm run too
+    assert (queued["name"], queued["state"], queued["executor"], queued["job_id"], queued["job_state"]) == (
+        "s", "paused", "slurm", job, "RUNNING"), queued
     out = cli("ctl", "s", "resume", "--wait", "60").stdout
     assert "resume took effect at step" in out
     said = [(a.command, a.step) for a in acks(run)]
@@ -157,6 +160,10 @@ def test_a_pending_job_is_queued_and_stop_cancels_it(cli, tmp_path, slurm_cluste
     assert (row["state"], row["job_id"], row["job_state"]) == ("queued", job, "PENDING"), row
     text = cli("runs").stdout
     assert f"queued (slurm {job} PENDING)" in text, text
+    [queued] = json.loads(cli("queue", "--json").stdout)["runs"]  # waiting in Slurm's queue, not this box's
+    assert (queued["name"], queued["state"], queued["position"], queued["job_id"], queued["job_state"]) == (
+        "w", "queued", None, job, "PENDING"), queued
+    assert f"(slurm {job} PENDING)" in cli("queue").stdout
 
     p = cli("ctl", "w", "pause", check=False)  # no worker yet: nothing to pause
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "queued" in p.stderr

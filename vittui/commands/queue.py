@@ -1,6 +1,6 @@
 """`vittui queue [--json]`, `vittui queue rm RUN`, `vittui queue top RUN`: the run queue of this runs folder
-(runs/queue.py) — queued runs in the order they will start, then the live ones — and the two changes a
-person makes to it. Errors (an unknown run, a run that is not queued) are one line and exit 2."""
+(runs/queue.py) — queued runs in the order they will start, then the live ones and the Slurm jobs still
+pending (with the job id and Slurm's state) — and the two changes a person makes to it. Errors (an unknown run, a run that is not queued) are one line and exit 2."""
 
 from __future__ import annotations
 
@@ -18,13 +18,14 @@ def add_parser(sub) -> None:
 
 
 def rows(root) -> list[dict]:
-    """Queued runs (position 1 first), then live runs (position None): what `vittui queue` lists."""
+    """Queued runs (position 1 first), then live runs and runs waiting in Slurm's queue (position None):
+    what `vittui queue` lists. Slurm is asked once (`squeue`) for every Slurm run's job."""
     from vittui.recipe import load
-    from vittui.runs import queue
+    from vittui.runs import queue, slurm
     from vittui.runs.registry import is_live, run_state
     from vittui.runs.store import list_runs
 
-    def row(run, state, pos):
+    def row(run, state, pos, job_id=None, job=None):
         entry = queue.read_entry(run)
         try:
             model = load(run.recipe_path).model.name
@@ -35,14 +36,21 @@ def rows(root) -> list[dict]:
                 "estimate_bytes": entry.estimate_bytes if entry else None,
                 "gpus": entry.gpus if entry else 0, "gpu_ids": entry.gpu_ids if entry else [],
                 "resume": entry.resume if entry else False, "pid": (status.pid or None) if status else None,
-                "message": status.message if status else ""}
+                "message": status.message if status else "", "executor": "slurm" if job_id else "local",
+                "job_id": job_id, "job_state": job}
 
     waiting = queue.queued(root)
     out = [row(r, "queued", i) for i, r in enumerate(waiting, 1)]
     names = {r.name for r in waiting}
-    for r in list_runs(root):
-        if r.name not in names and is_live(state := run_state(r)):
-            out.append(row(r, state, None))
+    others = [r for r in list_runs(root) if r.name not in names]
+    job_ids = {r.name: j for r in others if (j := slurm.job_id_of(r))}
+    jobs = slurm.job_states(list(job_ids.values())) if job_ids else {}
+    for r in others:
+        job_id = job_ids.get(r.name)
+        job = jobs.get(job_id) if job_id else None
+        state = run_state(r, job=job) if job_id else run_state(r, ask_slurm=False)
+        if is_live(state) or (job_id and state == "queued"):  # a Slurm job waiting for its allocation
+            out.append(row(r, state, None, job_id, job))
     return out
 
 
@@ -90,5 +98,6 @@ def run(args) -> int:
     for r in table:
         est = fmt_bytes(r["estimate_bytes"]) if r["estimate_bytes"] else "-"
         gpu = ",".join(map(str, r["gpu_ids"])) or (str(r["gpus"]) + "?" if r["gpus"] else "-")
-        print(f"{r['position'] or '-':>3}  {r['name']:<28} {r['state']:<9} {est:>10} {gpu:<5} {r['model']}")
+        where = f"  (slurm {r['job_id']} {r['job_state'] or '?'})" if r["job_id"] else ""
+        print(f"{r['position'] or '-':>3}  {r['name']:<28} {r['state']:<9} {est:>10} {gpu:<5} {r['model']}{where}")
     return 0
