@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import re
 
 import pytest
 from tiny import status, tiny_recipe
@@ -51,7 +52,18 @@ async def test_lr_find_draws_the_curve_and_apply_sets_the_lr(runs_root, no_gpu):
         before = app.screen.recipe
         await pilot.press("ctrl+l")
         assert app.screen.check_action("lr_find", ()) is None  # one at a time
-        assert "LR range test running" in app.screen.query_one(PreflightPane).border_subtitle
+        pane = app.screen.query_one(PreflightPane)
+        assert "LR range test running" in pane.border_subtitle
+        # the subprocess's progress as it comes: "LR range test: step 12/100  lr … loss …"
+        seen = []
+
+        def progress_shown() -> bool:
+            m = re.match(r"LR range test: step (\d+)/100 +lr \S+ +loss \S+$", pane.border_subtitle or "")
+            seen.extend([int(m.group(1))] if m else [])
+            return bool(m)
+
+        await wait_for(pilot, progress_shown, timeout=300, what="lr-find's progress under the editor")
+        assert 1 <= seen[0] <= 100
         await wait_for(pilot, lambda: isinstance(app.screen, LrFindModal), timeout=300, what="the lr-find modal")
         modal = app.screen
         result = modal.result

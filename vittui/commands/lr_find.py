@@ -10,6 +10,8 @@ import sys
 from vittui.commands._common import FINDER_JSON_HELP, print_json
 from vittui.commands._finder import build_for_finder
 
+PROGRESS = "lr-find: step "  # the progress lines' prefix (stderr), which the setup screen looks for
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("lr-find", help="LR range test: ramp the lr over ~100 real steps and suggest one")
@@ -41,8 +43,9 @@ def run(args) -> int:
     from vittui.train.lr_find import find_lr
 
     def progress(i: int, lr: float, loss: float) -> None:
-        if not args.json and (i % 10 == 0 or i == 1):
-            print(f"  step {i:>4d}  lr {lr:.2e}  loss {loss:.4f}", file=sys.stderr, flush=True)
+        # on stderr, every step under --json (the setup screen shows it as it comes), every tenth for a person
+        if args.json or i % 10 == 0 or i == 1:
+            print(f"{PROGRESS}{i}/{args.steps}  lr {lr:.2e}  loss {loss:.4f}", file=sys.stderr, flush=True)
 
     result = find_lr(b, steps=args.steps, start=args.start, end=args.end, on_step=progress)
     if args.json:

@@ -116,6 +116,13 @@ class PreflightChecked(Latest):
 
 
 @dataclass
+class LrProgress(Latest):
+    """A progress line of the running `vittui lr-find` ("step 40/100  lr 3.2e-04  loss 2.1043")."""
+
+    text: str
+
+
+@dataclass
 class LrFound(Message):
     """`vittui lr-find` answered (`result`, a screens.lr_find.LrFindResult) or failed (`error`, one line)."""
 

@@ -19,13 +19,15 @@ from textual.reactive import var
 from textual.widgets import Button, Footer, Label, Select, Static
 
 from vittui import recipe as R
-from vittui.ui.messages import (LaunchFailed, LrFound, MemoryEstimated, PreflightChecked, RecipeChosen,
+from vittui.ui.messages import (LaunchFailed, LrFound, LrProgress, MemoryEstimated, PreflightChecked, RecipeChosen,
                                 RunLaunched)
 from vittui.ui.screens.base import VittuiScreen
 from vittui.ui.screens.modals import HelpModal, SavePresetModal, key_rows
 from vittui.ui.widgets.model_table import ModelTable
 from vittui.ui.widgets.preflight_pane import PreflightPane
 from vittui.ui.widgets.recipe_editor import RecipeEditor
+
+LR_FIND_PROGRESS = "lr-find: step "  # the prefix of `vittui lr-find`'s progress lines (commands/lr_find.py)
 
 if TYPE_CHECKING:
     from vittui.models.catalog import ModelInfo
@@ -194,14 +196,15 @@ class SetupScreen(VittuiScreen):
         self.query_one(PreflightPane).show_checking()
         self.run_preflight(self.recipe)
 
-    def _ask_cli(self, command: str, recipe: R.Recipe, timeout: float):
+    def _ask_cli(self, command: str, recipe: R.Recipe, timeout: float, on_line=None):
         """`vittui COMMAND RECIPE --json` from the calling thread worker; None when the worker was cancelled
-        (the screen went away, or a newer request replaced it): the process is killed, nothing is posted."""
+        (the screen went away, or a newer request replaced it): the process is killed, nothing is posted.
+        `on_line` gets the command's stderr lines as they come (from a reader thread)."""
         from vittui.ui.cli_json import run_on_recipe
 
         worker = get_current_worker()
         res = run_on_recipe(command, recipe, self.vittui_app.runs_root, timeout=timeout,
-                            cancelled=lambda: worker.is_cancelled)
+                            cancelled=lambda: worker.is_cancelled, on_line=on_line)
         return None if worker.is_cancelled else res
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="preflight", name="pre-flight")
@@ -342,7 +345,11 @@ class SetupScreen(VittuiScreen):
     def run_lr_find(self, recipe: R.Recipe) -> None:
         from vittui.ui.screens.lr_find import LrFindResult
 
-        if (res := self._ask_cli("lr-find", recipe, self.LR_FIND_TIMEOUT_S)) is None:
+        def progress(line: str) -> None:  # "lr-find: step 40/100 …" (commands/lr_find.py prints it)
+            if line.startswith(LR_FIND_PROGRESS):
+                self.post_message(LrProgress(line.removeprefix(LR_FIND_PROGRESS)))
+
+        if (res := self._ask_cli("lr-find", recipe, self.LR_FIND_TIMEOUT_S, on_line=progress)) is None:
             return
         if res.rc != 0:
             self.post_message(LrFound(None, error=res.error))
@@ -354,6 +361,11 @@ class SetupScreen(VittuiScreen):
             self.post_message(LrFound(LrFindResult.from_json(res.data)))
         except (KeyError, TypeError, ValueError) as e:
             self.post_message(LrFound(None, error=f"vittui lr-find answered something unexpected ({e!r})"))
+
+    def on_lr_progress(self, message: LrProgress) -> None:
+        if self.finding_lr:
+            for pane in self.query(PreflightPane):
+                pane.border_subtitle = f"LR range test: step {message.text}"
 
     def on_lr_found(self, message: LrFound) -> None:
         from vittui.ui.screens.lr_find import LrFindModal
