@@ -26,7 +26,7 @@ def study(tmp_path):
     s.set_user_attr("objective", "val_loss")
     dist = {"optim.lr": optuna.distributions.FloatDistribution(1e-5, 1e-2, log=True)}
     base = load_preset("demo-digits")
-    for state, lr, value, inter in (("COMPLETE", 1e-3, 0.9, {5: 1.5, 10: 0.9}), ("PRUNED", 1e-5, None, {5: 2.3}),
+    for state, lr, value, inter in (("COMPLETE", 1e-3, 0.9, {5: 1.5, 10: 0.9}), ("PRUNED", 1e-5, None, {5: 2.1, 8: 2.3}),
                                     ("COMPLETE", 3e-3, 0.7, {5: 1.2, 10: 0.7}), ("FAIL", 1e-2, None, {})):
         recipe = base.with_overrides({"optim.lr": lr})
         s.add_trial(optuna.trial.create_trial(
@@ -40,7 +40,8 @@ def test_status_json_shape_and_values(study, capsys):
     d = json.loads(capsys.readouterr().out)
     assert set(d) == REPORT_KEYS and all(set(t) == TRIAL_KEYS for t in d["trials"])
     assert [(t["state"], t["value"], t["pruned_at"]) for t in d["trials"]] == [
-        ("complete", 0.9, None), ("pruned", 2.3, 5), ("complete", 0.7, None), ("fail", None, None)]
+        ("complete", 0.9, None), ("pruned", 2.1, 8), ("complete", 0.7, None), ("fail", None, None)]
+    # a pruned trial's value is its best report (the lowest loss here), as complete trials are told their best
     assert (d["direction"], d["objective"], d["best"]["number"]) == ("minimize", "val_loss", 2)
     assert d["best_so_far"] == [[0, 0.9], [2, 0.7]]  # the lowest loss so far, over complete trials
 

@@ -23,7 +23,7 @@ class TrialRow:
     run_path: str
     state: str  # running | complete | pruned | fail
     params: dict[str, Any]
-    value: float | None  # the objective told at COMPLETE, or the last reported one for a pruned trial
+    value: float | None  # the objective told at COMPLETE, or the best reported one for a pruned trial
     pruned_at: int | None  # the step of the last report of a pruned trial
     steps_reported: int  # evals reported to the trial
     ended: str = ""  # the driver's reason (lost, failed, ...)
@@ -71,19 +71,22 @@ def study_report(study_name: str, storage: str, *, importances: bool = True) -> 
     attrs = study.user_attrs
     direction = study.direction.name.lower()
     rows: list[TrialRow] = []
+    better = max if direction == "maximize" else min
     for t in study.get_trials(deepcopy=False):
         if t.user_attrs.get("surplus"):
             continue
         steps = sorted(t.intermediate_values)
+        # a pruned trial's value is its best report, as a complete trial is told its run's best eval (and as
+        # `vittui runs` shows the run's best): not the report it was pruned at
+        reported = [v for v in t.intermediate_values.values() if math.isfinite(v)]
         value = t.value if t.state == TrialState.COMPLETE else (
-            t.intermediate_values[steps[-1]] if steps and t.state == TrialState.PRUNED else None)
+            better(reported) if reported and t.state == TrialState.PRUNED else None)
         rows.append(TrialRow(
             number=t.number, run=t.user_attrs.get("run", ""), run_path=t.user_attrs.get("run_path", ""),
             state=t.state.name.lower(), params=dict(t.params), value=_finite(value),
             pruned_at=steps[-1] if t.state == TrialState.PRUNED and steps else None,
             steps_reported=len(steps), ended=t.user_attrs.get("ended", "")))
     complete = [r for r in rows if r.state == "complete" and r.value is not None]
-    better = max if direction == "maximize" else min
     best = better(complete, key=lambda r: r.value) if complete else None
     curve, so_far = [], None
     for r in sorted(complete, key=lambda r: r.number):
