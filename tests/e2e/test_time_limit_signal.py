@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 
+import pytest
 from tiny import TINY_PROCESS, events, kill_if_alive, status, step_numbers, wait_for
 
 from vittui.recipe import Recipe
@@ -20,6 +21,7 @@ from vittui.runs.slurm import REQUEUE_EXIT
 STEPS = 40
 
 
+@pytest.mark.slow  # a worker, a pause, a resume: ~10 s; the default tier keeps under 10 minutes on 2 cores
 def test_sigusr1_checkpoints_suspends_and_exits_for_a_requeue(cli, tmp_path):
     recipe = Recipe().with_overrides(TINY_PROCESS + [f"schedule.max_steps={STEPS}", "run.checkpoint_every=1000"])
     run = prepare_run(recipe, cli.root, "u")
