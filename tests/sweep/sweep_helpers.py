@@ -59,3 +59,25 @@ def kill_trial_workers(runs: Path) -> None:
 
     for run in runs.glob("*/status.json"):
         kill_if_alive(status(run.parent).get("pid"))
+
+
+def trial_that_must_be_pruned(root: Path, recipe, name: str = "p-t0002"):
+    """A run tagged as trial 2 of study "p" in `root`, whose two finished trials reported 99% at every
+    step, far above anything a tiny model reaches: the median pruner must prune it. (storage, run)."""
+    import optuna
+
+    from vittui.runs.launcher import prepare_run
+    from vittui.sweep.storage import TrialTags, default_storage
+
+    root.mkdir(exist_ok=True)
+    storage = default_storage(root)
+    study = optuna.create_study(study_name="p", storage=storage, direction="maximize")
+    dist = {"optim.lr": optuna.distributions.FloatDistribution(1e-5, 1e-2, log=True)}
+    for _ in range(2):
+        study.add_trial(optuna.trial.create_trial(value=99.0, params={"optim.lr": 1e-3}, distributions=dist,
+                                                  intermediate_values={s: 99.0 for s in range(1, 400)}))
+    trial = study.ask()
+    run = prepare_run(recipe, root, name)
+    TrialTags(study="p", trial=trial.number, trial_id=trial._trial_id, storage=storage, objective="val_top1",
+              pruner="median").write(run)
+    return storage, run

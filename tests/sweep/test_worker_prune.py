@@ -6,29 +6,18 @@ trials reported 99% at every step, far above anything a tiny model reaches."""
 from __future__ import annotations
 
 import optuna
+from sweep_helpers import trial_that_must_be_pruned
 from tiny import events, status, tiny_recipe
 
 from vittui.recipe import load
 from vittui.runs import events as ev
-from vittui.runs.launcher import prepare_run
 from vittui.runs.registry import run_state
-from vittui.sweep.storage import MEDIAN_WARMUP_FRACTION, TrialTags, default_storage
+from vittui.sweep.storage import MEDIAN_WARMUP_FRACTION
 from vittui.train.worker import run_worker
 
 
 def test_a_trial_below_the_median_is_pruned_at_its_first_eval_past_the_warm_up(tmp_path):
-    root = tmp_path / "runs"
-    root.mkdir()
-    storage = default_storage(root)
-    study = optuna.create_study(study_name="p", storage=storage, direction="maximize")
-    dist = {"optim.lr": optuna.distributions.FloatDistribution(1e-5, 1e-2, log=True)}
-    for _ in range(2):
-        study.add_trial(optuna.trial.create_trial(value=99.0, params={"optim.lr": 1e-3}, distributions=dist,
-                                                  intermediate_values={s: 99.0 for s in range(1, 200)}))
-    trial = study.ask()
-    run = prepare_run(tiny_recipe("run.eval_every=3", "run.probe_every=0"), root, "p-t0002")
-    TrialTags(study="p", trial=trial.number, trial_id=trial._trial_id, storage=storage, objective="val_top1",
-              pruner="median").write(run)
+    storage, run = trial_that_must_be_pruned(tmp_path / "runs", tiny_recipe("run.eval_every=3", "run.probe_every=0"))
     assert run_worker(run.path) == 0
     started = next(e for e in events(run.path) if isinstance(e, ev.RunStarted))
     total, spe = started.total_steps, started.steps_per_epoch
