@@ -38,7 +38,7 @@ def test_queue_json(tmp_path, capsys, monkeypatch):
     (row,) = json.loads(capsys.readouterr().out)["runs"]
     assert row == {"position": 1, "name": "q", "state": "queued", "model": Recipe().model.name,
                    "estimate_bytes": 5 << 20, "gpus": 0, "gpu_ids": [], "resume": False, "pid": None,
-                   "message": "waiting in the queue"}
+                   "message": "waiting in the queue", "executor": "local", "job_id": None, "job_state": None}
     assert main(["--runs-dir", str(tmp_path), "runs", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["queue_position"] == 1
 
