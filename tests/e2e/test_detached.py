@@ -6,12 +6,12 @@ import signal
 import subprocess
 import time
 
+import pytest
+from e2e_helpers import status, vittui_cmd, wait_for
 
 from vittui.runs import control
 from vittui.runs import events as ev
 from vittui.runs.lock import pid_alive
-
-from e2e_helpers import status, vittui_cmd, wait_for
 
 
 def steps(run):
@@ -189,6 +189,7 @@ def test_headless_attach_prints_history_then_follows_to_the_end(cli, tiny_toml):
         kill_worker(run)
 
 
+@pytest.mark.slow  # ~17 s: two detached workers; the default tier stays under 10 minutes on 2 cores
 def test_resume_before_the_first_checkpoint_starts_over_with_the_same_losses(cli, tmp_path):
     from tiny import TINY_PROCESS, tiny_toml
 

@@ -3,6 +3,7 @@ run exactly: the installed command, a detached worker on the tiny recipe."""
 
 import math
 
+import pytest
 from tiny import TINY_PROCESS, all_gone, events, kill_if_alive, run_processes, status, step_numbers, tiny_toml, wait_for
 
 from vittui.runs import events as ev
@@ -16,6 +17,7 @@ def losses(run) -> dict[int, float]:
     return {e.step: e.loss for e in events(run) if isinstance(e, ev.Step)}
 
 
+@pytest.mark.slow  # ~24 s: a straight run, a worker suspended and resumed; the default tier stays under 10 minutes on 2 cores
 def test_suspend_exits_the_worker_and_resume_continues_exactly(cli, tmp_path):
     toml = tiny_toml(tmp_path / "tiny.toml", RECIPE)
     cli("train", str(toml), "--name", "straight", timeout=300)  # the uninterrupted run, in the foreground

@@ -141,6 +141,7 @@ def _kill_resume_stop(cli, tmp_path: Path, name: str, extra: list[str], *, gpus:
         kill_processes(procs)
 
 
+@pytest.mark.slow  # ~17 s, like the other hard resumes; the default tier stays under 10 minutes on 2 cores
 def test_resume_exactly_with_gradient_accumulation(cli, tmp_path):
     """compute.accumulation = 2: a checkpoint at an optimizer step, the kill between micro-batches."""
     # batches of 16: two micro-batches a step keep 32 optimizer steps an epoch, room for KILL_ROOM

@@ -74,6 +74,7 @@ def _assert_same(ref: list[float], got: list[float], case: str = "") -> None:
 # ---- the script trains like vittui ----------------------------------------------------------------
 
 
+@pytest.mark.slow  # ~14 s: two accelerate launches; the default tier stays under 10 minutes on 2 cores
 def test_exported_demo_runs_under_accelerate_launch_and_matches_vittui(tmp_path):
     # 10 steps with 8 per epoch: an epoch boundary (new sampler order, an eval) inside the comparison
     recipe = load_preset("demo-digits").with_overrides(BASE + ["schedule.max_steps=10"])
