@@ -21,9 +21,9 @@ def rows(root) -> list[dict]:
     """Queued runs (position 1 first), then live runs and runs waiting in Slurm's queue (position None):
     what `vittui queue` lists. Slurm is asked once (`squeue`) for every Slurm run's job."""
     from vittui.recipe import load
-    from vittui.runs import queue, slurm
-    from vittui.runs.registry import is_live, run_state
-    from vittui.runs.store import list_runs
+    from vittui.runs import queue
+    from vittui.runs.registry import is_live, scan_runs
+    from vittui.runs.store import RunDir
 
     def row(run, state, pos, job_id=None, job=None):
         entry = queue.read_entry(run)
@@ -42,15 +42,9 @@ def rows(root) -> list[dict]:
     waiting = queue.queued(root)
     out = [row(r, "queued", i) for i, r in enumerate(waiting, 1)]
     names = {r.name for r in waiting}
-    others = [r for r in list_runs(root) if r.name not in names]
-    job_ids = {r.name: j for r in others if (j := slurm.job_id_of(r))}
-    jobs = slurm.job_states(list(job_ids.values())) if job_ids else {}
-    for r in others:
-        job_id = job_ids.get(r.name)
-        job = jobs.get(job_id) if job_id else None
-        state = run_state(r, job=job) if job_id else run_state(r, ask_slurm=False)
-        if is_live(state) or (job_id and state == "queued"):  # a Slurm job waiting for its allocation
-            out.append(row(r, state, None, job_id, job))
+    for r in scan_runs(root):  # one squeue for every Slurm run's job
+        if r.name not in names and (is_live(r.state) or (r.job_id and r.state == "queued")):  # a job pending
+            out.append(row(RunDir(r.path), r.state, None, r.job_id, r.job_state))
     return out
 
 

@@ -122,15 +122,11 @@ def slurm_config_of(args):
 def _submit_slurm(recipe, root: Path, args, config) -> int:
     """`--executor slurm`: the run directory in state queued, submitted at once (Slurm is the scheduler).
     A job sbatch refuses leaves no run directory behind."""
-    import shutil
+    from vittui.runs import slurm
 
-    from vittui.runs import queue, slurm
-
-    rd = queue.enqueue(recipe, root, args.name, gpus=config.gpus, executor="slurm")
     try:
-        job_id = slurm.submit(rd, config)
+        rd, job_id = slurm.submit_new(recipe, root, args.name, config)
     except slurm.SlurmError as e:
-        shutil.rmtree(rd.path, ignore_errors=True)
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"submitted {rd.name} as slurm job {job_id}; follow it with `vittui attach {rd.name}` "

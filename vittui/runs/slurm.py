@@ -39,12 +39,16 @@ import shutil
 import subprocess
 import sys
 import time
-import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from vittui.runs.store import RunDir, RunStatus, atomic_write_text
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 (pyproject's floor), as recipe/codec.py
+    import tomli as tomllib
 
 SCRIPT_NAME = "slurm.sbatch"
 REQUEUE_EXIT = 75  # the worker's exit code after SIGUSR1 (train/worker.py): checkpointed, requeue the job
@@ -246,6 +250,21 @@ def submit(run: RunDir, config: SlurmConfig, *, resume: bool = False) -> str:
     status.message = f"slurm job {job_id}" + (" (resuming from the last checkpoint)" if resume else "")
     run.write_status(status)
     return job_id
+
+
+def submit_new(recipe, runs_root: str | Path, name: str | None, config: SlurmConfig, *,
+               tags: dict[str, str] | None = None) -> tuple[RunDir, str]:
+    """A new run directory for `recipe` (state queued, executor slurm, `tags` written before any worker
+    can read them) submitted at once; (run, job id). A job sbatch refuses leaves no run directory behind
+    and raises SlurmError. `vittui train --executor slurm` and a sweep's Slurm trials both start here."""
+    from vittui.runs import queue
+
+    run = queue.enqueue(recipe, runs_root, name, gpus=config.gpus, executor="slurm", tags=tags)
+    try:
+        return run, submit(run, config)
+    except SlurmError:
+        shutil.rmtree(run.path, ignore_errors=True)
+        raise
 
 
 def resubmit(run: RunDir) -> str:

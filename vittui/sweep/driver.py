@@ -166,8 +166,9 @@ def _tell_ended(study, cfg: SweepConfig, me: str, trials, out: SweepOutcome, say
             else:
                 _tell(study, t, TrialState.COMPLETE, value, f"{run.name} {cfg.objective} {value:.4g}", out, say)
         elif state == "pruned":
-            _tell(study, t, TrialState.PRUNED, None, f"{run.name} pruned at step "
-                  f"{(run.read_status() or _NoStatus).step}", out, say)
+            status = run.read_status()
+            _tell(study, t, TrialState.PRUNED, None, f"{run.name} pruned at step {status.step if status else '?'}",
+                  out, say)
         else:  # failed, lost (worker killed), stopped by a person
             _tell(study, t, TrialState.FAIL, None, f"{run.name} {state}", out, say)
 
@@ -176,10 +177,6 @@ def _in_queue(run: RunDir, runs_root: Path) -> bool:
     from vittui.runs.queue import queued
 
     return any(r.name == run.name for r in queued(runs_root))
-
-
-class _NoStatus:
-    step = "?"
 
 
 def _age_s(start) -> float:
@@ -239,18 +236,11 @@ def enqueue_trial(recipe: Recipe, runs_root: Path, name: str, tags: TrialTags, *
     """The trial's run directory, tagged before any worker can read it, in the run queue (#16): `local`
     starts when the box's scheduler has a slot, `slurm` is submitted at once as a job (Slurm decides when it
     runs; a job sbatch refuses leaves no run directory and raises SlurmError)."""
-    from vittui.runs.queue import enqueue
-
-    run = enqueue(recipe, runs_root, name, executor=executor, tags=tags.as_tags(),
-                  gpus=slurm_config.gpus if slurm_config is not None else 0)
     if executor == "slurm":
-        import shutil
-
         from vittui.runs import slurm
 
-        try:
-            slurm.submit(run, slurm_config or slurm.load_config(None))
-        except SlurmError:
-            shutil.rmtree(run.path, ignore_errors=True)
-            raise
-    return run
+        return slurm.submit_new(recipe, runs_root, name, slurm_config or slurm.load_config(None),
+                                tags=tags.as_tags())[0]
+    from vittui.runs.queue import enqueue
+
+    return enqueue(recipe, runs_root, name, tags=tags.as_tags())
