@@ -168,9 +168,14 @@ def scan_runs(runs_root: str | Path) -> list[RunSummary]:
     """Every run in `runs_root`, oldest first (by the time its recipe was written). Slurm is asked once for
     all its runs' jobs (a blocking `squeue`: callers run this off the dashboard's event loop)."""
     runs = list_runs(runs_root)
-    ids = [j for r in runs if (j := slurm.job_id_of(r))]
-    jobs = slurm.job_states(ids) if ids else {}
+    jobs = job_states_of(runs)
     return [summarize(r, jobs) for r in runs]
+
+
+def job_states_of(runs: list[RunDir]) -> dict[str, str]:
+    """Slurm's state of every job behind `runs` (job id -> state), from one `squeue`; {} without Slurm runs."""
+    ids = [j for r in runs if (j := slurm.job_id_of(r))]
+    return slurm.job_states(ids) if ids else {}
 
 
 def resolve_run(name_or_path: str | Path, runs_root: str | Path) -> RunDir:

@@ -18,7 +18,7 @@ from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
 from vittui.runs import launcher, slurm
-from vittui.runs.registry import RunSummary, is_live, run_state, summarize, why_not_resumable
+from vittui.runs.registry import RunSummary, is_live, job_states_of, run_state, summarize, why_not_resumable
 from vittui.runs.store import RunDir, list_runs
 from vittui.ui.messages import RunsActed, RunsScanned
 from vittui.ui.screens.base import VittuiScreen
@@ -169,8 +169,7 @@ class RunsScreen(VittuiScreen):
 
     @staticmethod
     def _summaries(cache: SummaryCache, runs: list[RunDir]) -> list[RunSummary]:
-        ids = [j for r in runs if (j := slurm.job_id_of(r))]
-        jobs = slurm.job_states(ids) if ids else {}  # one squeue for every Slurm run
+        jobs = job_states_of(runs)  # one squeue for every Slurm run
         return [cache.summary(r, jobs) for r in runs]
 
     def rescan(self) -> None:
