@@ -23,6 +23,7 @@ import asyncio
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -323,6 +324,8 @@ def bare_train(recipe, max_steps: int, *, style: str = "bare", out: Path | None 
             scheduler.step(epoch)
             torch.save({"state_dict": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch},
                        ckpt_dir / "last.pth.tar")
+    if ckpt_dir is not None:  # one 5 MB file per benchmark run: nothing to keep
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
     cpu_per_image = (cpu[-1] - cpu[K0]) / ((len(cpu) - 1 - K0) * d.batch_size) if len(cpu) > K0 + 1 else float("nan")
     result = {"times": times, "cpu": cpu_per_image, "batch": d.batch_size, "steps_per_epoch": steps_per_epoch, "top1": 100 * correct / max(n, 1)}
     if out is not None:

@@ -1,5 +1,6 @@
-"""Sweep tests' fixtures: the anyio backend, and a PostgreSQL server for the two-box test (started per
-session into a temporary folder, on a loopback port, as the postgres user). Helpers: sweep_helpers.py."""
+"""Sweep tests' fixtures: the anyio backend, and a PostgreSQL server for the two-box test — the one `.ci/run`
+starts (`.ci/postgres.sh`, its URL in VITTUI_TEST_POSTGRES_URL), or else one started for this session into a
+temporary folder, on a loopback port, as the postgres user. Helpers: sweep_helpers.py."""
 
 from __future__ import annotations
 
@@ -22,10 +23,32 @@ def anyio_backend():
     return "asyncio"
 
 
+def _create_database(host: str, port: int, user: str) -> str:
+    """A new, empty database on the server, so a rerun on a long-lived server never meets an old study."""
+    name = f"optuna_{os.getpid()}_{int(time.time() * 1000)}"
+    for _ in range(100):
+        if subprocess.run(["psql", "-h", host, "-p", str(port), "-U", user, "-d", "postgres", "-c",
+                           f"create database {name}"], capture_output=True).returncode == 0:
+            return name
+        time.sleep(0.2)
+    raise RuntimeError(f"PostgreSQL on {host}:{port} did not take a database")
+
+
 @pytest.fixture(scope="session")
 def postgres_url():
-    """A PostgreSQL server for this session: initdb + pg_ctl as the postgres user into a temp folder,
-    listening on 127.0.0.1 only; a database `optuna`. Skips (with the reason) where the binaries are absent."""
+    """A database on a PostgreSQL server listening on 127.0.0.1: CI's server when VITTUI_TEST_POSTGRES_URL names
+    it, else one started here with initdb + pg_ctl as the postgres user into a temp folder. Skips (with the
+    reason) where the binaries are absent."""
+    given = os.environ.get("VITTUI_TEST_POSTGRES_URL")
+    if given:
+        from urllib.parse import urlsplit
+
+        u = urlsplit(given)
+        if shutil.which("psql") is None:
+            pytest.skip("PostgreSQL test: psql not on PATH (install postgresql to run it)")
+        name = _create_database(u.hostname or "127.0.0.1", u.port or 5432, u.username or "postgres")
+        yield f"{u.scheme}://{u.netloc}/{name}"
+        return
     for tool in ("initdb", "pg_ctl", "psql", "runuser"):
         if shutil.which(tool) is None:
             pytest.skip(f"PostgreSQL test: {tool} not on PATH (install postgresql to run it)")
@@ -44,14 +67,8 @@ def postgres_url():
     subprocess.run(as_pg + ["pg_ctl", "-D", str(d / "data"), "-o", f"-p {port} -k {d} -c listen_addresses=127.0.0.1",
                             "-l", str(d / "log"), "-w", "start"], check=True, capture_output=True, timeout=300)
     try:
-        for _ in range(100):
-            if subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-c",
-                               "create database optuna"], capture_output=True).returncode == 0:
-                break
-            time.sleep(0.2)
-        else:
-            raise RuntimeError(f"PostgreSQL did not take a database: {(d / 'log').read_text()}")
-        yield f"postgresql://postgres@127.0.0.1:{port}/optuna"
+        name = _create_database("127.0.0.1", port, "postgres")
+        yield f"postgresql://postgres@127.0.0.1:{port}/{name}"
     finally:
         subprocess.run(as_pg + ["pg_ctl", "-D", str(d / "data"), "-m", "immediate", "stop"], capture_output=True,
                        timeout=120)
