@@ -10,6 +10,7 @@ import math
 import os
 import re
 
+import psutil
 import pytest
 from tiny import status, tiny_recipe
 from ui_helpers import SIZE, notifications, wait_for, was_said
@@ -51,14 +52,15 @@ async def test_lr_find_draws_the_curve_and_apply_sets_the_lr(runs_root, no_gpu):
     async with app.run_test(size=SIZE) as pilot:
         before = app.screen.recipe
         await pilot.press("ctrl+l")
-        assert app.screen.check_action("lr_find", ()) is None  # one at a time
+        assert app.screen.check_action("lr_find", ()) is False  # one at a time: ctrl+l now stops it
         pane = app.screen.query_one(PreflightPane)
         assert "LR range test running" in pane.border_subtitle
         # the subprocess's progress as it comes: "LR range test: step 12/100  lr … loss …"
         seen = []
 
         def progress_shown() -> bool:
-            m = re.match(r"LR range test: step (\d+)/100 +lr \S+ +loss \S+$", pane.border_subtitle or "")
+            m = re.match(r"LR range test: step (\d+)/100 +lr \S+ +loss \S+  \(ctrl\+l stops it\)$",
+                         pane.border_subtitle or "")
             seen.extend([int(m.group(1))] if m else [])
             return bool(m)
 
@@ -82,6 +84,38 @@ async def test_lr_find_draws_the_curve_and_apply_sets_the_lr(runs_root, no_gpu):
         await editor.show_section("optim")
         assert float(editor.field("optim.lr").control.value) == applied
         assert app.screen.check_action("lr_find", ()) is True
+
+
+def lr_find_processes() -> list[psutil.Process]:
+    return [p for p in psutil.Process().children(recursive=True) if "lr-find" in " ".join(p.cmdline())]
+
+
+async def test_ctrl_l_again_stops_the_lr_range_test(runs_root, no_gpu):
+    """The range test stopped from the screen at its first progress line: the process is killed, no modal comes, the lr
+    stays, the footer says which ctrl+l it is, and a new test can start."""
+    recipe = tiny_recipe()
+    app = create_app(runs_root, gpu_source=no_gpu, recipe=recipe)
+    said = notifications(app)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+l")
+        screen = app.screen
+        assert screen.active_bindings["ctrl+l"].binding.description == "Stop LR find"
+        pane = screen.query_one(PreflightPane)
+        await wait_for(pilot, lambda: "LR range test: step" in (pane.border_subtitle or ""), timeout=300,
+                       what="lr-find's progress")
+        assert lr_find_processes(), "the range test runs as a subprocess"
+        await pilot.press("ctrl+l")
+        await wait_for(pilot, lambda: was_said(said, "LR range test stopped"), what="the stop said")
+        await wait_for(pilot, lambda: not lr_find_processes(), timeout=10, what="the lr-find process gone")
+        assert pane.border_subtitle == "" and screen.active_bindings["ctrl+l"].binding.description == "LR find"
+        await pilot.pause(2.0)  # nothing arrives late: no modal, no failure, the lr as it was
+        assert app.screen is screen and not was_said(said, "LR range test failed")
+        assert screen.recipe == recipe
+        await pilot.press("ctrl+l")  # and it starts again
+        assert screen.check_action("stop_lr_find", ()) is True
+        await wait_for(pilot, lambda: bool(lr_find_processes()), timeout=30, what="a second range test")
+        await pilot.press("ctrl+l")
+        await wait_for(pilot, lambda: not lr_find_processes(), timeout=10, what="the second one stopped too")
 
 
 async def test_lr_find_failure_is_a_notification(runs_root, no_gpu, tmp_path):

@@ -63,6 +63,7 @@ class SetupScreen(VittuiScreen):
         Binding("ctrl+s", "start", "Start run"),
         Binding("ctrl+t", "queue", "Queue"),
         Binding("ctrl+l", "lr_find", "LR find"),
+        Binding("ctrl+l", "stop_lr_find", "Stop LR find"),  # the same key while the range test runs
         Binding("ctrl+o", "save_preset", "Save preset"),
         Binding("ctrl+r", "app.runs", "Runs"),
         Binding("tab", "app.focus_next", "Next", show=False),
@@ -73,6 +74,7 @@ class SetupScreen(VittuiScreen):
         ("start", "Start run", "Launch the worker with this recipe and watch it"),
         ("queue", "Queue run", "Put the run in the queue; the scheduler starts it when a slot is free"),
         ("lr_find", "LR range test", "Run `vittui lr-find` on this recipe and offer its suggested lr"),
+        ("stop_lr_find", "Stop the LR range test", "Kill the running `vittui lr-find`; the recipe stays as it is"),
         ("save_preset", "Save preset", "Write the recipe to a TOML file"),
         ("app.runs", "Runs", "Every run in the runs folder"),
         ("help", "Help", "Keys of this screen"),
@@ -80,7 +82,8 @@ class SetupScreen(VittuiScreen):
     HELP_NOTES = ("Edit a field and press enter (or leave it): the value is checked like the CLI checks it;\n"
                   "a bad value shows why and the old one stays. Enter on a model row picks it.\n"
                   "Pre-flight (`vittui check`) reruns a moment after the last edit; ctrl+s and ctrl+t\n"
-                  "refuse a recipe with known problems. ctrl+l runs the LR range test in the background.")
+                  "refuse a recipe with known problems. ctrl+l runs the LR range test in the background;\n"
+                  "ctrl+l again while it runs stops it.")
     PREFLIGHT_SETTLE_S = 1.0  # edits settle this long before pre-flight runs (each one spawns torch)
     PREFLIGHT_TIMEOUT_S = 180.0
     LR_FIND_TIMEOUT_S = 900.0
@@ -88,7 +91,7 @@ class SetupScreen(VittuiScreen):
     starting: var[bool] = var(False, bindings=True)
     """A launch (or an enqueue) is under way: ctrl+s and ctrl+t are off until it lands or fails."""
     finding_lr: var[bool] = var(False, bindings=True)
-    """The LR range test runs: ctrl+l is off until it answers."""
+    """The LR range test runs: ctrl+l stops it instead of starting another."""
 
     def __init__(self, recipe: R.Recipe, preset: str | None = None) -> None:
         super().__init__(classes="setup")
@@ -245,7 +248,9 @@ class SetupScreen(VittuiScreen):
         if action in ("start", "queue"):
             return None if self.starting else True
         if action == "lr_find":
-            return None if self.finding_lr else True
+            return not self.finding_lr
+        if action == "stop_lr_find":
+            return self.finding_lr
         return True
 
     def action_save_preset(self) -> None:
@@ -336,10 +341,18 @@ class SetupScreen(VittuiScreen):
         self.notify("LR range test running… (vittui lr-find, a subprocess)")
         self.run_lr_find(self.recipe)
 
+    def action_stop_lr_find(self) -> None:
+        """Cancelling the worker kills the `vittui lr-find` process (cli_json polls it) and posts nothing."""
+        if not self.finding_lr:
+            return
+        self.workers.cancel_group(self, "lr-find")
+        self.finding_lr = False
+        self.notify("LR range test stopped; optim.lr unchanged")
+
     def watch_finding_lr(self, running: bool) -> None:
         """Said under the editor for as long as it runs (the notification fades)."""
         for pane in self.query(PreflightPane):
-            pane.border_subtitle = "LR range test running… (vittui lr-find)" if running else ""
+            pane.border_subtitle = "LR range test running… (ctrl+l stops it)" if running else ""
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="lr-find", name="lr-find")
     def run_lr_find(self, recipe: R.Recipe) -> None:
@@ -365,7 +378,7 @@ class SetupScreen(VittuiScreen):
     def on_lr_progress(self, message: LrProgress) -> None:
         if self.finding_lr:
             for pane in self.query(PreflightPane):
-                pane.border_subtitle = f"LR range test: step {message.text}"
+                pane.border_subtitle = f"LR range test: step {message.text}  (ctrl+l stops it)"
 
     def on_lr_found(self, message: LrFound) -> None:
         from vittui.ui.screens.lr_find import LrFindModal
