@@ -114,3 +114,23 @@ def test_a_trial_asked_past_n_is_surplus_never_run(cfg, instant, monkeypatch):
     (surplus,) = [t for t in study.get_trials() if t.user_attrs.get("surplus")]
     assert surplus.number == 2 and surplus.state.name == "FAIL" and instant == []
     assert len(real_counted(study.get_trials())) == 2
+
+
+def _first_values(cfg, n: int = 4) -> list[float]:
+    study = optuna.create_study(sampler=driver.make_sampler(cfg, 0))
+    return [study.ask().suggest_float("x", 0.0, 1.0) for _ in range(n)]
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe"])
+def test_one_seed_on_two_boxes_of_a_shared_study_draws_apart(cfg, tmp_path, sampler):
+    """The README's one command on two boxes (one PostgreSQL study, a runs folder each) with one --seed: the
+    boxes must not draw the same values; the runs folder's own SQLite study stays reproducible by its seed."""
+    from dataclasses import replace
+
+    shared = "postgresql://postgres@127.0.0.1:5432/optuna"
+    boxes = [replace(cfg, sampler=sampler, storage=shared, runs_root=tmp_path / f"box{i}") for i in (1, 2)]
+    assert _first_values(boxes[0]) != _first_values(boxes[1])
+    assert _first_values(boxes[0]) == _first_values(replace(boxes[0]))  # a rerun on the same box: the same
+    local = [replace(cfg, sampler=sampler, runs_root=tmp_path / f"box{i}", storage=default_storage(tmp_path / f"box{i}"))
+             for i in (1, 2)]
+    assert _first_values(local[0]) == _first_values(local[1])  # its own study: the seed alone decides

@@ -20,7 +20,9 @@ keeps its last reported value).
 
 from __future__ import annotations
 
+import socket
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -31,7 +33,7 @@ from vittui.runs.registry import is_live, run_state
 from vittui.runs.store import RunDir
 from vittui.runs.slurm import SlurmError
 from vittui.sweep.space import Space
-from vittui.sweep.storage import OBJECTIVES, TrialTags, make_pruner, open_storage, owner_id
+from vittui.sweep.storage import OBJECTIVES, TrialTags, default_storage, make_pruner, open_storage, owner_id
 
 ORPHAN_AFTER_S = 120  # a RUNNING trial that no driver claimed this long ago was asked by a driver that died
 WAITING_STATES = ("queued", "suspended")  # no worker now, but the run is not over: wait for it
@@ -67,10 +69,16 @@ def trial_run_name(study: str, number: int) -> str:
 
 def make_sampler(cfg: SweepConfig, n_done: int):
     """The sampler named by --sampler. The seed is offset by the trials already in the study, so a
-    restarted driver does not draw the first trials' values again (TPE also conditions on them)."""
+    restarted driver does not draw the first trials' values again (TPE also conditions on them). On a study
+    shared between boxes (any storage but the runs folder's own SQLite file) it is offset by the box and its
+    runs folder as well: two boxes started at once with the README's one command and one --seed would
+    otherwise draw the same values, trial for trial, until TPE's random start-up is over."""
     import optuna
 
     seed = None if cfg.seed is None else cfg.seed + n_done
+    if seed is not None and cfg.storage != default_storage(cfg.runs_root):
+        where = f"{socket.gethostname()}:{Path(cfg.runs_root).resolve()}"
+        seed = (seed + zlib.crc32(where.encode())) % 2**32  # NumPy's RandomState takes 32 bits
     if cfg.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if cfg.sampler == "grid":
