@@ -200,6 +200,9 @@ def test_resume_exactly_with_lora(cli, tmp_path):
 @pytest.mark.slow
 def test_resume_exactly_with_two_processes(cli, tmp_path):
     """`--gpus 2` with compute.device = "cpu": two ranks under accelerate (gloo); only rank 0 saves,
-    and the resume skips the first batches of each rank's shard."""
+    and the resume skips the first batches of each rank's shard. With mixup and drop-path, which each rank
+    draws for itself (seeded per rank and step, train/build.py `seed_step`): the checkpoint holds rank 0's
+    RNG only, yet rank 1's draws after the resume must repeat too, or the mean loss would differ."""
     # batches of 16: each rank gets half the epoch, and 32 steps an epoch leave room for KILL_ROOM
-    _kill_resume_stop(cli, tmp_path, "mp", ["compute.device=cpu", "data.batch_size=16"], gpus=2)
+    _kill_resume_stop(cli, tmp_path, "mp", ["compute.device=cpu", "data.batch_size=16", "augment.mixup=0.8",
+                                            "regularize.drop_path=0.1"], gpus=2)

@@ -8,6 +8,7 @@ depend on what draws from them first.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 from dataclasses import dataclass
@@ -136,6 +137,15 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def seed_step(seed: int, rank: int, step: int) -> None:
+    """Several processes: each rank seeds its RNGs from (run.seed, rank, step) before every optimizer step.
+    Mixup's lambdas and the drop-path and dropout masks then differ between ranks (timm seeds seed + rank for
+    the same reason), and a resume still repeats every rank's draws exactly although a checkpoint, written by
+    rank 0 alone, holds only rank 0's RNG (no gather at each save, which would hang the OOM save of one rank)."""
+    digest = hashlib.blake2b(f"{seed}/{rank}/{step}".encode(), digest_size=8).digest()
+    seed_everything(int.from_bytes(digest, "little") >> 1)
 
 
 def _accelerator(recipe: Recipe):

@@ -17,6 +17,8 @@ NAN_ENV = "VITTUI_TEST_NAN_AT_STEP"  # poison the loss once at this optimizer st
 OOM_ENV = "VITTUI_TEST_OOM_AT_STEP"  # raise CUDA out-of-memory at this optimizer step
 NAN_TIMES_ENV = "VITTUI_TEST_NAN_TIMES"  # how many times the NaN step is poisoned (a rewind redoes it)
 SPIKE_ENV = "VITTUI_TEST_SPIKE"  # "STEP:COUNT:SCALE": multiply the loss of COUNT steps from STEP by SCALE, once
+TRACE_ENV = "VITTUI_TEST_RNG_TRACE"  # a folder: each rank appends "STEP TORCH NUMPY" (its RNG states' digests)
+# at every loss to rank<RANK>.txt there (read, never drawn from: the run trains as it would without it)
 
 
 def is_out_of_memory(e: BaseException) -> bool:
@@ -31,6 +33,7 @@ class Faults:
     spike_at: int = 0  # steps spike_at .. spike_at + spike_steps - 1 have their loss scaled, the first time
     spike_steps: int = 0
     spike_scale: float = 10.0
+    rng_trace: str = ""  # a folder (TRACE_ENV)
 
     @classmethod
     def from_env(cls) -> "Faults | None":
@@ -38,8 +41,9 @@ class Faults:
         nan_times = int(os.environ.get(NAN_TIMES_ENV, "1") or 1)
         spike = [float(x) for x in os.environ.get(SPIKE_ENV, "").split(":") if x]
         spike_at, spike_steps, spike_scale = (int(spike[0]), int(spike[1]), spike[2]) if len(spike) == 3 else (0, 0, 1.0)
-        if nan_at or oom_at or spike_at:
-            return cls(nan_at, oom_at, nan_times, spike_at, spike_steps, spike_scale)
+        rng_trace = os.environ.get(TRACE_ENV, "")
+        if nan_at or oom_at or spike_at or rng_trace:
+            return cls(nan_at, oom_at, nan_times, spike_at, spike_steps, spike_scale, rng_trace)
         return None
 
     def wrap(self, criterion: Callable, step: Callable[[], int]) -> Callable:
@@ -62,6 +66,23 @@ class Faults:
             if self.spike_at <= s < self.spike_at + self.spike_steps and s not in spiked:
                 spiked.add(s)  # a redone step (after a rewind) is not spiked again
                 loss = loss * self.spike_scale
+            if self.rng_trace:
+                _trace_rng(self.rng_trace, s)
             return loss
 
         return faulty
+
+
+def _trace_rng(folder: str, step: int) -> None:
+    """Where this process's RNGs stand at this step's loss (after drop-path and mixup drew): digests only."""
+    import hashlib
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    np_state = np.random.get_state()
+    digest = [hashlib.blake2b(b, digest_size=6).hexdigest()
+              for b in (torch.get_rng_state().numpy().tobytes(), np_state[1].tobytes() + bytes(str(np_state[2]), "ascii"))]
+    with open(Path(folder) / f"rank{os.environ.get('RANK', '0')}.txt", "a") as f:
+        f.write(f"{step} {digest[0]} {digest[1]}\n")

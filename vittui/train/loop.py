@@ -23,7 +23,7 @@ import torch
 from vittui.recipe import Recipe
 from vittui.runs import events as ev
 from vittui.train import checkpoint as ckpt
-from vittui.train.build import Built, build
+from vittui.train.build import Built, build, seed_step
 from vittui.train.control_point import CommandSource, ControlPoint, Knobs, StopRequest
 from vittui.train.evaluate import evaluate
 from vittui.train.faults import Faults, is_out_of_memory
@@ -76,6 +76,8 @@ def _loop(b: Built, p: Progress, cp: ControlPoint) -> None:
     """One optimizer step per iteration: `accum` micro-batches, the update, then the extras."""
     pos, guard, batches = p.pos, p.guard, None
     while pos.step < b.total_steps:
+        if b.acc.num_processes > 1:  # each rank draws its own masks and mixup, repeatable from the step alone
+            seed_step(b.recipe.run.seed, b.acc.process_index, pos.step + 1)
         if batches is None or pos.batch == 0:
             batches = _epoch(b.acc, b.train_loader, pos.epoch, pos.batch)
         t_step = time.perf_counter()
