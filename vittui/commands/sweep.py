@@ -101,6 +101,9 @@ def _sweep(args) -> int:
 
         if (slurm_config := slurm_config_of(args)) is None:  # the one line is printed
             return 2
+    lock = root / f"{study}.sweep.lock"
+    if (holder := _driver_holding(lock, study)) is not None:
+        return _error(holder)
     if args.detach:
         return _detach(args, root, study, storage)
     if args.executor == "local":
@@ -111,11 +114,35 @@ def _sweep(args) -> int:
     root.mkdir(parents=True, exist_ok=True)
     print(f"sweep {study}: {args.trials} trials of {', '.join(space.keys)} ({args.sampler}, pruner {args.pruner}, "
           f"{args.objective}); storage {storage}", flush=True)
+    from vittui.runs.lock import RunLocked, acquire, release
+
+    try:
+        acquire(lock)
+    except RunLocked:  # another driver took it since the check above
+        return _error(_driver_holding(lock, study) or f"study {study}: could not take {lock}")
     try:
         drive(cfg, say=lambda line: print(line, flush=True))
     except ValueError as e:  # a study made with another objective or direction, an executor not here
         return _error(str(e))
+    finally:
+        release(lock)
     return _status(args, storage, study=study)
+
+
+def _driver_holding(lock: Path, study: str) -> str | None:
+    """Why this sweep cannot start here: one driver per study and runs folder (a second one would look after
+    the same trials as its own, and tell the trials the first is still enqueueing FAIL). None when free; a
+    lock left by a killed driver is free (its pid is dead)."""
+    from vittui.runs.lock import is_foreign, lock_holder_alive, read_lock
+
+    if not lock_holder_alive(lock):
+        return None
+    info = read_lock(lock) or {}
+    if is_foreign(info):
+        return (f"study {study} is driven from this runs folder by {info.get('host')} (pid {info.get('pid')}); "
+                f"if that driver is gone, delete {lock}")
+    return (f"study {study} already has a driver in {lock.parent} (pid {info.get('pid')}); it goes on by itself: "
+            f"`vittui sweep status {study}` shows it (kill it first to start it again)")
 
 
 def _queue_slots(root: Path, args) -> None:
