@@ -31,6 +31,8 @@ def write(path: Path, text: str) -> Path:
     ("nodes = 0\n", "nodes must be >= 1"),
     ("gpus = true\n", "gpus must be a whole number"),
     ("time = 'an hour'\n", "time must be Slurm's"),
+    ("time = '00:02:00'\n", "signal_seconds = 120 is not less than the time limit ('00:02:00' is 120 s)"),
+    ("time = '3'\nsignal_seconds = 200\n", "signal_seconds = 200 is not less than the time limit ('3' is 180 s)"),
     ("sbatch = '--account=a'\n", "sbatch must be a list of strings"),
     ("sbatch = ['account=a']\n", "each sbatch entry is one sbatch option"),
     ("partition = \n", "is not valid TOML"),
@@ -40,6 +42,14 @@ def test_config_errors_name_the_key(tmp_path, text, says):
     with pytest.raises(slurm.SlurmError) as e:
         slurm.load_config(path)
     assert says in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("text, seconds", [
+    ("90", 90 * 60), ("2:30", 150), ("01:02:03", 3723), ("1-0", 86400), ("2-03:04", (2 * 24 + 3) * 3600 + 240),
+    ("1-00:00:10", 86410), ("UNLIMITED", None), ("INFINITE", None),
+])
+def test_time_limits_in_every_slurm_format(text, seconds):
+    assert slurm.time_limit_seconds(text) == seconds
 
 
 def test_config_loads_every_key(tmp_path):

@@ -248,3 +248,33 @@ def test_the_time_limit_signal_checkpoints_and_the_job_requeues_itself(cli, tmp_
     resumed = losses(run)
     for step in range(1, LONG + 1):
         assert math.isclose(resumed[step], straight[step], rel_tol=1e-6), (step, resumed[step], straight[step])
+
+
+@pytest.mark.slow  # waits for Slurm's own clock: the signal comes 30-90 s after the start, then a requeue
+def test_a_real_time_limit_signals_the_worker_and_the_job_requeues_itself(cli, tmp_path, slurm_cluster):
+    """No scancel this time: a job with a 3-minute limit and `signal_seconds = 90` is signalled by Slurm itself
+    (up to 60 s earlier than asked: Slurm's timer is coarse). The paused worker checkpoints and ends
+    `suspended`, the job script requeues the job, and the same job finishes the run with every step once."""
+    toml = tiny_toml(tmp_path / "tiny.toml", TINY_PROCESS + [f"schedule.max_steps={LONG}", "run.checkpoint_every=1000"])
+    config = tmp_path / "slurm.toml"
+    config.write_text('time = "00:03:00"\nsignal_seconds = 90\ncpus = 1\n')
+    out = cli("train", str(toml), "--executor", "slurm", "--slurm-config", str(config), "--name", "tl").stdout
+    run = cli.root / "tl"
+    slurm_cluster.extend(job_ids(run))
+    job = job_ids(run)[-1]
+    assert f"submitted tl as slurm job {job}" in out, out
+    assert "#SBATCH --time=00:03:00" in (run / "slurm.sbatch").read_text()
+    wait_for(lambda: len(step_numbers(events(run))) >= 5, timeout=180, what="5 steps under slurm")
+    cli("ctl", "tl", "pause", "--wait", "60")  # it would finish 60 steps long before any time limit
+    wait_for(lambda: "requeueing slurm job" in (run / "worker.log").read_text(), timeout=200,
+             what="Slurm's own SIGUSR1 before the time limit, and the script's requeue")
+    said = [e for e in events(run) if isinstance(e, ev.Status) and e.state == "suspended"]
+    assert len(said) == 1 and f"slurm job {job}'s time limit is near" in said[0].reason, said
+    at = said[0].step
+    assert status(run)["last_checkpoint_step"] == at
+    wait_for(lambda: squeue_state(job) == "PENDING", timeout=60, what="the job back in Slurm's queue")
+    start_requeued_now(job)
+    wait_for(lambda: status(run).get("state") == "finished", timeout=240, what="the requeued job to finish")
+    assert job_ids(run) == [job]
+    assert step_numbers(events(run)) == list(range(1, LONG + 1))
+    assert [e.resumed_from_step for e in events(run) if isinstance(e, ev.RunStarted)] == [0, at]

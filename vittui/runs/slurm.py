@@ -60,6 +60,22 @@ RUNNING_STATES = ("RUNNING", "COMPLETING", "SUSPENDED", "STAGE_OUT", "SIGNALING"
 _TIME = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$|^UNLIMITED$|^INFINITE$")
 
 
+def time_limit_seconds(text: str) -> int | None:
+    """A time in Slurm's format (`minutes`, `minutes:seconds`, `hours:minutes:seconds`, `days-hours`,
+    `days-hours:minutes`, `days-hours:minutes:seconds`) in seconds; None for no limit."""
+    if text in ("UNLIMITED", "INFINITE"):
+        return None
+    days, _, rest = text.rpartition("-")
+    parts = [int(x) for x in rest.split(":")]
+    if days:  # days-hours[:minutes[:seconds]]
+        h, m, sec = (parts + [0, 0])[:3]
+    elif len(parts) == 3:  # hours:minutes:seconds
+        h, m, sec = parts
+    else:  # minutes[:seconds]
+        h, m, sec = 0, parts[0], (parts[1] if len(parts) == 2 else 0)
+    return ((int(days or 0) * 24 + h) * 60 + m) * 60 + sec
+
+
 class SlurmError(ValueError):
     """Slurm cannot take the run (no sbatch, a bad config, sbatch refused the job): one line for the user."""
 
@@ -103,6 +119,11 @@ class SlurmConfig:
         if not _TIME.match(config.time):
             raise SlurmError(f"{source}: time must be Slurm's [days-]hours:minutes:seconds or minutes "
                              f"(got {config.time!r})")
+        limit = time_limit_seconds(config.time)
+        if limit is not None and config.signal_seconds >= limit:
+            raise SlurmError(f"{source}: signal_seconds = {config.signal_seconds} is not less than the time limit "
+                             f"({config.time!r} is {limit} s): Slurm would signal the run as it starts; lower "
+                             "signal_seconds or raise time")
         for line in config.sbatch:
             if not line.startswith("-") or "\n" in line:
                 raise SlurmError(f"{source}: each sbatch entry is one sbatch option starting with '-' (got {line!r})")
