@@ -30,6 +30,7 @@ def test_a_second_driver_on_the_same_study_and_folder_refuses(tmp_path):
     first = start_sweep(tmp_path, runs, 3, *ARGS)
     try:
         wait_for(lambda: (read_lock(lock) or {}).get("pid") == first.pid, timeout=120, what="the driver's lock")
+        wait_for(lambda: (runs / "held-t0000").exists(), timeout=120, what="its first trial (the study made)")
         def not_trials():  # the first driver's trials come and go meanwhile
             return sorted(p.name for p in runs.iterdir() if not p.name.startswith("held-t"))
 
