@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -238,3 +239,29 @@ def test_resume_before_the_first_checkpoint_starts_over_with_the_same_losses(cli
     rows = (run / "summary.csv").read_text().splitlines()
     assert [r.split(",")[6] for r in rows[1:]] == ["3", "6", "9", "12", "15", "18", "20"]  # no row of the first attempt
     assert rows == (cli.root / "u" / "summary.csv").read_text().splitlines()
+
+
+def test_a_broken_recipe_at_resume_is_one_line_and_loses_nothing(cli, tmp_path):
+    """A run's recipe.toml edited by hand between a stop and `--resume`: a TOML typo, then a value the
+    validator refuses. Each is one line naming the file (exit 2, no traceback); no worker starts and the
+    run's history, status and checkpoints are as they were; with the recipe mended, `--resume` answers again."""
+    from tiny import TINY_PROCESS, tiny_toml
+
+    toml = tiny_toml(tmp_path / "r.toml", TINY_PROCESS + ["schedule.max_steps=3", "run.checkpoint_every=3"])
+    cli("train", str(toml), "--name", "r", timeout=180)
+    run = cli.root / "r"
+    good = (run / "recipe.toml").read_text()
+    kept = {name: (run / name).read_bytes() for name in ("events.jsonl", "status.json")}
+    checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
+    for broken, says in ((good + "this is [not toml\n", "TOML syntax error"),
+                         (re.sub(r"(?m)^lr = .*$", "lr = -1.0", good, count=1), "optim.lr must be > 0 (got -1.0)")):
+        (run / "recipe.toml").write_text(broken)
+        p = cli("train", "--resume", "r", check=False, timeout=120)
+        assert p.returncode == 2, p.stdout + p.stderr
+        lines = p.stderr.strip().splitlines()
+        assert len(lines) == 1 and says in lines[0] and str(run / "recipe.toml") in lines[0], lines
+        assert {name: (run / name).read_bytes() for name in kept} == kept
+        assert sorted(p.name for p in (run / "checkpoints").iterdir()) == checkpoints
+    (run / "recipe.toml").write_text(good)
+    cli("train", "--resume", "r", timeout=180)
+    assert status(run)["state"] == "finished"

@@ -324,6 +324,30 @@ async def test_report_screen_offers_to_evaluate_and_runs_the_cli(runs_root, no_g
     fr.close()
 
 
+@pytest.mark.slow  # a real `vittui eval` (calibration, robustness, throughput) on a tiny run: ~20 s
+async def test_report_screen_runs_the_real_eval_on_a_trained_run(runs_root, no_gpu, run_a):
+    """No stand-in: e on a finished tiny run runs the real `vittui eval` subprocess, which writes report.json,
+    and the screen draws what that file says (images, top-1, ECE, the confusion counts)."""
+    import json
+    import shutil
+
+    shutil.copytree(run_a, runs_root / "a")  # the session's shared run stays without a report
+    app = create_app(runs_root, gpu_source=no_gpu, attach="a")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen) and app.screen.state == "finished")
+        await pilot.press("v")
+        await wait_for(pilot, lambda: "press e to run" in screen_text(app), what="the offer to evaluate")
+        await pilot.press("e")
+        await wait_for(pilot, lambda: app.screen.report is not None, timeout=300, what="the real eval's report")
+        screen = app.screen
+        assert screen.eval_rc == 0, screen.eval_lines
+        written = json.loads((runs_root / "a" / "report.json").read_text())
+        n, top1, ece = written["n"], written["top1"], written["ece"]
+        assert n > 0 and sum(map(sum, written["confusion"])) == n
+        await wait_for(pilot, lambda: f"{n} validation images   top-1 {100 * top1:.1f}%   ECE {ece:.4f}"
+                       in screen_text(app), what="the report's numbers drawn")
+
+
 def test_eval_command_is_the_cli_in_a_subprocess(tmp_path):
     import sys
 
