@@ -1,8 +1,10 @@
 """The training loop's evaluation: mean loss, top-1 and top-5 on the validation loader.
 
-`logits_over` is the shared part — eval mode, no gradients, a forked RNG (evaluating never shifts
-training), batches moved to the device, unreadable images noted — so a fuller report (confusion,
-calibration: `vittui.analysis.evaluate`) can walk a loader the same way.
+`logits_over` walks the loader — eval mode, no gradients, a forked RNG (evaluating never shifts
+training), batches moved to the device, the recipe's autocast, unreadable images noted. The fuller report
+of `vittui eval` (confusion, calibration, robustness: `vittui.analysis.evaluate._predict`) walks it on its
+own, in float32 and with corruptions applied to the batches, so under bf16 its loss and top-1 can differ
+from the training evals' in the last digits.
 """
 
 from __future__ import annotations
