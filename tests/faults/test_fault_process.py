@@ -188,7 +188,7 @@ def _assert_stopped_with_checkpoint(run: Path) -> None:
     assert not (run / "worker.lock").exists()
     found = find(run / "checkpoints", "last")
     assert found.name == f"step-{step:08d}"
-    assert load_state(found)["position"]["step"] == step
+    assert load_state(found).position.step == step
 
 
 _SENDER = """
@@ -293,8 +293,7 @@ def _fill_with_checkpoints(ckdir: Path):
     for step in range(1, 100):
         with torch.no_grad():
             model.weight.add_(1.0)
-        state = {"optimizer": opt.state_dict(), "position": {"step": step, "epoch": 0, "batch": step},
-                 "rng": ckpt.rng_state(), "best_top1": None, "last_top1": None}
+        state = ckpt.TrainState(optimizer=opt.state_dict(), position=ckpt.Position(step, 0, step), rng=ckpt.rng_state())
         try:
             ckpt.save(ckdir, step, model=model, state=state, keep_last=1000)
         except Exception as e:  # noqa: BLE001 - safetensors, torch.save and os each word it differently
@@ -320,7 +319,7 @@ def test_disk_full_while_writing_a_checkpoint_keeps_the_previous_one(small_fs):
     prev = max(saved)
     found = ckpt.find(ckdir, "last")
     assert found is not None and found.name == f"step-{prev:08d}"
-    assert ckpt.load_state(found)["position"]["step"] == prev
+    assert ckpt.load_state(found).position.step == prev
     fresh = nn.Linear(128, 128)
     ckpt.load_weights(fresh, found)
     for k, v in fresh.state_dict().items():

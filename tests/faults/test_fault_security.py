@@ -70,10 +70,37 @@ def test_load_state_uses_weights_only(tmp_path, monkeypatch):
 
     folder = tmp_path / "c"
     folder.mkdir()
-    torch.save({"position": {"step": 3}, "rng": {"torch": torch.get_rng_state()}}, folder / "state.pt")
+    torch.save({"optimizer": {}, "position": {"step": 3, "epoch": 0, "batch": 3}, "rng": {"torch": torch.get_rng_state()}},
+               folder / "state.pt")
     monkeypatch.setattr(torch, "load", spy)
-    assert ckpt.load_state(folder)["position"]["step"] == 3  # plain containers and tensors still load
+    assert ckpt.load_state(folder).position.step == 3  # plain containers and tensors still load
     assert seen.get("weights_only") is True
+
+
+def test_an_older_state_loads_with_the_defaults_of_what_it_lacks(tmp_path):
+    """A checkpoint from before early stopping, the spike rule and the live lr knob: the metrics fall back to
+    top-1, the rest to their defaults (checkpoint.TrainState.from_dict); a state with no position is refused."""
+    folder = tmp_path / "old"
+    folder.mkdir()
+    torch.save({"optimizer": {"state": {}}, "position": {"step": 7, "epoch": 1, "batch": 2}, "rng": {},
+                "best_top1": 81.5, "last_top1": 80.0}, folder / "state.pt")
+    s = ckpt.load_state(folder)
+    assert (s.position, s.best_metric, s.last_metric) == (ckpt.Position(7, 1, 2), 81.5, 80.0)
+    assert (s.early_stop, s.divergence, s.lr_multiplier, s.scaler) == (None, None, 1.0, None)
+    torch.save({"optimizer": {}, "rng": {}}, folder / "state.pt")
+    with pytest.raises(ckpt.CheckpointError, match="is not a vittui training state"):
+        ckpt.load_state(folder)
+
+
+def test_a_state_round_trips_through_state_pt(tmp_path):
+    state = ckpt.TrainState(optimizer={"state": {}, "param_groups": []}, position=ckpt.Position(12, 2, 4),
+                            rng=ckpt.rng_state(), best_top1=90.0, last_top1=88.0, best_metric=0.31, last_metric=0.35,
+                            early_stop={"best": 0.31, "bad_evals": 1}, divergence={"mean": 1.2, "weight": 0.9, "seen": 12},
+                            lr_multiplier=0.5, scaler={"scale": 1024.0})
+    folder = ckpt.save(tmp_path / "checkpoints", 12, model=torch.nn.Linear(2, 2), state=state, keep_last=2)
+    back = ckpt.load_state(folder)
+    assert back.rng["torch"].equal(state.rng["torch"])
+    assert {k: v for k, v in back.to_dict().items() if k != "rng"} == {k: v for k, v in state.to_dict().items() if k != "rng"}
 
 
 def _inproc_recipe(**extra) -> Recipe:

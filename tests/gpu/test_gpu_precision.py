@@ -57,9 +57,9 @@ def test_autocast_steps_run_in_the_precision(tmp_path, monkeypatch, precision, d
     state = ckpt.load_state(ckpt.find(run.checkpoints, "last"))
     if precision == "fp16":
         assert isinstance(acc.scaler, torch.amp.GradScaler) and acc.scaler.is_enabled()
-        assert state["scaler"]["scale"] == acc.scaler.get_scale() > 0  # resumable: the scale is saved
+        assert state.scaler["scale"] == acc.scaler.get_scale() > 0  # resumable: the scale is saved
     else:
-        assert acc.scaler is None and "scaler" not in state  # bf16 needs no loss scaling
+        assert acc.scaler is None and state.scaler is None  # bf16 needs no loss scaling
 
 
 def test_fused_adamw_is_built_fused_and_steps(tmp_path, monkeypatch):

@@ -52,8 +52,8 @@ def test_exact_resume_with_cuda_rng_matches_a_straight_run(tmp_path, determinist
     split, first = train_stopped_at(r, tmp_path, "split", stop_at)
     assert first.state == "stopped" and first.step == stop_at
     saved = ckpt.load_state(ckpt.find(split.checkpoints, "last"))
-    assert saved["position"]["step"] == stop_at
-    cuda_states = saved["rng"]["cuda"]
+    assert saved.position.step == stop_at
+    cuda_states = saved.rng["cuda"]
     assert len(cuda_states) == torch.cuda.device_count()
     second = train(r, split.path, resume=True)
     assert second.state == "finished"

@@ -164,8 +164,8 @@ def test_a_resumed_run_judges_a_spike_at_once_with_the_mean_its_checkpoint_kept(
             control.send("stop")
 
     assert train(r, run.path, control, on_event=on_event).step == 12
-    kept = ckpt.load_state(ckpt.find(run.checkpoints, "12"))["divergence"]
-    assert kept["seen"] == 12 and kept == pytest.approx(ckpt.load_state(ckpt.find(straight.checkpoints, "12"))["divergence"])
+    kept = ckpt.load_state(ckpt.find(run.checkpoints, "12")).divergence
+    assert kept["seen"] == 12 and kept == pytest.approx(ckpt.load_state(ckpt.find(straight.checkpoints, "12")).divergence)
     # steps 13 and 14 spike right after the resume: judged at once against the kept mean, not after another
     # warm-up of WARMUP steps (which would outlast the run: it ends at 16)
     result = train(r, run.path, resume=True, faults=Faults(spike_at=13, spike_steps=2, spike_scale=50.0))

@@ -3,7 +3,8 @@
     checkpoints/step-00001234/
       model.safetensors   weights (the trained model; LoRA adapters included)
       ema.safetensors     EMA weights when the recipe uses EMA
-      state.pt            optimizer, scheduler, scaler, RNG states, data position — loaded with
+      state.pt            a TrainState (below): optimizer, scaler, RNG states, data position, metrics,
+                          early stopping, the spike rule's mean, the lr knob — loaded with
                           weights_only=True, so a crafted pickle cannot run code
     checkpoints/last.json, best.json   pointers, rewritten atomically
 
@@ -70,7 +71,42 @@ class Position:
     batch: int  # micro-batches of that epoch already consumed
 
 
-def save(ckpt_dir: Path, step: int, *, model, ema=None, state: dict[str, Any], keep_last: int,
+@dataclass
+class TrainState:
+    """What state.pt holds beside the weights: one schema for the loop that saves it (loop.save_checkpoint)
+    and the resume that reads it (resume._restore). Checkpoints from before a field existed lack it;
+    `from_dict` gives each its default here, in one place."""
+
+    optimizer: dict[str, Any]
+    position: Position
+    rng: dict[str, Any]  # rng_state() of rank 0 (several ranks reseed per step: build.seed_step)
+    best_top1: float | None = None
+    last_top1: float | None = None
+    best_metric: float | None = None  # schedule.early_stop_metric; top-1 in checkpoints older than it
+    last_metric: float | None = None
+    early_stop: dict[str, Any] | None = None  # EarlyStop.state()
+    divergence: dict[str, Any] | None = None  # the spike rule's running mean, DivergenceRule.state()
+    lr_multiplier: float = 1.0  # the live knob
+    scaler: dict[str, Any] | None = None  # fp16's GradScaler
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "scaler"}
+        d["position"] = {"step": self.position.step, "epoch": self.position.epoch, "batch": self.position.batch}
+        if self.scaler is not None:
+            d["scaler"] = self.scaler
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainState":
+        return cls(optimizer=d["optimizer"], position=Position(**d["position"]), rng=d["rng"],
+                   best_top1=d.get("best_top1"), last_top1=d.get("last_top1"),
+                   best_metric=d.get("best_metric", d.get("best_top1")),
+                   last_metric=d.get("last_metric", d.get("last_top1")),
+                   early_stop=d.get("early_stop"), divergence=d.get("divergence"),
+                   lr_multiplier=float(d.get("lr_multiplier", 1.0)), scaler=d.get("scaler"))
+
+
+def save(ckpt_dir: Path, step: int, *, model, ema=None, state: TrainState, keep_last: int,
          best: bool = False, metric: float | None = None) -> Path:
     ckpt_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     final = ckpt_dir / f"step-{step:08d}"
@@ -81,7 +117,7 @@ def save(ckpt_dir: Path, step: int, *, model, ema=None, state: dict[str, Any], k
         save_model(model, str(tmp / "model.safetensors"))
         if ema is not None:
             save_model(ema, str(tmp / "ema.safetensors"))
-        torch.save(state, tmp / "state.pt")
+        torch.save(state.to_dict(), tmp / "state.pt")
         for f in tmp.iterdir():  # torch and safetensors follow the umask; a run is owner-only
             os.chmod(f, 0o600)
         if final.exists():
@@ -162,12 +198,16 @@ def drop_after(ckpt_dir: Path, step: int) -> None:
         (ckpt_dir / "best.json").unlink(missing_ok=True)
 
 
-def load_state(path: Path) -> dict[str, Any]:
+def load_state(path: Path) -> TrainState:
     """The training state; weights_only=True refuses anything but tensors and plain containers."""
     try:
-        return torch.load(path / "state.pt", map_location="cpu", weights_only=True)
+        d = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
     except Exception as e:  # pickle.UnpicklingError and friends
         raise CheckpointError(f"refusing to load {path / 'state.pt'}: {e}") from None
+    try:
+        return TrainState.from_dict(d)
+    except (KeyError, TypeError) as e:
+        raise CheckpointError(f"{path / 'state.pt'} is not a vittui training state (missing {e})") from None
 
 
 def load_weights(model, path: Path, ema: bool = False) -> None:

@@ -275,20 +275,11 @@ def save_checkpoint(b: Built, p: Progress) -> None:
         p.best_top1, p.best_metric = p.last_top1, p.last_metric
     st.unsaved_best = False
     pos = p.pos
-    state = {
-        "optimizer": b.optimizer.state_dict(),
-        "position": {"step": pos.step, "epoch": pos.epoch, "batch": pos.batch},
-        "rng": ckpt.rng_state(),
-        "best_top1": p.best_top1,
-        "last_top1": p.last_top1,
-        "best_metric": p.best_metric,
-        "last_metric": p.last_metric,
-        "early_stop": p.stopper.state(),
-        "divergence": p.guard.state(),
-        "lr_multiplier": p.knobs.lr_multiplier,
-    }
-    if b.acc.scaler is not None:
-        state["scaler"] = b.acc.scaler.state_dict()
+    state = ckpt.TrainState(
+        optimizer=b.optimizer.state_dict(), position=ckpt.Position(pos.step, pos.epoch, pos.batch),
+        rng=ckpt.rng_state(), best_top1=p.best_top1, last_top1=p.last_top1, best_metric=p.best_metric,
+        last_metric=p.last_metric, early_stop=p.stopper.state(), divergence=p.guard.state(),
+        lr_multiplier=p.knobs.lr_multiplier, scaler=b.acc.scaler.state_dict() if b.acc.scaler is not None else None)
     path = ckpt.save(b.out.run.checkpoints, pos.step, model=b.raw_model,
                      ema=b.ema.module if b.ema is not None else None, state=state,
                      keep_last=b.recipe.run.keep_last, best=is_best, metric=p.last_top1)

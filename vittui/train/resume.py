@@ -63,16 +63,15 @@ def _restore(b: Built, found: Path) -> tuple[Progress, dict]:
     ckpt.load_weights(b.raw_model, found)
     if b.ema is not None and (found / "ema.safetensors").exists():
         ckpt.load_weights(b.ema.module, found, ema=True)
-    b.optimizer.load_state_dict(state["optimizer"])
-    if "scaler" in state and b.acc.scaler is not None:
-        b.acc.scaler.load_state_dict(state["scaler"])
-    pos = ckpt.Position(**state["position"])
+    b.optimizer.load_state_dict(state.optimizer)
+    if state.scaler is not None and b.acc.scaler is not None:
+        b.acc.scaler.load_state_dict(state.scaler)
+    pos = state.position
     if pos.batch >= b.batches_per_epoch:  # saved at an epoch's last step, before it rolled over
         pos = ckpt.Position(step=pos.step, epoch=pos.epoch + 1, batch=0)
-    last_metric = state.get("last_metric", state.get("last_top1"))  # checkpoints before early stopping: top-1
-    p = Progress(pos=pos, best_top1=state.get("best_top1"), last_top1=state.get("last_top1"),
-                 last_metric=last_metric, best_metric=state.get("best_metric", state.get("best_top1")))
-    p.stopper.load(state.get("early_stop"))
-    p.guard.load(state.get("divergence"))
-    p.knobs.lr_multiplier = float(state.get("lr_multiplier", 1.0))
-    return p, state["rng"]
+    p = Progress(pos=pos, best_top1=state.best_top1, last_top1=state.last_top1, last_metric=state.last_metric,
+                 best_metric=state.best_metric)
+    p.stopper.load(state.early_stop)
+    p.guard.load(state.divergence)
+    p.knobs.lr_multiplier = state.lr_multiplier
+    return p, state.rng
