@@ -73,7 +73,8 @@ def test_detached_run_is_controlled_from_the_shell(cli, tiny_toml, tmp_path):
         assert "paused" in cli("runs").stdout
         cli("ctl", "r", "resume", "--wait", "30")
         wait_for(lambda: steps(run)[-1] > held + 2)
-        assert steps(run) == list(range(1, len(steps(run)) + 1))  # same sequence, nothing skipped
+        seen = steps(run)  # read once: the run goes on stepping between two reads (CI, 2026-12-02: 39 vs 40)
+        assert seen == list(range(1, len(seen) + 1))  # same sequence, nothing skipped
 
         # kill -9, then resume from the last checkpoint with the history intact
         wait_for(lambda: status(run).get("last_checkpoint_step"))
@@ -241,6 +242,7 @@ def test_resume_before_the_first_checkpoint_starts_over_with_the_same_losses(cli
     assert rows == (cli.root / "u" / "summary.csv").read_text().splitlines()
 
 
+@pytest.mark.slow  # ~12 s: a tiny run, three resumes; the default tier stays under 10 minutes on 2 cores
 def test_a_broken_recipe_at_resume_is_one_line_and_loses_nothing(cli, tmp_path):
     """A run's recipe.toml edited by hand between a stop and `--resume`: a TOML typo, then a value the
     validator refuses. Each is one line naming the file (exit 2, no traceback); no worker starts and the
