@@ -1,6 +1,7 @@
 """Two processes through `accelerate launch` on the CPU (gloo): one event stream, both ranks train,
 pause and resume reach every rank, and a pause holds (the paused run answers a command and takes no step)."""
 
+import pytest
 from e2e_helpers import status, wait_for
 from tiny import kill_processes, run_processes
 
@@ -8,6 +9,7 @@ from vittui.runs import control
 from vittui.runs import events as ev
 
 
+@pytest.mark.slow  # ~11 s: two processes under accelerate launch; the default tier stays under 10 minutes
 def test_two_cpu_processes_train_one_run(cli, tiny_toml, tmp_path):
     # `--gpus 2` is `accelerate launch --multi_gpu --num_processes 2`; with compute.device = "cpu" every
     # process trains on the CPU and they talk through gloo

@@ -120,6 +120,7 @@ def finetune_beats_scratch(journey, name: str, *settings: str):
     return tuned
 
 
+@pytest.mark.slow  # ~31 s with the journey's set-up (shared with the LoRA/export journeys, slow too)
 def test_finetune_with_frozen_blocks_beats_scratch_and_keeps_the_file_weights(journey):
     sh, weights = journey.sh, journey.weights
     tuned = finetune_beats_scratch(journey, "frozen", "adapt.freeze=first_n", "adapt.freeze_blocks=1")

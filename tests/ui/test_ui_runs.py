@@ -67,6 +67,7 @@ def suspended_worker(runs_root):
     return run, status(run.path)["step"]
 
 
+@pytest.mark.slow  # ~13 s: a real worker suspended and resumed; the default tier stays under 10 minutes
 async def test_resume_key_resumes_a_real_suspended_worker(runs_root, no_gpu):
     ended(runs_root, "done")
     run, at = suspended_worker(runs_root)
