@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -36,40 +37,25 @@ def _create_database(host: str, port: int, user: str) -> str:
 
 @pytest.fixture(scope="session")
 def postgres_url():
-    """A database on a PostgreSQL server listening on 127.0.0.1: CI's server when VITTUI_TEST_POSTGRES_URL names
-    it, else one started here with initdb + pg_ctl as the postgres user into a temp folder. Skips (with the
-    reason) where the binaries are absent."""
-    given = os.environ.get("VITTUI_TEST_POSTGRES_URL")
-    if given:
-        from urllib.parse import urlsplit
-
-        u = urlsplit(given)
-        if shutil.which("psql") is None:
-            pytest.skip("PostgreSQL test: psql not on PATH (install postgresql to run it)")
-        name = _create_database(u.hostname or "127.0.0.1", u.port or 5432, u.username or "postgres")
-        yield f"{u.scheme}://{u.netloc}/{name}"
-        return
-    for tool in ("initdb", "pg_ctl", "psql", "runuser"):
+    """A fresh database on a PostgreSQL server listening on 127.0.0.1: CI's server when VITTUI_TEST_POSTGRES_URL
+    names it, else one started for this session by the same `.ci/postgres.sh` CI uses. Skips (with the reason)
+    where the binaries are absent."""
+    server = os.environ.get("VITTUI_TEST_POSTGRES_URL")
+    tools = ("psql",) if server else ("initdb", "pg_ctl", "psql", "runuser")
+    for tool in tools:
         if shutil.which(tool) is None:
             pytest.skip(f"PostgreSQL test: {tool} not on PATH (install postgresql to run it)")
-    if os.geteuid() != 0:
+    if not server and os.geteuid() != 0:
         pytest.skip("PostgreSQL test: needs root to run initdb as the postgres user (runuser)")
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    d = Path(tempfile.mkdtemp(prefix="vittui-pg-"))
-    shutil.chown(d, "postgres")
-    as_pg = ["runuser", "-u", "postgres", "--"]
-    subprocess.run(as_pg + ["initdb", "-D", str(d / "data"), "-A", "trust", "-U", "postgres"], check=True,
-                   capture_output=True, timeout=300)
-    subprocess.run(as_pg + ["pg_ctl", "-D", str(d / "data"), "-o", f"-p {port} -k {d} -c listen_addresses=127.0.0.1",
-                            "-l", str(d / "log"), "-w", "start"], check=True, capture_output=True, timeout=300)
+    script = Path(__file__).parents[2] / ".ci" / "postgres.sh"
+    d = None if server else Path(tempfile.mkdtemp(prefix="vittui-pg-"))
     try:
-        name = _create_database("127.0.0.1", port, "postgres")
-        yield f"postgresql://postgres@127.0.0.1:{port}/{name}"
+        if d is not None:
+            subprocess.run(["bash", str(script), "start", str(d)], check=True, capture_output=True, timeout=300)
+            server = (d / "url").read_text().strip()
+        u = urlsplit(server)
+        name = _create_database(u.hostname or "127.0.0.1", u.port or 5432, u.username or "postgres")
+        yield f"{u.scheme}://{u.netloc}/{name}"
     finally:
-        subprocess.run(as_pg + ["pg_ctl", "-D", str(d / "data"), "-m", "immediate", "stop"], capture_output=True,
-                       timeout=120)
-        shutil.rmtree(d, ignore_errors=True)
+        if d is not None:
+            subprocess.run(["bash", str(script), "stop", str(d)], capture_output=True, timeout=120)
